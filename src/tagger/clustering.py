@@ -1,0 +1,105 @@
+"""User vectors → segments: PCA, then HDBSCAN, then an explicit policy for noise users.
+
+sklearn-style: `__init__` stores parameters, `fit` sets attributes ending in `_`.
+HDBSCAN's cost grows faster than linearly, so above `max_fit_users` it is fitted on a seeded
+sample and the rest are placed with `hdbscan.approximate_predict`.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+NOISE = -1
+
+
+def default_min_segment_size(n_users: int) -> int:
+    """Grows like sqrt(n): ~9 at 300 users, ~50 at 10k, 500 at 1M; never below 3."""
+    return max(3, round(math.sqrt(n_users) / 2))
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
+class Segmenter:
+    def __init__(self, *, min_segment_size: int | None = None, min_samples: int | None = None,
+                 reduce_dims: int = 16, assign_noise: bool = True, selection: str = "eom",
+                 max_fit_users: int = 50_000, seed: int = 0):
+        self.min_segment_size = min_segment_size
+        self.min_samples = min_samples
+        self.reduce_dims = reduce_dims
+        self.assign_noise = assign_noise
+        self.selection = selection
+        self.max_fit_users = max_fit_users
+        self.seed = seed
+
+    def fit(self, vectors: np.ndarray) -> Segmenter:
+        """Sets labels_ (NOISE = -1), strengths_ (cosine to own centroid, 0..1), assigned_by_
+        ('cluster', 'nearest' or 'noise'), centroids_ (full space, unit), min_segment_size_."""
+        import hdbscan
+
+        n = len(vectors)
+        vectors = _unit(np.asarray(vectors, np.float32))
+        self.min_segment_size_ = self.min_segment_size or default_min_segment_size(n)
+        reduced = self._reduce(vectors)
+        rng = np.random.default_rng(self.seed)
+        fit_rows = np.sort(rng.choice(n, self.max_fit_users, replace=False)) if n > self.max_fit_users else np.arange(n)
+
+        labels = np.full(n, NOISE)
+        size = min(self.min_segment_size_, max(2, len(fit_rows) // 2))
+        while True:
+            model = hdbscan.HDBSCAN(
+                min_cluster_size=size, min_samples=self.min_samples or max(1, size // 2),
+                cluster_selection_method=self.selection, prediction_data=n > len(fit_rows),
+                core_dist_n_jobs=1,
+            ).fit(reduced[fit_rows])
+            if model.labels_.max() >= 1 or size <= 2:
+                break
+            size = max(2, size // 2)  # fewer than two segments: look for finer structure
+        labels[fit_rows] = model.labels_
+        self.hdbscan_probability_ = np.zeros(n)
+        self.hdbscan_probability_[fit_rows] = model.probabilities_
+        if n > len(fit_rows):
+            rest = np.setdiff1d(np.arange(n), fit_rows)
+            for start in range(0, len(rest), 100_000):
+                part = rest[start : start + 100_000]
+                labels[part], self.hdbscan_probability_[part] = hdbscan.approximate_predict(model, reduced[part])
+        self.clusterer_ = model
+        self.assigned_by_ = np.where(labels == NOISE, "noise", "cluster").astype(object)
+
+        if labels.max() < 0:  # no structure at all: one segment holds everyone
+            labels[:] = 0
+            self.assigned_by_[:] = "nearest"
+        self.centroids_ = self._centroids(vectors, labels)
+        if self.assign_noise:
+            noise = labels == NOISE
+            if noise.any():
+                labels[noise] = np.argmax(vectors[noise] @ self.centroids_.T, axis=1)
+                self.assigned_by_[noise] = "nearest"
+                self.centroids_ = self._centroids(vectors, labels)
+        self.labels_ = labels
+        self.strengths_ = np.where(labels >= 0, np.clip(np.einsum("ij,ij->i", vectors,
+                                   self.centroids_[np.maximum(labels, 0)]), 0, 1), 0.0)
+        self.final_min_segment_size_ = size
+        return self
+
+    def _reduce(self, vectors: np.ndarray) -> np.ndarray:
+        dims = min(self.reduce_dims, vectors.shape[1], max(1, len(vectors) - 1))
+        if not self.reduce_dims or dims >= vectors.shape[1]:
+            self.reducer_ = None
+            return vectors
+        from sklearn.decomposition import PCA
+
+        self.reducer_ = PCA(n_components=dims, random_state=self.seed, svd_solver="randomized")
+        sample = vectors if len(vectors) <= 200_000 else vectors[np.random.default_rng(self.seed).choice(len(vectors), 200_000, replace=False)]
+        self.reducer_.fit(sample)
+        return _unit(self.reducer_.transform(vectors)).astype(np.float32)
+
+    @staticmethod
+    def _centroids(vectors: np.ndarray, labels: np.ndarray) -> np.ndarray:
+        k = labels.max() + 1
+        sums = np.zeros((k, vectors.shape[1]), np.float32)
+        np.add.at(sums, labels[labels >= 0], vectors[labels >= 0])
+        return _unit(sums)

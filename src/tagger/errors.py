@@ -1,0 +1,27 @@
+"""One exception family: every error a user can cause ends up as a one-line CLI message."""
+
+from __future__ import annotations
+
+
+class TaggerError(Exception):
+    """Base class. `str(err)` is the whole message shown to the user: problem, then fix."""
+
+    exit_code = 2
+
+
+class InputError(TaggerError):
+    """The input data cannot be used as given."""
+
+
+class ConfigError(TaggerError):
+    """An option, prompt template or setting is invalid."""
+
+
+class ModelError(TaggerError):
+    """A model, engine or encoder could not be loaded or did not answer."""
+
+    exit_code = 3
+
+
+class OutputError(TaggerError):
+    """The output folder cannot be written as asked."""

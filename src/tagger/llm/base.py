@@ -1,0 +1,64 @@
+"""The engine contract: many chats in, one JSON-constrained completion per chat out."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Sequence
+from typing import Any, Protocol, runtime_checkable
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from tagger.errors import ConfigError
+
+Messages = list[dict[str, str]]
+
+
+class GenerationParams(BaseModel):
+    """Sampling settings shared by every request of one batched call (part of the cache key)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max_tokens: int = Field(default=160, ge=1, le=8192)
+    temperature: float = Field(default=0.0, ge=0.0, le=2.0)
+    seed: int = 0
+
+
+class Completion(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    text: str
+    finish_reason: str = "stop"  # "length" means the budget cut the JSON short
+    prompt_tokens: int = 0
+    output_tokens: int = 0
+    error: str = ""  # set when the engine could not answer this one request
+
+
+@runtime_checkable
+class Engine(Protocol):
+    """What tagging and naming need from a model. Implementations batch internally."""
+
+    model_id: str
+
+    def generate(
+        self, chats: Sequence[Messages], *, schema: dict[str, Any], params: GenerationParams
+    ) -> list[Completion]:
+        """One completion per chat, in order, each constrained to `schema`."""
+        ...
+
+    def close(self) -> None: ...
+
+
+# name → "module:Class"; imported only when chosen, so vllm/torch load only for that engine.
+ENGINES: dict[str, str] = {
+    "vllm": "tagger.llm.vllm_engine:VLLMEngine",
+    "openai": "tagger.llm.openai_engine:OpenAIEngine",
+    "fake": "tagger.llm.fake:FakeEngine",
+}
+
+
+def create_engine(name: str, **options: Any) -> Engine:
+    if name not in ENGINES:
+        raise ConfigError(f"unknown engine '{name}'; choose one of: {', '.join(ENGINES)}")
+    module_name, _, class_name = ENGINES[name].partition(":")
+    module = importlib.import_module(module_name)
+    return getattr(module, class_name)(**options)

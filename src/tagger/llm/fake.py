@@ -1,0 +1,55 @@
+"""A deterministic engine for tests: a queue of canned answers, else answers built from the prompt."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter, deque
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from tagger.llm.base import Completion, GenerationParams, Messages
+
+_WORD = re.compile(r"[a-z]{5,}")
+_STOP = {"these", "there", "their", "about", "would", "which", "great", "really", "after",
+         "other", "could", "every", "because", "before", "product", "works", "still", "where"}
+
+
+class FakeEngine:
+    """`responses` are returned first, in order (str, or Completion for full control).
+
+    After the queue runs out, a tag request gets the user's most frequent long words as tags
+    (evidence = that word), and a naming request gets its first two tags as the label.
+    """
+
+    def __init__(self, responses: Iterable[str | Completion] = (), model_id: str = "fake", **_: Any):
+        self.model_id = model_id
+        self.queue: deque[str | Completion] = deque(responses)
+        self.calls: list[list[Messages]] = []
+
+    def generate(self, chats: Sequence[Messages], *, schema: dict[str, Any], params: GenerationParams) -> list[Completion]:
+        self.calls.append(list(chats))
+        out = []
+        for chat in chats:
+            answer = self.queue.popleft() if self.queue else self._derive(chat, schema)
+            if isinstance(answer, str):
+                answer = Completion(text=answer, prompt_tokens=sum(len(m["content"].split()) for m in chat),
+                                    output_tokens=len(answer.split()))
+            out.append(answer)
+        return out
+
+    def close(self) -> None:
+        pass
+
+    @staticmethod
+    def _derive(chat: Messages, schema: dict[str, Any]) -> str:
+        last = chat[-1]["content"]
+        properties = schema.get("properties", {})
+        if "tags" in properties:
+            words = [w for w in _WORD.findall(last.lower()) if w not in _STOP]
+            top = [w for w, _ in Counter(words).most_common(3)]
+            return json.dumps({"tags": [{"tag": w, "evidence": w} for w in top]})
+        match = re.search(r":\s*(.+)", last)
+        tags = [t.strip() for t in (match.group(1) if match else "group").split(",")][:2]
+        label = " & ".join(tags)[:40]
+        return json.dumps({"label": label, "description": f"Users interested in {label}."})

@@ -1,0 +1,137 @@
+"""Batched, cached, validated generation: the one place that talks to an engine.
+
+Each chat's answer is parsed by the caller's `parse`; an answer that is cut short, not JSON,
+or rejected by `parse` is retried once with a doubled token budget and the error shown to
+the model, then reported as failed with the reason.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+from pydantic import BaseModel, ValidationError
+
+from tagger.cache import ResultCache, cache_key
+from tagger.llm.base import Completion, Engine, GenerationParams, Messages
+
+T = TypeVar("T")
+
+
+class Rejected(ValueError):
+    """Raised by a parse function: the answer is valid JSON but not usable."""
+
+
+@dataclass
+class Outcome(Generic[T]):
+    value: T | None = None
+    error: str = ""
+    attempts: int = 1
+    prompt_tokens: int = 0
+    output_tokens: int = 0
+
+
+@dataclass
+class CallStats:
+    requests: int = 0
+    engine_calls: int = 0
+    retried: int = 0
+    failed: int = 0
+    prompt_tokens: int = 0
+    output_tokens: int = 0
+    failures: dict[str, int] = field(default_factory=dict)
+
+
+def schema_of(model: type[BaseModel]) -> dict[str, Any]:
+    return model.model_json_schema()
+
+
+def run_structured(
+    engine: Engine,
+    chats: Sequence[Messages],
+    answer_model: type[BaseModel],
+    parse: Callable[[int, BaseModel], T],
+    *,
+    params: GenerationParams,
+    cache: ResultCache,
+    batch_size: int = 256,
+    on_batch: Callable[[int], None] | None = None,
+    stats: CallStats | None = None,
+    retry_message: Callable[[str], str] = str,
+) -> list[Outcome[T]]:
+    stats = stats if stats is not None else CallStats()
+    schema = schema_of(answer_model)
+    outcomes: list[Outcome[T]] = [Outcome() for _ in chats]
+    retry_params = params.model_copy(update={"max_tokens": params.max_tokens * 2})
+    for start in range(0, len(chats), batch_size):
+        index = list(range(start, min(start + batch_size, len(chats))))
+        answers = _cached_generate(engine, [chats[i] for i in index], schema, params, cache, stats)
+        retry: list[tuple[int, Messages]] = []
+        for i, answer in zip(index, answers, strict=True):
+            _account(outcomes[i], answer, stats)
+            value, error = _parse(i, answer, answer_model, parse)
+            if error:
+                retry.append((i, _with_error(chats[i], answer, retry_message(error))))
+            outcomes[i].value, outcomes[i].error = value, error
+        if retry:
+            stats.retried += len(retry)
+            again = _cached_generate(engine, [chat for _, chat in retry], schema, retry_params, cache, stats)
+            for (i, _), answer in zip(retry, again, strict=True):
+                _account(outcomes[i], answer, stats)
+                outcomes[i].attempts = 2
+                value, error = _parse(i, answer, answer_model, parse)
+                outcomes[i].value, outcomes[i].error = value, error
+                if error:
+                    stats.failed += 1
+                    reason = error.split(":")[0]
+                    stats.failures[reason] = stats.failures.get(reason, 0) + 1
+        if on_batch:
+            on_batch(len(index))
+    stats.requests += len(chats)
+    return outcomes
+
+
+def _cached_generate(engine, chats, schema, params, cache, stats) -> list[Completion]:
+    keys = [cache_key(engine.model_id, chat, params.model_dump(), schema) for chat in chats]
+    found = cache.get_many(keys)
+    missing = [i for i, key in enumerate(keys) if key not in found]
+    if missing:
+        stats.engine_calls += 1
+        fresh = engine.generate([chats[i] for i in missing], schema=schema, params=params)
+        # Engine-side errors (server down for one request) are not cached: a rerun retries them.
+        cache.put_many((keys[i], c.model_dump()) for i, c in zip(missing, fresh, strict=True) if not c.error)
+        for i, completion in zip(missing, fresh, strict=True):
+            found[keys[i]] = completion.model_dump()
+    return [Completion.model_validate(found[key]) for key in keys]
+
+
+def _account(outcome: Outcome, answer: Completion, stats: CallStats) -> None:
+    outcome.prompt_tokens += answer.prompt_tokens
+    outcome.output_tokens += answer.output_tokens
+    stats.prompt_tokens += answer.prompt_tokens
+    stats.output_tokens += answer.output_tokens
+
+
+def _parse(i: int, answer: Completion, answer_model, parse) -> tuple[Any, str]:
+    if answer.error:
+        return None, f"engine error: {answer.error}"
+    if answer.finish_reason == "length":
+        return None, "truncated: the answer hit the token budget"
+    try:
+        data = json.loads(answer.text)
+        return parse(i, answer_model.model_validate(data)), ""
+    except json.JSONDecodeError as exc:
+        return None, f"invalid JSON: {exc.msg}"
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        return None, f"schema mismatch: {'.'.join(map(str, first['loc']))} {first['msg']}"
+    except Rejected as exc:
+        return None, f"rejected: {exc}"
+
+
+def _with_error(chat: Messages, answer: Completion, message: str) -> Messages:
+    if not answer.text or answer.error or answer.finish_reason == "length":
+        return list(chat)  # nothing worth showing: just retry with the larger budget
+    return [*chat, {"role": "assistant", "content": answer.text}, {"role": "user", "content": message}]

@@ -1,0 +1,144 @@
+"""Segments → readable names. The LLM sees each segment's most characteristic tags, a few
+members' evidence quotes and what the nearest segments are about (so names contrast), and
+answers under a schema. Unusable answers fall back to the segment's top tags or terms.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from tagger.cache import ResultCache
+from tagger.llm.base import Engine, GenerationParams
+from tagger.llm.structured import CallStats, Rejected, run_structured
+from tagger.prompts import PromptTemplate
+from tagger.schemas import LLMSegmentName, TaggedUser, UserDocument
+
+NAME_VARIABLES = {"tags", "quotes", "neighbour_tags", "size", "language"}
+_CJK = re.compile(r"[\u3400-\u9fff]")
+_WORD = re.compile(r"[a-z][a-z'-]{3,}")
+_STOP = set("""this that with have from they them were been very just like will your when what than
+then also only some more most much such into over well good great nice really would could should
+about after again because before being does doing each other same their there these those
+through until while which product item bought buy price works work used using use love""".split())
+
+
+@dataclass
+class SegmentProfile:
+    segment_id: int
+    size: int
+    top_tags: list[str]
+    top_terms: list[str]
+    quotes: list[str]
+    neighbours: list[int]
+
+
+def characteristic(counts_in: Counter, size: int, counts_all: Counter, n_all: int, top: int) -> list[str]:
+    """Rank by share in the segment × log lift over everyone (a c-TF-IDF); ties by name."""
+    def score(item: str) -> float:
+        share = counts_in[item] / size
+        lift = share / (counts_all[item] / n_all)
+        return share * math.log1p(lift)
+
+    ranked = sorted((t for t, c in counts_in.items() if c >= 2 or size < 4), key=lambda t: (-score(t), t))
+    return ranked[:top]
+
+
+def _terms(text: str) -> list[str]:
+    if _CJK.search(text):
+        chars = [c for c in text if _CJK.match(c)]
+        return list({a + b for a, b in zip(chars, chars[1:], strict=False)})
+    return list({w for w in _WORD.findall(text.lower()) if w not in _STOP})
+
+
+def profile_segments(
+    labels: np.ndarray, strengths: np.ndarray, centroids: np.ndarray,
+    tagged_users: Sequence[TaggedUser], documents: Sequence[UserDocument],
+    *, top: int = 8, quotes: int = 4,
+) -> list[SegmentProfile]:
+    n = len(tagged_users)
+    tags_all: Counter = Counter(t for u in tagged_users for t in {x.tag for x in u.tags})
+    terms_per_user = [_terms(d.text) for d in documents]
+    terms_all: Counter = Counter(t for terms in terms_per_user for t in terms)
+    similarity = centroids @ centroids.T if len(centroids) else np.zeros((0, 0))
+    profiles = []
+    for seg in range(int(labels.max()) + 1 if len(labels) else 0):
+        members = np.flatnonzero(labels == seg)
+        if not len(members):
+            continue
+        tags_in = Counter(t for i in members for t in {x.tag for x in tagged_users[i].tags})
+        terms_in = Counter(t for i in members for t in terms_per_user[i])
+        top_tags = characteristic(tags_in, len(members), tags_all, n, top)
+        best = members[np.argsort(-strengths[members], kind="stable")]
+        picked, seen = [], set()
+        for i in best:
+            for tag in tagged_users[i].tags:
+                if tag.tag in top_tags and tag.evidence and tag.evidence not in seen:
+                    picked.append(tag.evidence[:100])
+                    seen.add(tag.evidence)
+                    break
+            if len(picked) >= quotes:
+                break
+        order = [int(j) for j in np.argsort(-similarity[seg]) if j != seg][:2]
+        profiles.append(SegmentProfile(seg, len(members), top_tags,
+                                       characteristic(terms_in, len(members), terms_all, n, top), picked, order))
+    return profiles
+
+
+def fallback_name(profile: SegmentProfile) -> tuple[str, str]:
+    words = profile.top_tags[:2] or profile.top_terms[:3]
+    label = " & ".join(words) if words else f"segment {profile.segment_id}"
+    listed = ", ".join((profile.top_tags or profile.top_terms)[:5]) or "no common tags"
+    return label[:60], f"Users whose comments are mostly about: {listed}."
+
+
+def name_segments(
+    profiles: Sequence[SegmentProfile], engine: Engine | None, template: PromptTemplate, *,
+    params: GenerationParams, cache: ResultCache, language: str = "en", stats: CallStats | None = None,
+) -> list[tuple[str, str, str]]:
+    """(label, description, named_by) per profile; labels are unique."""
+    template.check_variables(NAME_VARIABLES)
+    by_id = {p.segment_id: p for p in profiles}
+    results: list[tuple[str, str, str]] = [(*fallback_name(p), "fallback") for p in profiles]
+    askable = [i for i, p in enumerate(profiles) if p.top_tags or p.top_terms]
+    if engine is not None and askable:
+        chats = []
+        for i in askable:
+            p = profiles[i]
+            neighbour_tags = [t for j in p.neighbours for t in (by_id[j].top_tags or by_id[j].top_terms)[:3]]
+            chats.append(template.render(tags=p.top_tags or p.top_terms, quotes=p.quotes,
+                                         neighbour_tags=neighbour_tags, size=p.size, language=language))
+
+        def parse(_: int, answer: LLMSegmentName) -> tuple[str, str]:
+            label = " ".join(answer.label.split()).strip(" .\"'")
+            if len(label) < 2:
+                raise Rejected("the label is empty")
+            if language == "zh" and not _CJK.search(label):
+                raise Rejected("the label is not in Chinese")
+            return label, " ".join(answer.description.split())
+
+        outcomes = run_structured(engine, chats, LLMSegmentName, parse, params=params, cache=cache,
+                                  stats=stats, retry_message=template.retry_message)
+        for i, outcome in zip(askable, outcomes, strict=True):
+            if outcome.value:
+                results[i] = (*outcome.value, "llm")
+    return _unique(results, profiles)
+
+
+def _unique(results, profiles):
+    seen: Counter = Counter(label.lower() for label, _, _ in results)
+    out, used = [], set()
+    for (label, description, by), profile in zip(results, profiles, strict=True):
+        if seen[label.lower()] > 1 or label.lower() in used:
+            extra = next((t for t in profile.top_tags + profile.top_terms if t.lower() not in label.lower()), None)
+            label = f"{label} ({extra})" if extra else label
+            if label.lower() in used:
+                label = f"{label} #{profile.segment_id}"
+        used.add(label.lower())
+        out.append((label, description, by))
+    return out

