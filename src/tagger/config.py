@@ -22,6 +22,8 @@ class RunConfig(BaseModel):
     max_users: int | None = Field(default=None, ge=1, description="take the first N users by id")
     # model
     engine: str = "vllm"
+    tag_mode: str = Field(default="grounded", pattern="^(grounded|free)$",
+                          description="grounded: pick from the user's own phrases; free: write tags + quotes")
     model: str = "embedded"
     base_url: str | None = None
     prompts: Path | None = None

@@ -107,19 +107,24 @@ def name_segments(
     results: list[tuple[str, str, str]] = [(*fallback_name(p), "fallback") for p in profiles]
     askable = [i for i, p in enumerate(profiles) if p.top_tags or p.top_terms]
     if engine is not None and askable:
-        chats = []
+        chats, shown = [], []
         for i in askable:
             p = profiles[i]
             neighbour_tags = [t for j in p.neighbours for t in (by_id[j].top_tags or by_id[j].top_terms)[:3]]
             chats.append(template.render(tags=p.top_tags or p.top_terms, quotes=p.quotes,
                                          neighbour_tags=neighbour_tags, size=p.size, language=language))
+            shown.append(" ".join([*p.top_tags, *p.top_terms]))
 
-        def parse(_: int, answer: LLMSegmentName) -> tuple[str, str]:
+        def parse(i: int, answer: LLMSegmentName) -> tuple[str, str]:
             label = " ".join(answer.label.split()).strip(" .\"'")
             if len(label) < 2:
                 raise Rejected("the label is empty")
+            if len(label.split()) > 6:
+                raise Rejected("the label must be 2-4 words")
             if language == "zh" and not _CJK.search(label):
                 raise Rejected("the label is not in Chinese")
+            if not _shares_a_word(label, shown[i]):
+                raise Rejected("the label must name the interests listed")
             return label, " ".join(answer.description.split())
 
         outcomes = run_structured(engine, chats, LLMSegmentName, parse, params=params, cache=cache,
@@ -128,6 +133,17 @@ def name_segments(
             if outcome.value:
                 results[i] = (*outcome.value, "llm")
     return _unique(results, profiles)
+
+
+def _stems(text: str) -> set[str]:
+    if _CJK.search(text):
+        return {c for c in text if _CJK.match(c)}
+    return {w[:4] for w in re.findall(r"[a-z]{3,}", text.lower())}
+
+
+def _shares_a_word(label: str, shown: str) -> bool:
+    """A name must echo something it was shown: this catches copied examples and injected text."""
+    return bool(_stems(label) & _stems(shown))
 
 
 def _unique(results, profiles):

@@ -33,7 +33,7 @@ from tagger.paths import tagger_home
 from tagger.progress import Reporter
 from tagger.recommend import top_items_by_lift
 from tagger.schemas import Segment, TaggedUser, UserDocument
-from tagger.tagging import tag_users
+from tagger.tagging import TAG_MODES, tag_users
 
 NAMING_MAX_TOKENS = 120
 # Share of the model context kept for the prompt's fixed part and the answer.
@@ -68,7 +68,7 @@ def segment(
     if out is not None:
         check_destination(Path(out), force)
     columns = Columns(config.user_col, config.text_col, config.time_col, config.item_col)
-    tag_template = prompt_files.load("tag", config.prompts)
+    tag_template = prompt_files.load(TAG_MODES[config.tag_mode], config.prompts)
     name_template = prompt_files.load("name", config.prompts)
 
     with reporter.stage("load"):
@@ -100,7 +100,7 @@ def segment(
         tag_stats = CallStats()
         params = GenerationParams(max_tokens=config.max_tokens, temperature=config.temperature, seed=config.seed)
         with reporter.stage("tagging", total=len(documents)) as advance:
-            tagged = tag_users(documents, engine, tag_template, params=params, cache=cache,
+            tagged = tag_users(documents, engine, tag_template, params=params, cache=cache, mode=config.tag_mode,
                                batch_size=config.batch_size, on_batch=advance, stats=tag_stats)
 
         language = "zh" if mostly_cjk([d.text for d in documents]) else "en"
@@ -155,9 +155,9 @@ def segment(
                 folder.write_table("users", users_table)
                 folder.write_table("segments", segments_table)
                 folder.write_jsonl("tags.jsonl", [u.model_dump() for u in tagged])
-                summary["timings_s"] = dict(reporter.timings)
-                summary["wall_time_s"] = round(time.perf_counter() - started, 3)
-                folder.write_json("run.json", summary)
+            summary["timings_s"] = dict(reporter.timings)
+            summary["wall_time_s"] = round(time.perf_counter() - started, 3)
+            folder.write_json("run.json", summary)
             result.out = folder.commit()
         except BaseException:
             folder.abandon()

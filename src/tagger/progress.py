@@ -35,6 +35,8 @@ class Reporter:
 class RichReporter(Reporter):
     """Progress bars on stderr for the stages that take time (tagging, embedding)."""
 
+    ANNOUNCED = {"engine start", "embedding"}  # slow stages without a count
+
     def __init__(self) -> None:
         super().__init__()
         from rich.console import Console
@@ -50,7 +52,8 @@ class RichReporter(Reporter):
 
     def _bar(self, name: str, total: int | None) -> Callable[[int], None]:
         if total is None:
-            self.console.print(f"[dim]{name}…[/dim]")
+            if name in self.ANNOUNCED:
+                self.console.print(f"[dim]{name}…[/dim]")
             return lambda n: None
         if not self.progress.live.is_started:
             self.progress.start()

@@ -38,6 +38,12 @@ class LLMTagList(Strict):
     tags: list[LLMTag] = Field(max_length=MAX_TAGS)
 
 
+class LLMTagChoice(Strict):
+    """Grounded mode: tags picked from the user's candidate phrases (an enum per request)."""
+
+    tags: list[str] = Field(max_length=MAX_TAGS)
+
+
 class LLMSegmentName(Strict):
     label: str = Field(max_length=40)
     description: str = Field(max_length=200)

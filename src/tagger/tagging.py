@@ -1,7 +1,8 @@
 """User documents → validated, evidence-grounded interest tags, through one batched LLM pass.
 
-A tag survives only if its evidence quote is found in the user's own comments: a small model
-copies its few-shot examples, and grounding is what removes those copies.
+A tag survives only if its evidence quote is found in the user's own comments, or if the tag's
+own words are (then a verbatim window around them becomes the quote): a small model copies
+its few-shot examples and invents quotes, and grounding is what removes those copies.
 """
 
 from __future__ import annotations
@@ -11,11 +12,13 @@ from collections.abc import Callable, Sequence
 
 from tagger.cache import ResultCache
 from tagger.llm.base import Engine, GenerationParams
-from tagger.llm.structured import CallStats, Rejected, run_structured
+from tagger.candidates import CandidateExtractor
+from tagger.errors import ConfigError
+from tagger.llm.structured import CallStats, Outcome, Rejected, run_structured
 from tagger.prompts import PromptTemplate
-from tagger.schemas import LLMTagList, Tag, TaggedUser, UserDocument
+from tagger.schemas import LLMTagChoice, LLMTagList, Tag, TaggedUser, UserDocument
 
-TAG_VARIABLES = {"comments", "user_id", "items"}
+TAG_VARIABLES = {"comments", "candidates", "user_id", "items"}
 _PUNCT = re.compile(r"[^\w\s]", re.UNICODE)
 _CJK = re.compile(r"[\u3040-\u30ff\u3400-\u9fff\uf900-\ufaff]")
 
@@ -24,35 +27,79 @@ def _norm(text: str) -> str:
     return " ".join(_PUNCT.sub(" ", text.lower()).split())
 
 
-def ground_evidence(evidence: str, document: str) -> str | None:
-    """The user's own words for `evidence`, or None when the quote is not in the document.
-
-    Exact match (ignoring case, punctuation and spacing) returns the quote; otherwise at least
-    80 % of the quote's words (characters, for CJK) must occur in the document.
-    """
-    quote = _norm(evidence)
-    if not quote:
+def ground_evidence(evidence: str, comments: Sequence[str]) -> str | None:
+    """The user's own words matching `evidence` (ignoring case, punctuation and spacing),
+    copied verbatim from the comment that holds them, or None when no comment does."""
+    words = _norm(evidence).split()
+    if not words:
         return None
-    doc = _norm(document)
-    if quote in doc:
-        return evidence.strip()
-    units = list(quote.replace(" ", "")) if _CJK.search(quote) else quote.split()
-    pool = set(doc.replace(" ", "")) if _CJK.search(quote) else set(doc.split())
-    if len(units) >= 2 and sum(u in pool for u in units) / len(units) >= 0.8:
-        return evidence.strip()
+    if _CJK.search(evidence):
+        compact = "".join(words)
+        for comment in comments:
+            if compact in comment:
+                return compact
+        return None
+    for comment in comments:
+        tokens = comment.split()
+        normed = [_norm(t) for t in tokens]
+        # a token like "well-made" normalises to two words: match on the flattened words
+        flat, owner = [], []
+        for i, n in enumerate(normed):
+            for w in n.split():
+                flat.append(w)
+                owner.append(i)
+        for at in range(len(flat) - len(words) + 1):
+            if flat[at : at + len(words)] == words:
+                return " ".join(tokens[owner[at] : owner[at + len(words) - 1] + 1])
+    return None
+
+
+def quote_for_tag(tag: str, comments: Sequence[str], width: int = 10) -> str | None:
+    """A window of the user's own words around `tag`, when one comment holds all its words.
+
+    Small models often paraphrase their evidence; a tag that the user's comments really
+    contain is still grounded, and the quote shown for it is verbatim.
+    """
+    words = _norm(tag).split()
+    if not words:
+        return None
+    if _CJK.search(tag):
+        compact = tag.replace(" ", "")
+        for comment in comments:
+            at = comment.find(compact)
+            if at >= 0:
+                return comment[max(0, at - 8) : at + len(compact) + 8]
+        return None
+    for comment in comments:
+        tokens = comment.split()
+        normed = [_norm(t) for t in tokens]
+        if all(w in normed for w in words):
+            at = normed.index(words[0])
+            return " ".join(tokens[max(0, at - width // 3) : at + width - width // 3])
     return None
 
 
 def ground_tags(answer: LLMTagList, document: UserDocument) -> list[Tag]:
-    text = document.text
     kept: dict[str, Tag] = {}
     for item in answer.tags:
         tag = " ".join(item.tag.lower().split()).strip(" .,:;-")
-        evidence = ground_evidence(item.evidence, text)
-        if not tag or evidence is None or tag in kept:
+        if not tag or tag in kept:
+            continue
+        evidence = ground_evidence(item.evidence, document.comments) or quote_for_tag(tag, document.comments)
+        if evidence is None:
             continue
         kept[tag] = Tag(tag=tag, evidence=evidence)
     return list(kept.values())
+
+
+TAG_MODES = {"grounded": "tag", "free": "tag-free"}
+
+
+def choice_schema(candidates: Sequence[str]) -> dict:
+    schema = LLMTagChoice.model_json_schema()
+    schema["properties"]["tags"]["items"] = {"type": "string", "enum": list(candidates)}
+    schema["properties"]["tags"]["minItems"] = 1
+    return schema
 
 
 def tag_users(
@@ -62,26 +109,50 @@ def tag_users(
     *,
     params: GenerationParams,
     cache: ResultCache,
+    mode: str = "grounded",
     batch_size: int = 256,
     on_batch: Callable[[int], None] | None = None,
     stats: CallStats | None = None,
 ) -> list[TaggedUser]:
-    """One TaggedUser per document, in order: tagged with ≥1 grounded tag, or failed with why."""
-    template.check_variables(TAG_VARIABLES)
-    chats = [template.render(comments=d.comments, user_id=d.user_id, items=d.items) for d in documents]
+    """One TaggedUser per document, in order: tagged with >=1 grounded tag, or failed with why.
 
-    def parse(i: int, answer: LLMTagList) -> list[Tag]:
-        tags = ground_tags(answer, documents[i])
+    grounded: the model picks from phrases of the user's own comments (schema enum per user);
+    free: the model writes tags and evidence quotes, and ungrounded ones are dropped.
+    """
+    if mode not in TAG_MODES:
+        raise ConfigError(f"unknown tag mode '{mode}'; choose one of: {', '.join(TAG_MODES)}")
+    template.check_variables(TAG_VARIABLES)
+    if mode == "grounded":
+        extractor = CandidateExtractor().fit([d.text for d in documents])
+        candidates = [extractor.candidates(d.text) for d in documents]
+    else:
+        candidates = [[] for _ in documents]
+    askable = [i for i, c in enumerate(candidates) if c or mode == "free"]
+    chats = [template.render(comments=documents[i].comments, candidates=candidates[i],
+                             user_id=documents[i].user_id, items=documents[i].items) for i in askable]
+
+    def parse(k: int, answer) -> list[Tag]:
+        document = documents[askable[k]]
+        if mode == "grounded":
+            tags = _chosen_tags(answer, document)
+        else:
+            tags = ground_tags(answer, document)
         if not tags:
             raise Rejected("no tag's evidence is a phrase from the reviews")
         return tags
 
     outcomes = run_structured(
-        engine, chats, LLMTagList, parse, params=params, cache=cache, batch_size=batch_size,
-        on_batch=on_batch, stats=stats, retry_message=template.retry_message,
+        engine, chats, LLMTagChoice if mode == "grounded" else LLMTagList, parse, params=params, cache=cache,
+        batch_size=batch_size, on_batch=on_batch, stats=stats, retry_message=template.retry_message,
+        schemas=[choice_schema(candidates[i]) for i in askable] if mode == "grounded" else None,
     )
-    return [
-        TaggedUser(
+    by_index: dict[int, Outcome] = dict(zip(askable, outcomes, strict=True))
+    if on_batch and len(askable) < len(documents):
+        on_batch(len(documents) - len(askable))
+    results = []
+    for i, doc in enumerate(documents):
+        outcome = by_index.get(i) or Outcome(error="no candidate phrases: the comments hold no content words", attempts=0)
+        results.append(TaggedUser(
             user_id=doc.user_id,
             status="tagged" if outcome.value else "failed",
             tags=outcome.value or [],
@@ -89,6 +160,15 @@ def tag_users(
             attempts=outcome.attempts,
             prompt_tokens=outcome.prompt_tokens,
             output_tokens=outcome.output_tokens,
-        )
-        for doc, outcome in zip(documents, outcomes, strict=True)
-    ]
+        ))
+    return results
+
+
+def _chosen_tags(answer: LLMTagChoice, document: UserDocument) -> list[Tag]:
+    kept: dict[str, Tag] = {}
+    for phrase in answer.tags:
+        tag = " ".join(phrase.lower().split())
+        quote = quote_for_tag(tag, document.comments)
+        if tag and quote and tag not in kept:
+            kept[tag] = Tag(tag=tag, evidence=quote)
+    return list(kept.values())

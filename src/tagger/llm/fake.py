@@ -26,11 +26,13 @@ class FakeEngine:
         self.model_id = model_id
         self.queue: deque[str | Completion] = deque(responses)
         self.calls: list[list[Messages]] = []
+        self.params: list[GenerationParams] = []
 
-    def generate(self, chats: Sequence[Messages], *, schema: dict[str, Any], params: GenerationParams) -> list[Completion]:
+    def generate(self, chats: Sequence[Messages], *, schemas: Sequence[dict[str, Any]], params: GenerationParams) -> list[Completion]:
         self.calls.append(list(chats))
+        self.params.append(params)
         out = []
-        for chat in chats:
+        for chat, schema in zip(chats, schemas, strict=True):
             answer = self.queue.popleft() if self.queue else self._derive(chat, schema)
             if isinstance(answer, str):
                 answer = Completion(text=answer, prompt_tokens=sum(len(m["content"].split()) for m in chat),
@@ -46,6 +48,9 @@ class FakeEngine:
         last = chat[-1]["content"]
         properties = schema.get("properties", {})
         if "tags" in properties:
+            choices = properties["tags"].get("items", {}).get("enum")
+            if choices is not None:  # grounded mode: pick the first candidates
+                return json.dumps({"tags": choices[:3]})
             words = [w for w in _WORD.findall(last.lower()) if w not in _STOP]
             top = [w for w, _ in Counter(words).most_common(3)]
             return json.dumps({"tags": [{"tag": w, "evidence": w} for w in top]})

@@ -60,14 +60,16 @@ def run_structured(
     on_batch: Callable[[int], None] | None = None,
     stats: CallStats | None = None,
     retry_message: Callable[[str], str] = str,
+    schemas: Sequence[dict[str, Any]] | None = None,
 ) -> list[Outcome[T]]:
+    """`schemas` (one per chat) narrows `answer_model`'s schema per request, e.g. to an enum."""
     stats = stats if stats is not None else CallStats()
-    schema = schema_of(answer_model)
+    schemas = list(schemas) if schemas is not None else [schema_of(answer_model)] * len(chats)
     outcomes: list[Outcome[T]] = [Outcome() for _ in chats]
     retry_params = params.model_copy(update={"max_tokens": params.max_tokens * 2})
     for start in range(0, len(chats), batch_size):
         index = list(range(start, min(start + batch_size, len(chats))))
-        answers = _cached_generate(engine, [chats[i] for i in index], schema, params, cache, stats)
+        answers = _cached_generate(engine, [chats[i] for i in index], [schemas[i] for i in index], params, cache, stats)
         retry: list[tuple[int, Messages]] = []
         for i, answer in zip(index, answers, strict=True):
             _account(outcomes[i], answer, stats)
@@ -77,7 +79,7 @@ def run_structured(
             outcomes[i].value, outcomes[i].error = value, error
         if retry:
             stats.retried += len(retry)
-            again = _cached_generate(engine, [chat for _, chat in retry], schema, retry_params, cache, stats)
+            again = _cached_generate(engine, [chat for _, chat in retry], [schemas[i] for i, _ in retry], retry_params, cache, stats)
             for (i, _), answer in zip(retry, again, strict=True):
                 _account(outcomes[i], answer, stats)
                 outcomes[i].attempts = 2
@@ -93,13 +95,13 @@ def run_structured(
     return outcomes
 
 
-def _cached_generate(engine, chats, schema, params, cache, stats) -> list[Completion]:
-    keys = [cache_key(engine.model_id, chat, params.model_dump(), schema) for chat in chats]
+def _cached_generate(engine, chats, schemas, params, cache, stats) -> list[Completion]:
+    keys = [cache_key(engine.model_id, chat, params.model_dump(), schema) for chat, schema in zip(chats, schemas, strict=True)]
     found = cache.get_many(keys)
     missing = [i for i, key in enumerate(keys) if key not in found]
     if missing:
         stats.engine_calls += 1
-        fresh = engine.generate([chats[i] for i in missing], schema=schema, params=params)
+        fresh = engine.generate([chats[i] for i in missing], schemas=[schemas[i] for i in missing], params=params)
         # Engine-side errors (server down for one request) are not cached: a rerun retries them.
         cache.put_many((keys[i], c.model_dump()) for i, c in zip(missing, fresh, strict=True) if not c.error)
         for i, completion in zip(missing, fresh, strict=True):

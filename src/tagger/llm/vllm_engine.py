@@ -51,14 +51,19 @@ class VLLMEngine:
     def tokenizer(self):
         return self._llm.get_tokenizer()
 
-    def generate(self, chats: Sequence[Messages], *, schema: dict[str, Any], params: GenerationParams) -> list[Completion]:
+    def generate(self, chats: Sequence[Messages], *, schemas: Sequence[dict[str, Any]], params: GenerationParams) -> list[Completion]:
         from vllm import SamplingParams
         from vllm.sampling_params import StructuredOutputsParams
 
-        sampling = SamplingParams(
-            temperature=params.temperature, max_tokens=params.max_tokens, seed=params.seed,
-            structured_outputs=StructuredOutputsParams(json=schema),
-        )
+        # No free whitespace inside the JSON: small models otherwise pretty-print and pay
+        # a token per newline and indent.
+        sampling = [
+            SamplingParams(
+                temperature=params.temperature, max_tokens=params.max_tokens, seed=params.seed,
+                structured_outputs=StructuredOutputsParams(json=schema, disable_any_whitespace=True),
+            )
+            for schema in schemas
+        ]
         try:
             outputs = self._llm.chat(list(chats), sampling, use_tqdm=False)
         except (ValueError, RuntimeError) as exc:
@@ -66,7 +71,8 @@ class VLLMEngine:
                 return [Completion(text="", finish_reason="error", error=str(exc).splitlines()[0][:300])]
             # One bad request (e.g. too long) fails the whole batch: isolate it.
             log.warning("batch of %d failed (%s); retrying one by one", len(chats), exc)
-            return [c for chat in chats for c in self.generate([chat], schema=schema, params=params)]
+            return [c for chat, schema in zip(chats, schemas, strict=True)
+                    for c in self.generate([chat], schemas=[schema], params=params)]
         return [
             Completion(
                 text=out.outputs[0].text,

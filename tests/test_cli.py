@@ -1,0 +1,78 @@
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pandas as pd
+import pytest
+
+from tagger.cli import main
+
+FAST = ["--engine", "fake", "--embedder", "hash"]
+
+
+def run(capsys, *args):
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_segment_writes_a_complete_run_folder(capsys, comments_csv, tmp_path):
+    out = tmp_path / "run"
+    code, stdout, _ = run(capsys, "segment", str(comments_csv), "--out", str(out), "--item-col", "item",
+                          "--time-col", "ts", *FAST)
+    assert code == 0
+    assert "segments of 12 users" in stdout
+    users = pd.read_parquet(out / "users.parquet")
+    segments = pd.read_csv(out / "segments.csv")
+    assert len(users) == 12 and set(users.columns) >= {"user_id", "segment_id", "segment_name", "strength", "tags"}
+    assert len(segments) >= 2 and segments["name"].is_unique
+    summary = json.loads((out / "run.json").read_text())
+    assert summary["counts"]["users"] == 12 and summary["counts"]["tagged"] == 12
+    assert set(summary["timings_s"]) >= {"load", "tagging", "embedding", "clustering", "naming", "write"}
+    assert summary["prompts"]["tag"]["sha256"]
+    assert [json.loads(line)["user_id"] for line in (out / "tags.jsonl").read_text().splitlines()][:1] == ["baking-0"]
+    assert not list(tmp_path.glob(".run.partial-*"))
+
+
+def test_rerun_uses_the_cache_and_refuses_to_overwrite(capsys, comments_csv, tmp_path):
+    out = tmp_path / "run"
+    assert run(capsys, "segment", str(comments_csv), "--out", str(out), *FAST)[0] == 0
+    code, _, err = run(capsys, "segment", str(comments_csv), "--out", str(out), *FAST)
+    assert code == 2 and "already holds another run" in err and "--force" in err
+    assert run(capsys, "segment", str(comments_csv), "--out", str(out), "--force", *FAST)[0] == 0
+    cache = json.loads((out / "run.json").read_text())["cache"]
+    assert cache["hits"] >= 12 and cache["misses"] == 0
+
+
+def write(tmp_path, name, data: bytes):
+    path = tmp_path / name
+    path.write_bytes(data)
+    return path
+
+
+@pytest.mark.parametrize("name,data,extra,message", [
+    ("missing.csv", None, [], "input file not found"),
+    ("empty.csv", b"", [], "is empty"),
+    ("cols.csv", b"uid,body\nu,hi\n", [], "columns present: uid, body"),
+    ("blank.csv", b"user_id,text\nu1,\nu2,   \n", [], "no row has both"),
+    ("latin1.csv", b"user_id,text\nu1,caf\xe9 au lait\n", [], "--encoding"),
+    ("c.csv", b"user_id,text\nu1,hi\n", ["--time-col", "when"], "column 'when' not found"),
+    ("c.csv", b"user_id,text\nu1,hi\n", ["--tag-weight", "3"], "invalid setting tag_weight"),
+])
+def test_bad_input_is_one_line_nonzero_and_writes_nothing(capsys, tmp_path, name, data, extra, message):
+    path = tmp_path / name if data is None else write(tmp_path, name, data)
+    out = tmp_path / "out"
+    code, stdout, err = run(capsys, "segment", str(path), "--out", str(out), *FAST, *extra)
+    assert code != 0
+    assert err.startswith("error: ") and message in err and len(err.strip().splitlines()) == 1
+    assert "Traceback" not in err + stdout
+    assert not out.exists() and not list(tmp_path.glob(".out.partial-*"))
+
+
+def test_console_script_reports_errors_without_traceback(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "tagger", "segment", str(tmp_path), "--out", str(tmp_path / "o")],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == f"error: {tmp_path} is a folder; pass a CSV, Parquet or JSONL file"

@@ -1,0 +1,53 @@
+from __future__ import annotations
+
+import numpy as np
+from sklearn.metrics import adjusted_rand_score
+
+from tagger.clustering import NOISE, Segmenter, default_min_segment_size
+
+
+def blobs(n_per=40, k=4, dim=32, seed=0):
+    rng = np.random.default_rng(seed)
+    centers = rng.normal(size=(k, dim))
+    x = np.vstack([c + 0.15 * rng.normal(size=(n_per, dim)) for c in centers])
+    return x, np.repeat(np.arange(k), n_per)
+
+
+def test_recovers_well_separated_groups_and_assigns_noise():
+    x, truth = blobs()
+    seg = Segmenter(seed=0).fit(x)
+    assert adjusted_rand_score(truth, seg.labels_) > 0.95
+    assert (seg.labels_ != NOISE).all()
+    assert set(seg.assigned_by_) <= {"cluster", "nearest"}
+    assert ((seg.strengths_ >= 0) & (seg.strengths_ <= 1)).all()
+    assert seg.centroids_.shape == (seg.labels_.max() + 1, x.shape[1])
+
+
+def test_keep_noise_leaves_outliers_unassigned():
+    x, _ = blobs()
+    outliers = np.random.default_rng(1).normal(size=(10, x.shape[1])) * 5
+    seg = Segmenter(assign_noise=False, seed=0).fit(np.vstack([x, outliers]))
+    assert (seg.labels_ == NOISE).sum() >= 1
+    assert (seg.assigned_by_[seg.labels_ == NOISE] == "noise").all()
+
+
+def test_same_seed_same_labels():
+    x, _ = blobs(seed=3)
+    assert (Segmenter(seed=5).fit(x).labels_ == Segmenter(seed=5).fit(x).labels_).all()
+
+
+def test_sample_fit_agrees_with_full_fit():
+    x, truth = blobs(n_per=300, k=5)
+    sampled = Segmenter(max_fit_users=400, seed=0).fit(x)
+    assert adjusted_rand_score(truth, sampled.labels_) > 0.9
+
+
+def test_no_structure_still_gives_one_segment():
+    x = np.random.default_rng(0).normal(size=(6, 8))
+    seg = Segmenter(seed=0).fit(x)
+    assert (seg.labels_ >= 0).all()
+
+
+def test_min_segment_size_grows_with_users():
+    assert default_min_segment_size(10) == 3
+    assert default_min_segment_size(300) < default_min_segment_size(10_000) < default_min_segment_size(1_000_000)

@@ -1,0 +1,134 @@
+from __future__ import annotations
+
+import json
+
+from tagger import prompts
+from tagger.cache import ResultCache
+from tagger.llm.base import Completion, GenerationParams
+from tagger.llm.fake import FakeEngine
+from tagger.llm.structured import CallStats
+from tagger.schemas import LLMTag, LLMTagList, UserDocument
+from tagger.tagging import ground_evidence, ground_tags, quote_for_tag, tag_users
+
+DOC = UserDocument(user_id="u1", comments=["My guitar strings stay in tune.", "Great dog leash for walks"], n_comments=2)
+
+
+def answer(*pairs):
+    return json.dumps({"tags": [{"tag": t, "evidence": e} for t, e in pairs]})
+
+
+def test_evidence_must_come_from_the_users_comments():
+    assert ground_evidence("guitar strings stay", DOC.comments) == "guitar strings stay"
+    assert ground_evidence("GUITAR  strings, stay!", DOC.comments) == "guitar strings stay"  # verbatim
+    assert ground_evidence("in tune", DOC.comments) == "in tune."
+    assert ground_evidence("300 miles of trail", DOC.comments) is None  # copied from an example
+    assert ground_evidence("", DOC.comments) is None
+
+
+def test_cjk_evidence_must_be_a_substring():
+    comments = ["这本书的故事很感人，值得一读"]
+    assert ground_evidence("故事很感人", comments) == "故事很感人"
+    assert ground_evidence("电脑很快", comments) is None
+
+
+def test_a_tag_found_in_the_comments_gets_a_verbatim_quote():
+    assert quote_for_tag("dog leash", DOC.comments) == "Great dog leash for walks"
+    assert quote_for_tag("trail running", DOC.comments) is None
+
+
+def test_ground_tags_normalises_and_dedupes():
+    llm = LLMTagList(tags=[LLMTag(tag="Guitar ", evidence="guitar strings"), LLMTag(tag="guitar", evidence="in tune"), LLMTag(tag="dog leash", evidence="invented quote"),
+                           LLMTag(tag="trail running", evidence="300 miles of trail")])
+    tags = ground_tags(llm, DOC)
+    assert [(t.tag, t.evidence) for t in tags] == [("guitar", "guitar strings"), ("dog leash", "Great dog leash for walks")]
+
+
+def run(engine, docs=(DOC,), cache=None, stats=None):
+    return tag_users(list(docs), engine, prompts.load("tag-free"), params=GenerationParams(max_tokens=50),
+                     cache=cache or ResultCache(None), stats=stats, mode="free")
+
+
+def test_valid_answer_is_tagged_with_token_counts():
+    engine = FakeEngine([Completion(text=answer(("guitar", "guitar strings")), prompt_tokens=300, output_tokens=20)])
+    (user,) = run(engine)
+    assert user.status == "tagged" and user.tags[0].tag == "guitar"
+    assert (user.prompt_tokens, user.output_tokens, user.attempts) == (300, 20, 1)
+
+
+def test_invalid_answer_is_retried_once_with_the_error_shown():
+    engine = FakeEngine(["{not json", answer(("dog walks", "dog leash for walks"))])
+    stats = CallStats()
+    (user,) = run(engine, stats=stats)
+    assert user.status == "tagged" and user.attempts == 2 and stats.retried == 1
+    retry_chat = engine.calls[1][0]
+    assert retry_chat[-2] == {"role": "assistant", "content": "{not json"}
+    assert "invalid JSON" in retry_chat[-1]["content"]
+
+
+def test_truncated_answer_retries_with_a_larger_budget_then_fails_with_reason():
+    cut = Completion(text='{"tags": [{"tag": "gui', finish_reason="length")
+    engine = FakeEngine([cut, cut])
+    stats = CallStats()
+    (user,) = run(engine, stats=stats)
+    assert user.status == "failed" and user.error.startswith("truncated")
+    assert stats.failed == 1 and stats.failures == {"truncated": 1}
+
+
+def test_ungrounded_tags_fail_the_user_after_retry():
+    engine = FakeEngine([answer(("trail running", "300 miles of trail"))] * 2)
+    (user,) = run(engine)
+    assert user.status == "failed" and "evidence" in user.error
+
+
+def test_cache_makes_a_rerun_free(tmp_path):
+    cache = ResultCache(tmp_path / "c.sqlite")
+    first = run(FakeEngine(), cache=cache)
+    again_engine = FakeEngine()
+    second = run(again_engine, cache=cache)
+    assert first == second and again_engine.calls == [] and cache.hits == 1
+
+
+def test_edited_prompt_misses_the_cache(tmp_path):
+    cache = ResultCache(tmp_path / "c.sqlite")
+    run(FakeEngine(), cache=cache)
+    folder = tmp_path / "prompts"
+    folder.mkdir()
+    source = prompts.load("tag-free").path.read_text().replace("list what the customer", "list what this customer")
+    (folder / "tag-free.toml").write_text(source)
+    engine = FakeEngine()
+    tag_users([DOC], engine, prompts.load("tag-free", folder), params=GenerationParams(max_tokens=50), cache=cache,
+              mode="free")
+    assert len(engine.calls) == 1
+
+
+def grounded(engine, docs):
+    return tag_users(docs, engine, prompts.load("tag"), params=GenerationParams(max_tokens=50),
+                     cache=ResultCache(None), mode="grounded")
+
+
+OTHER = UserDocument(user_id="u2", comments=["The dog leash snapped on a walk", "guitar picks"], n_comments=2)
+
+
+def test_grounded_mode_offers_only_the_users_phrases_as_an_enum():
+    engine = FakeEngine()
+    users = grounded(engine, [DOC, OTHER])
+    assert all(u.status == "tagged" for u in users)
+    chat = engine.calls[0][0]
+    candidates = chat[-1]["content"].split("Candidates: ")[1].split(", ")
+    assert "guitar strings" in candidates and "dog leash" in candidates and "trail" not in candidates
+    for user, doc in zip(users, [DOC, OTHER]):
+        for tag in user.tags:
+            assert tag.evidence in doc.text
+
+
+def test_grounded_mode_rejects_a_phrase_outside_the_enum_then_fails_with_reason():
+    users = grounded(FakeEngine(['{"tags": ["trail running"]}'] * 4), [DOC, OTHER])
+    assert [u.status for u in users] == ["failed", "failed"] and "evidence" in users[0].error
+
+
+def test_user_without_content_words_fails_without_an_llm_call():
+    empty = UserDocument(user_id="u3", comments=["it is what it is"], n_comments=1)
+    engine = FakeEngine()
+    users = grounded(engine, [DOC, empty])
+    assert users[1].status == "failed" and "no candidate phrases" in users[1].error
+    assert len(engine.calls[0]) == 1
