@@ -155,6 +155,8 @@ def segment(
                 folder.write_table("users", users_table)
                 folder.write_table("segments", segments_table)
                 folder.write_jsonl("tags.jsonl", [u.model_dump() for u in tagged])
+                # What naming saw, so `tagger rename` can re-run naming alone.
+                folder.write_json("segment_profiles.json", [vars(p) for p in profiles])
             summary["timings_s"] = dict(reporter.timings)
             summary["wall_time_s"] = round(time.perf_counter() - started, 3)
             folder.write_json("run.json", summary)
