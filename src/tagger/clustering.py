@@ -26,8 +26,9 @@ def _unit(x: np.ndarray) -> np.ndarray:
 class Segmenter:
     def __init__(self, *, min_segment_size: int | None = None, min_samples: int | None = None,
                  reduce_dims: int = 16, assign_noise: bool = True, selection: str = "eom",
-                 max_fit_users: int = 50_000, seed: int = 0):
+                 max_fit_users: int = 50_000, seed: int = 0, reducer: str = "pca"):
         self.min_segment_size = min_segment_size
+        self.reducer = reducer
         self.min_samples = min_samples
         self.reduce_dims = reduce_dims
         self.assign_noise = assign_noise
@@ -90,6 +91,13 @@ class Segmenter:
         if not self.reduce_dims or dims >= vectors.shape[1]:
             self.reducer_ = None
             return vectors
+        if self.reducer == "umap":
+            from umap import UMAP
+
+            # BERTopic's settings; cosine on the unit vectors, seeded so runs repeat
+            self.reducer_ = UMAP(n_components=dims, n_neighbors=min(15, len(vectors) - 1), min_dist=0.0,
+                                 metric="cosine", random_state=self.seed, n_jobs=1)
+            return self.reducer_.fit_transform(vectors).astype(np.float32)
         from sklearn.decomposition import PCA
 
         self.reducer_ = PCA(n_components=dims, random_state=self.seed, svd_solver="randomized")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import tomllib
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
 
 from tagger.errors import ConfigError
 
@@ -26,6 +26,10 @@ class RunConfig(BaseModel):
                           description="grounded: pick from the user's own phrases; free: write tags + quotes")
     model: str = "embedded"
     base_url: str | None = None
+    # --engine openai: requests in flight, seconds per request; the key never reaches run.json
+    concurrency: int = Field(default=8, ge=1, le=256)
+    request_timeout: float = Field(default=120.0, gt=0)
+    api_key: SecretStr | None = Field(default=None, exclude=True)
     prompts: Path | None = None
     doc_tokens: int = Field(default=384, ge=16, le=32_000, description="token budget of one user's comments")
     max_tokens: int = Field(default=160, ge=16, le=4096, description="output budget of one tag answer")
@@ -39,6 +43,11 @@ class RunConfig(BaseModel):
     min_segment_size: int | None = Field(default=None, ge=2)
     reduce_dims: int = Field(default=16, ge=0)
     assign_noise: bool = True
+    # lasting segments (issue 7)
+    stability: int = Field(default=0, ge=0, le=50, description="rerun clustering with N seeds and report ARI (0 = off)")
+    stability_sample: float = Field(default=0.9, gt=0.0, le=1.0, description="share of users each stability rerun sees")
+    period: str = Field(default="month", pattern="^(day|week|month|quarter|year)$",
+                        description="with time_col: segment shares per period")
     # privacy
     redact_pii: bool = False
     k_anonymity: int = Field(default=1, ge=1, description="segments smaller than this are not named")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import codecs
 import csv
 import html
 import re
@@ -74,6 +75,10 @@ def read_table(path: Path, columns: Columns, encoding: str = "utf-8") -> pd.Data
     if path.stat().st_size == 0:
         raise InputError(f"{path} is empty; pass a file with a header and one row per comment")
     try:
+        codecs.lookup(encoding)
+    except LookupError:
+        raise InputError(f"unknown encoding '{encoding}'; pass a codec name to --encoding, e.g. utf-8, latin-1, gb18030") from None
+    try:
         frame = _read(path, kind, encoding)
     except UnicodeDecodeError as exc:
         raise InputError(
@@ -107,6 +112,8 @@ def _read(path: Path, kind: str, encoding: str) -> pd.DataFrame:
     sep = "\t" if path.suffix.lower() == ".tsv" else ","
     with path.open(encoding=encoding, newline="") as handle:
         header = next(csv.reader(handle, delimiter=sep), [])
+    if header:  # a byte-order mark (Excel's "CSV UTF-8") is not part of the first column's name
+        header[0] = header[0].removeprefix("\ufeff")
     # pandas silently renames repeated headers to 'x.1'; keep the originals to report them.
     frame = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, encoding=encoding)
     if len(header) == len(frame.columns):

@@ -126,6 +126,11 @@ def create_encoder(name: str, texts_for_auto: Sequence[str] = ()) -> Encoder:
     raise ConfigError(f"unknown embedder '{name}'; use auto, {', '.join(ENCODERS)}, or a sentence-transformers folder")
 
 
+def _row_norms(matrix: np.ndarray) -> np.ndarray:
+    # einsum avoids a temporary the size of the matrix (1.5 GB at 1M users x 384 dims)
+    return np.sqrt(np.einsum("ij,ij->i", matrix, matrix))
+
+
 def encode_in_chunks(encoder: Encoder, texts: Sequence[str], chunk: int = 512,
                      on_chunk: Callable[[int], None] | None = None) -> np.ndarray:
     parts = []
@@ -151,35 +156,39 @@ def user_vectors(
     tag_index = {tag: i for i, tag in enumerate(distinct)}
     tag_vectors = {tag: tag_matrix[i] for tag, i in tag_index.items()} if tag_matrix is not None else {}
 
-    dim = None
-    tag_part = []
-    for user in tagged_users:
-        rows = [tag_index[t.tag] for t in user.tags]
-        tag_part.append(tag_matrix[rows].mean(axis=0) if rows else None)
+    # Vectorised (a sparse user x tag averaging matrix, then in-place blending): a Python loop
+    # per user cost ~40 s and ~1.6 GB of small arrays at 1M users.
+    from scipy import sparse
 
-    text_part: list[np.ndarray | None] = [None] * len(documents)
+    n = len(tagged_users)
+    counts = np.fromiter((len(u.tags) for u in tagged_users), np.int64, n)
+    text_unit = None
     if tag_weight < 1.0:
         comments = [c for d in documents for c in d.comments]
         owners = np.repeat(np.arange(len(documents)), [len(d.comments) for d in documents])
         comment_matrix = encode_in_chunks(encoder, comments, on_chunk=on_chunk)
-        sums = np.zeros((len(documents), comment_matrix.shape[1]), np.float32)
-        np.add.at(sums, owners, comment_matrix)
-        text_part = list(_unit(sums))
-
-    for part in (*tag_part, *text_part):
-        if part is not None:
-            dim = part.shape[0]
-            break
-    if dim is None:
-        return np.zeros((len(tagged_users), 1), np.float32), np.zeros(len(tagged_users), bool), tag_vectors
-    vectors = np.zeros((len(tagged_users), dim), np.float32)
-    has = np.zeros(len(tagged_users), bool)
-    for i, (tags_vec, text_vec) in enumerate(zip(tag_part, text_part, strict=True)):
-        blend = np.zeros(dim, np.float32)
-        if tags_vec is not None and tag_weight > 0:
-            blend += tag_weight * tags_vec / max(np.linalg.norm(tags_vec), 1e-12)
-        if text_vec is not None and tag_weight < 1:
-            blend += (1 - tag_weight) * text_vec
-        if np.linalg.norm(blend) > 0:
-            vectors[i], has[i] = blend / np.linalg.norm(blend), True
+        text_unit = np.zeros((len(documents), comment_matrix.shape[1]), np.float32)
+        np.add.at(text_unit, owners, comment_matrix)
+        text_unit = _unit(text_unit)
+    if tag_matrix is not None:
+        dim = tag_matrix.shape[1]
+    elif text_unit is not None and len(text_unit):
+        dim = text_unit.shape[1]
+    else:
+        return np.zeros((n, 1), np.float32), np.zeros(n, bool), tag_vectors
+    if tag_matrix is not None and tag_weight > 0:
+        columns = np.fromiter((tag_index[t.tag] for u in tagged_users for t in u.tags), np.int64, int(counts.sum()))
+        weights = np.repeat(1.0 / np.maximum(counts, 1), counts).astype(np.float32)
+        averaging = sparse.csr_matrix((weights, columns, np.concatenate([[0], np.cumsum(counts)])),
+                                      shape=(n, len(distinct)))
+        vectors = np.asarray(averaging @ tag_matrix, dtype=np.float32)
+        vectors *= (tag_weight / np.maximum(_row_norms(vectors), 1e-12))[:, None]
+    else:
+        vectors = np.zeros((n, dim), np.float32)
+    if text_unit is not None and tag_weight < 1:
+        text_unit *= 1 - tag_weight
+        vectors += text_unit
+    norms = _row_norms(vectors)
+    has = norms > 0
+    np.divide(vectors, np.where(has, norms, 1.0)[:, None], out=vectors)
     return vectors, has, tag_vectors

@@ -25,3 +25,12 @@ class ModelError(TaggerError):
 
 class OutputError(TaggerError):
     """The output folder cannot be written as asked."""
+
+
+class EngineDown(ModelError):
+    """The engine stopped answering mid-call. `partial` holds one Completion per chat of that
+    call (with `error` set where no answer came), so the answers that did arrive are cached."""
+
+    def __init__(self, message: str, partial: list):
+        super().__init__(message)
+        self.partial = partial

@@ -19,6 +19,7 @@ import pandas as pd
 from tagger import __version__
 from tagger import prompts as prompt_files
 from tagger.cache import ResultCache
+from tagger.candidates import CandidateExtractor
 from tagger.clustering import NOISE, Segmenter
 from tagger.config import RunConfig
 from tagger.data import Columns, LoadStats, build_documents, read_table
@@ -27,9 +28,10 @@ from tagger.errors import InputError
 from tagger.llm.base import Engine, GenerationParams, create_engine
 from tagger.llm.models import resolve_model, token_counter, word_counter
 from tagger.llm.structured import CallStats
-from tagger.naming import name_segments, profile_segments
+from tagger.naming import fallback_name, name_segments, profile_segments
 from tagger.outputs import RunFolder, check_destination
 from tagger.paths import tagger_home
+from tagger.privacy import quotes_users
 from tagger.progress import Reporter
 from tagger.recommend import top_items_by_lift
 from tagger.schemas import Segment, TaggedUser, UserDocument
@@ -61,34 +63,19 @@ def segment(
     reporter: Reporter | None = None,
     engine: Engine | None = None,
     encoder: Encoder | None = None,
+    report: bool = True,
 ) -> RunResult:
-    """Run the whole pipeline. Pass `engine`/`encoder` to reuse loaded models (notebooks, tests)."""
+    """Run the whole pipeline. Pass `engine`/`encoder` to reuse loaded models (notebooks, tests).
+    `report=False` skips the run folder's report.html."""
     reporter = reporter or Reporter()
     started = time.perf_counter()
     if out is not None:
         check_destination(Path(out), force)
-    columns = Columns(config.user_col, config.text_col, config.time_col, config.item_col)
     tag_template = prompt_files.load(TAG_MODES[config.tag_mode], config.prompts)
     name_template = prompt_files.load("name", config.prompts)
 
     with reporter.stage("load"):
-        frame = source if isinstance(source, pd.DataFrame) else read_table(Path(source), columns, config.encoding)
-        if isinstance(source, pd.DataFrame):
-            missing = [c for _, c in columns.required() if c not in frame.columns]
-            if missing:
-                raise InputError(f"column '{missing[0]}' not in the DataFrame; columns present: "
-                                 f"{', '.join(map(str, frame.columns))}; pass user_col/text_col")
-        if config.redact_pii:
-            from tagger.privacy import redact_frame
-
-            frame = redact_frame(frame, columns)
-        model = resolve_model(config.model) if config.engine == "vllm" or Path(config.model).exists() else config.model
-        counter = word_counter if config.engine == "fake" else token_counter(model)
-        load_stats = LoadStats()
-        documents = build_documents(frame, columns, counter, config.doc_tokens, load_stats)
-        if config.max_users:
-            documents = documents[: config.max_users]
-            load_stats.users = len(documents)
+        documents, load_stats, model = load_documents(source, config)
 
     folder = RunFolder(Path(out), force) if out is not None else None
     cache = ResultCache(tagger_home() / "cache.sqlite" if config.cache else None)
@@ -96,17 +83,25 @@ def segment(
     try:
         if engine is None:
             with reporter.stage("engine start"):
-                engine = create_engine(config.engine, model=model, seed=config.seed, base_url=config.base_url)
+                engine = create_engine(config.engine, model=model, seed=config.seed, base_url=config.base_url,
+                                       concurrency=config.concurrency, timeout=config.request_timeout,
+                                       api_key=config.api_key.get_secret_value() if config.api_key else None)
         tag_stats = CallStats()
         params = GenerationParams(max_tokens=config.max_tokens, temperature=config.temperature, seed=config.seed)
+        # Fitted here, not inside tag_users, so the segment model can save its frequencies.
+        extractor = CandidateExtractor().fit([d.text for d in documents]) if config.tag_mode == "grounded" else None
         with reporter.stage("tagging", total=len(documents)) as advance:
             tagged = tag_users(documents, engine, tag_template, params=params, cache=cache, mode=config.tag_mode,
-                               batch_size=config.batch_size, on_batch=advance, stats=tag_stats)
+                               batch_size=config.batch_size, on_batch=advance, stats=tag_stats, extractor=extractor)
 
         language = "zh" if mostly_cjk([d.text for d in documents]) else "en"
-        with reporter.stage("embedding"):
+        texts_to_embed = len({t.tag for u in tagged for t in u.tags})
+        if config.tag_weight < 1:
+            texts_to_embed += sum(len(d.comments) for d in documents)
+        with reporter.stage("embedding", total=texts_to_embed) as advance:
             encoder = encoder or create_encoder(config.embedder, [d.text for d in documents])
-            vectors, has_vector, _ = user_vectors(tagged, documents, encoder, tag_weight=config.tag_weight)
+            vectors, has_vector, _ = user_vectors(tagged, documents, encoder, tag_weight=config.tag_weight,
+                                                  on_chunk=advance)
 
         with reporter.stage("clustering"):
             labels = np.full(len(documents), NOISE)
@@ -127,6 +122,9 @@ def segment(
             profiles = profile_segments(labels, strengths, centroids, tagged, documents)
             named = name_segments(profiles, engine, name_template, language=language, cache=cache, stats=name_stats,
                                   params=GenerationParams(max_tokens=NAMING_MAX_TOKENS, temperature=config.temperature, seed=config.seed))
+            # A name repeating a member's words verbatim may be text planted in a comment.
+            named = [(*fallback_name(p), "fallback") if by == "llm" and quotes_users(label, p.quotes, p.top_tags)
+                     else (label, description, by) for p, (label, description, by) in zip(profiles, named, strict=True)]
 
         with reporter.stage("recommend"):
             items = top_items_by_lift(labels, documents) if config.item_col else {}
@@ -146,9 +144,12 @@ def segment(
         cache.close()
 
     users_table, segments_table = _tables(documents, tagged, labels, strengths, assigned_by, segments)
+    users_table["x"], users_table["y"] = _map_xy(vectors, has_vector)
     summary = _summary(config, engine, tag_template, name_template, load_stats, tagged, segments, labels,
                        assigned_by, tag_stats, name_stats, cache, reporter, started, language, encoder)
     result = RunResult(users_table, segments_table, tagged, documents, summary, vectors)
+    lasting = _lasting(source, config, summary, vectors, has_vector, labels, strengths, assigned_by, centroids,
+                       segmenter, segments, extractor, encoder, users_table, reporter)
     if folder is not None:
         try:
             with reporter.stage("write"):
@@ -156,15 +157,105 @@ def segment(
                 folder.write_table("segments", segments_table)
                 folder.write_jsonl("tags.jsonl", [u.model_dump() for u in tagged])
                 # What naming saw, so `tagger rename` can re-run naming alone.
-                folder.write_json("segment_profiles.json", [vars(p) for p in profiles])
+                folder.write_json("segment_profiles.json", [_public_profile(p, config.k_anonymity) for p in profiles])
+                _write_lasting(folder, lasting)
             summary["timings_s"] = dict(reporter.timings)
             summary["wall_time_s"] = round(time.perf_counter() - started, 3)
             folder.write_json("run.json", summary)
+            if report:
+                from tagger.report_html import write_report
+
+                write_report(folder.tmp, folder.path("report.html"))
             result.out = folder.commit()
         except BaseException:
             folder.abandon()
             raise
     return result
+
+
+def load_documents(source: Path | pd.DataFrame, config: RunConfig) -> tuple[list[UserDocument], LoadStats, str]:
+    """The load stage alone (also used by `tagger prompts render`, so it shows what tagging sees)."""
+    columns = Columns(config.user_col, config.text_col, config.time_col, config.item_col)
+    frame = source if isinstance(source, pd.DataFrame) else read_table(Path(source), columns, config.encoding)
+    if isinstance(source, pd.DataFrame):
+        missing = [c for _, c in columns.required() if c not in frame.columns]
+        if missing:
+            raise InputError(f"column '{missing[0]}' not in the DataFrame; columns present: "
+                             f"{', '.join(map(str, frame.columns))}; pass user_col/text_col")
+    if config.redact_pii:
+        from tagger.privacy import redact_frame
+
+        frame = redact_frame(frame, columns)
+    model = resolve_model(config.model) if config.engine == "vllm" or Path(config.model).exists() else config.model
+    if config.engine == "fake" or (config.engine == "openai" and not Path(model).exists()):
+        # A served model name need not be a hub id, and looking it up would wait on the network.
+        counter = word_counter
+    else:
+        counter = token_counter(model)
+    load_stats = LoadStats()
+    documents = build_documents(frame, columns, counter, config.doc_tokens, load_stats)
+    if config.max_users:
+        documents = documents[: config.max_users]
+        load_stats.users = len(documents)
+    return documents, load_stats, model
+
+
+def _public_profile(profile, k: int) -> dict[str, Any]:
+    """A segment below the k floor keeps only its id, size and neighbours: no tags, terms or quotes."""
+    data = dict(vars(profile))
+    if profile.size < k:
+        data.update(top_tags=[], top_terms=[], quotes=[])
+    return data
+
+
+def _map_xy(vectors: np.ndarray, has_vector: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """2-D PCA of the user vectors for the report's map (0, 0 for users without a vector)."""
+    xy = np.zeros((len(has_vector), 2))
+    rows = np.flatnonzero(has_vector)
+    if len(rows) >= 3 and vectors.ndim == 2 and vectors.shape[1] >= 2:
+        centred = vectors[rows] - vectors[rows].mean(axis=0)
+        _, _, components = np.linalg.svd(centred, full_matrices=False)
+        axes = components[:2]
+        # Fix each axis's sign so reruns draw the same picture.
+        signs = np.where(axes.sum(axis=1) < 0, -1.0, 1.0)
+        xy[rows, : len(axes)] = centred @ (axes * signs[:, None]).T
+    return np.round(xy[:, 0], 4), np.round(xy[:, 1], 4)
+
+
+def _lasting(source, config, summary, vectors, has_vector, labels, strengths, assigned_by, centroids, segmenter,
+             segments, extractor, encoder, users_table, reporter) -> dict[str, Any]:
+    """Issue 7: the saved segment model, optional stability reruns, shares per period.
+    Adds the keys `segment_model`, `stability` and `over_time` to the run summary."""
+    from tagger.drift import shares_for_run
+    from tagger.segment_model import FORMAT_VERSION, MODEL_DIR, model_for_run
+    from tagger.stability import stability_for_run
+
+    rows = np.flatnonzero(has_vector)
+    names = {s.segment_id: s.name for s in segments}
+    out: dict[str, Any] = {}
+    if len(rows) and len(centroids):
+        out["model"] = model_for_run(summary=summary, config=config, vectors=vectors[rows], labels=labels[rows],
+                                     strengths=strengths[rows], assigned_by=assigned_by[rows], centroids=centroids,
+                                     segmenter=segmenter, names=names, extractor=extractor, encoder=encoder)
+        out["clusterer"] = getattr(segmenter, "clusterer_", None)
+        summary["segment_model"] = {"path": MODEL_DIR, "format_version": FORMAT_VERSION}
+    if config.stability >= 2 and len(rows) >= 4:
+        with reporter.stage("stability"):
+            summary["stability"], out["stability"] = stability_for_run(config, vectors[rows], labels[rows], names)
+    if config.time_col:
+        out["shares"], summary["over_time"] = shares_for_run(source, config, users_table)
+    return out
+
+
+def _write_lasting(folder: RunFolder, lasting: dict[str, Any]) -> None:
+    from tagger.segment_model import MODEL_DIR, save_model
+
+    if "model" in lasting:
+        save_model(lasting["model"], folder.path(MODEL_DIR), lasting.get("clusterer"))
+    if "stability" in lasting:
+        folder.write_table("stability", lasting["stability"])
+    if "shares" in lasting:
+        folder.write_table("segment_shares", lasting["shares"])
 
 
 def _tables(documents, tagged, labels, strengths, assigned_by, segments):

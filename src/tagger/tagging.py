@@ -113,6 +113,7 @@ def tag_users(
     batch_size: int = 256,
     on_batch: Callable[[int], None] | None = None,
     stats: CallStats | None = None,
+    extractor: CandidateExtractor | None = None,
 ) -> list[TaggedUser]:
     """One TaggedUser per document, in order: tagged with >=1 grounded tag, or failed with why.
 
@@ -123,7 +124,9 @@ def tag_users(
         raise ConfigError(f"unknown tag mode '{mode}'; choose one of: {', '.join(TAG_MODES)}")
     template.check_variables(TAG_VARIABLES)
     if mode == "grounded":
-        extractor = CandidateExtractor().fit([d.text for d in documents])
+        # A saved model passes the training run's extractor, so a user seen in training gets
+        # the same candidates (same prompt, cached answer) when assigned again.
+        extractor = extractor or CandidateExtractor().fit([d.text for d in documents])
         candidates = [extractor.candidates(d.text) for d in documents]
     else:
         candidates = [[] for _ in documents]

@@ -4,6 +4,7 @@ every TaggerError to one line on stderr and a non-zero exit."""
 from __future__ import annotations
 
 import importlib
+import os
 import sys
 
 import click
@@ -14,6 +15,12 @@ from tagger.errors import TaggerError
 # command name → module defining `command`; imported lazily so `tagger --help` stays fast.
 COMMANDS = {
     "segment": "tagger.cli.segment",
+    "assign": "tagger.cli.assign",
+    "drift": "tagger.cli.drift",
+    "prompts": "tagger.cli.prompts_cmd",
+    "show": "tagger.cli.show",
+    "rename": "tagger.cli.rename",
+    "report": "tagger.cli.report",
 }
 
 
@@ -48,6 +55,20 @@ def main(argv: list[str] | None = None) -> int:
     except click.ClickException as exc:
         exc.show()
         return exc.exit_code
+    except OSError as exc:  # disk full, permission denied, a file vanished mid-run
+        where = f" ({exc.filename})" if exc.filename else ""
+        click.echo(f"error: {exc.strerror or exc}{where}; check free space and permissions, then run the same "
+                   "command again (answers so far are cached)", err=True)
+        return 74
+    except MemoryError:
+        click.echo("error: out of memory; lower --batch-size or --max-users, or use a machine with more memory", err=True)
+        return 75
+    except Exception as exc:  # a bug: still one line, with a way to get the traceback
+        if os.environ.get("TAGGER_DEBUG"):
+            raise
+        click.echo(f"error: internal error ({type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}); "
+                   "rerun with TAGGER_DEBUG=1 for the traceback and report it", err=True)
+        return 70
     return 0
 
 

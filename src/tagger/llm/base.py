@@ -53,6 +53,7 @@ ENGINES: dict[str, str] = {
     "vllm": "tagger.llm.vllm_engine:VLLMEngine",
     "openai": "tagger.llm.openai_engine:OpenAIEngine",
     "fake": "tagger.llm.fake:FakeEngine",
+    "ray": "tagger.llm.ray_engine:RayEngine",  # Ray Data replicas of one of the engines above
 }
 
 

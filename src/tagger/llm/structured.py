@@ -12,9 +12,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
+import jsonschema
 from pydantic import BaseModel, ValidationError
 
 from tagger.cache import ResultCache, cache_key
+from tagger.errors import EngineDown
 from tagger.llm.base import Completion, Engine, GenerationParams, Messages
 
 T = TypeVar("T")
@@ -73,7 +75,7 @@ def run_structured(
         retry: list[tuple[int, Messages]] = []
         for i, answer in zip(index, answers, strict=True):
             _account(outcomes[i], answer, stats)
-            value, error = _parse(i, answer, answer_model, parse)
+            value, error = _parse(i, answer, answer_model, parse, schemas[i])
             if error:
                 retry.append((i, _with_error(chats[i], answer, retry_message(error))))
             outcomes[i].value, outcomes[i].error = value, error
@@ -83,7 +85,7 @@ def run_structured(
             for (i, _), answer in zip(retry, again, strict=True):
                 _account(outcomes[i], answer, stats)
                 outcomes[i].attempts = 2
-                value, error = _parse(i, answer, answer_model, parse)
+                value, error = _parse(i, answer, answer_model, parse, schemas[i])
                 outcomes[i].value, outcomes[i].error = value, error
                 if error:
                     stats.failed += 1
@@ -101,7 +103,12 @@ def _cached_generate(engine, chats, schemas, params, cache, stats) -> list[Compl
     missing = [i for i, key in enumerate(keys) if key not in found]
     if missing:
         stats.engine_calls += 1
-        fresh = engine.generate([chats[i] for i in missing], schemas=[schemas[i] for i in missing], params=params)
+        try:
+            fresh = engine.generate([chats[i] for i in missing], schemas=[schemas[i] for i in missing], params=params)
+        except EngineDown as down:
+            # Keep what did arrive before the run stops: the rerun asks only for the rest.
+            cache.put_many((keys[i], c.model_dump()) for i, c in zip(missing, down.partial, strict=False) if not c.error)
+            raise
         # Engine-side errors (server down for one request) are not cached: a rerun retries them.
         cache.put_many((keys[i], c.model_dump()) for i, c in zip(missing, fresh, strict=True) if not c.error)
         for i, completion in zip(missing, fresh, strict=True):
@@ -116,16 +123,23 @@ def _account(outcome: Outcome, answer: Completion, stats: CallStats) -> None:
     stats.output_tokens += answer.output_tokens
 
 
-def _parse(i: int, answer: Completion, answer_model, parse) -> tuple[Any, str]:
+def _parse(i: int, answer: Completion, answer_model, parse, schema: dict[str, Any]) -> tuple[Any, str]:
     if answer.error:
         return None, f"engine error: {answer.error}"
     if answer.finish_reason == "length":
         return None, "truncated: the answer hit the token budget"
     try:
         data = json.loads(answer.text)
-        return parse(i, answer_model.model_validate(data)), ""
+        value = parse(i, answer_model.model_validate(data))
+        # The request's own schema (e.g. a per-user enum) is checked too: a server that ignores
+        # constrained decoding, or a model obeying injected text, must not get past it.
+        jsonschema.validate(data, schema)
+        return value, ""
     except json.JSONDecodeError as exc:
         return None, f"invalid JSON: {exc.msg}"
+    except jsonschema.ValidationError as exc:
+        where = ".".join(map(str, exc.absolute_path)) or "answer"
+        return None, f"schema mismatch: {where} {exc.message[:120]}"
     except ValidationError as exc:
         first = exc.errors()[0]
         return None, f"schema mismatch: {'.'.join(map(str, first['loc']))} {first['msg']}"

@@ -86,6 +86,13 @@ class VLLMEngine:
     def close(self) -> None:
         llm = getattr(self, "_llm", None)
         if llm is not None:
+            # Stop EngineCore and its workers now rather than whenever the garbage collector
+            # gets to them: in a notebook they would otherwise keep the model's memory.
+            try:
+                llm.llm_engine.engine_core.shutdown()
+            except Exception as exc:  # best effort: vLLM's internals move between releases
+                log.debug("vLLM shutdown: %s", exc)
+            del llm
             del self._llm
             import gc
 

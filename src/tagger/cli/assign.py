@@ -1,0 +1,56 @@
+"""`tagger assign RUN_DIR new_comments.csv --out DIR`"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+
+@click.command("assign")
+@click.argument("run_dir", type=click.Path(path_type=Path))
+@click.argument("source", metavar="FILE")
+@click.option("--out", type=click.Path(path_type=Path), required=True, help="folder to write the assigned users into")
+@click.option("--force", is_flag=True, help="replace an existing output folder")
+@click.option("--user-col", help="column with the user id [as in the run]")
+@click.option("--text-col", help="column with the comment text [as in the run]")
+@click.option("--time-col", help="timestamp column [as in the run]")
+@click.option("--item-col", help="item/product column [as in the run]")
+@click.option("--encoding", help="text encoding of a CSV/JSONL file [as in the run]")
+@click.option("--max-users", type=int, help="only the first N users (by id) [as in the run]")
+@click.option("--base-url", envvar="TAGGER_BASE_URL", help="server URL for --engine openai runs")
+@click.option("--api-key", envvar="TAGGER_API_KEY", help="key for --engine openai runs (never written)")
+@click.option("--no-cache", is_flag=True, help="do not read or write the LLM answer cache")
+def command(run_dir, source, out, force, no_cache, **options) -> None:
+    """Place the users in FILE in the segments of RUN_DIR without re-clustering.
+
+    Users are tagged with the run's engine, model, prompt and settings (answers already in
+    the cache cost nothing) and join the segment whose members they sit among; a user who
+    fits no segment gets segment "none". FILE may be 'demo'.
+    """
+    from rich.console import Console
+
+    from tagger.assign import assign
+    from tagger.paths import demo_file
+    from tagger.progress import RichReporter
+
+    if no_cache:
+        options["cache"] = False
+    if source == "demo":
+        source = str(demo_file())
+    reporter = RichReporter()
+    try:
+        result = assign(run_dir, Path(source), out=out, force=force, reporter=reporter, **options)
+    finally:
+        reporter.close()
+    console = Console()
+    counts, agreement = result.summary["counts"], result.summary["agreement"]
+    console.print(f"placed {counts['placed']}/{counts['users']} users ({counts['none']} in no segment; "
+                  + ", ".join(f"{k} {v}" for k, v in counts["by"].items()) + ")")
+    for name, size in result.summary["segment_sizes"].items():
+        console.print(f"  {size:6d}  {name}")
+    if agreement:
+        split = "; ".join(f"{k}: {v['same_segment']:.1%} of {v['users']}" for k, v in agreement.items() if isinstance(v, dict))
+        console.print(f"{agreement['users']} users were in the run: {agreement['same_segment']:.1%} got their "
+                      f"original segment ({split})")
+    console.print(f"wrote {result.out}/ (users, tags.jsonl, assign.json)")

@@ -1,0 +1,221 @@
+"""A run folder → one self-contained HTML file (no network: the SVG, CSS and JS are inline).
+
+Every piece of user text (comments, tags, items, LLM-written names) is escaped: the charts and
+cards are rendered here with `html.escape`, and the data the hover script reads is JSON with
+`<`, `>` and `&` escaped, so a comment holding HTML or JS shows as text and never runs.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from html import escape
+from pathlib import Path
+
+from tagger.errors import OutputError
+from tagger.runs import Run, load_run
+
+PALETTE = ("#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7",
+           "#9c755f", "#2f4b7c", "#a05195", "#d45087", "#665191", "#008080", "#bc5090", "#7a5195")
+NO_SEGMENT = "#bbbbbb"
+MAP_W, MAP_H, PAD = 640, 420, 16
+# More dots than this make a slow page and a blot; larger runs show a seeded sample.
+MAX_MAP_USERS = 5000
+
+CSS = """
+body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",sans-serif;margin:0;background:#f6f7f9;color:#222}
+header{background:#fff;border-bottom:1px solid #ddd;padding:14px 24px}
+h1{font-size:20px;margin:0 0 4px} h2{font-size:16px;margin:24px 0 8px}
+main{padding:0 24px 32px;max-width:1360px}
+.meta{color:#666;font-size:13px}
+.row{display:flex;flex-wrap:wrap;gap:24px;align-items:flex-start}
+.panel{background:#fff;border:1px solid #ddd;border-radius:8px;padding:12px}
+svg text{font-size:12px;fill:#333}
+.dot{stroke:#fff;stroke-width:.6;cursor:pointer} .dot.dim{opacity:.12}
+#tip{position:fixed;pointer-events:none;background:#222;color:#fff;padding:6px 8px;border-radius:4px;
+  font-size:12px;max-width:320px;display:none;z-index:5}
+.cards{display:grid;grid-template-columns:repeat(auto-fill,minmax(340px,1fr));gap:16px}
+.card{background:#fff;border:1px solid #ddd;border-left:6px solid var(--c);border-radius:8px;padding:12px 14px}
+.card h3{margin:0 0 2px;font-size:16px} .card .sub{color:#666;font-size:12px;margin-bottom:6px}
+.chip{display:inline-block;background:#eef1f5;border-radius:10px;padding:1px 8px;margin:2px 3px 2px 0;font-size:12px}
+blockquote{margin:4px 0;padding:2px 8px;border-left:3px solid #ddd;color:#444;font-style:italic}
+.card ul{margin:4px 0;padding-left:18px} .label{font-weight:600;font-size:12px;margin-top:8px;color:#555}
+.bar{cursor:pointer}
+"""
+
+# Hover shows user, segment and tags; clicking a bar or legend entry highlights one segment.
+SCRIPT = """
+(function(){
+  var data = JSON.parse(document.getElementById('tagger-data').textContent);
+  var tip = document.getElementById('tip');
+  var dots = document.querySelectorAll('.dot');
+  function show(ev){
+    var u = data.users[+ev.target.getAttribute('data-i')];
+    tip.textContent = '';
+    var head = document.createElement('b'); head.textContent = u.user; tip.appendChild(head);
+    var seg = document.createElement('div'); seg.textContent = u.segment; tip.appendChild(seg);
+    var tags = document.createElement('div'); tags.textContent = u.tags.length ? u.tags.join(', ') : '(no tags)';
+    tip.appendChild(tags);
+    tip.style.display = 'block';
+    tip.style.left = Math.min(ev.clientX + 12, window.innerWidth - 330) + 'px';
+    tip.style.top = (ev.clientY + 12) + 'px';
+  }
+  function hide(){ tip.style.display = 'none'; }
+  for (var i = 0; i < dots.length; i++){
+    dots[i].addEventListener('mousemove', show); dots[i].addEventListener('mouseleave', hide);
+  }
+  var chosen = null;
+  function highlight(seg){
+    chosen = (chosen === seg) ? null : seg;
+    for (var i = 0; i < dots.length; i++){
+      var on = chosen === null || dots[i].getAttribute('data-s') === chosen;
+      dots[i].classList.toggle('dim', !on);
+    }
+  }
+  var bars = document.querySelectorAll('[data-seg]');
+  for (var j = 0; j < bars.length; j++){
+    bars[j].addEventListener('click', function(ev){ highlight(ev.currentTarget.getAttribute('data-seg')); });
+  }
+  document.body.setAttribute('data-rendered', data.users.length + ' users');
+})();
+"""
+
+
+def colour(segment_id: int) -> str:
+    return PALETTE[segment_id % len(PALETTE)] if segment_id >= 0 else NO_SEGMENT
+
+
+def render_report(run: Run) -> str:
+    counts = run.summary.get("counts", {})
+    title = f"tagger: {len(run.segments)} segments of {counts.get('users', len(run.users))} users"
+    meta = (f"model {run.summary.get('model', '?')} · embedder {run.summary.get('embedder', '?')} · "
+            f"tagged {counts.get('tagged', '?')}/{counts.get('users', '?')} ({counts.get('failed', 0)} failed) · "
+            f"{counts.get('noise_assigned_to_nearest', 0)} joined their nearest segment · "
+            f"{counts.get('unsegmented', 0)} unsegmented · wall time {run.summary.get('wall_time_s', 0):.0f} s")
+    rows = _map_rows(len(run.users))
+    sampled = f" ({len(rows)} of {len(run.users)} users, a random sample)" if len(rows) < len(run.users) else ""
+    return "".join([
+        "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">",
+        "<meta name=\"viewport\" content=\"width=device-width,initial-scale=1\">",
+        f"<title>{escape(title)}</title><style>{CSS}</style></head><body>",
+        f"<header><h1>{escape(title)}</h1><div class=\"meta\">{escape(meta)}</div></header><main>",
+        "<div class=\"row\">",
+        f"<div><h2>Segment sizes</h2><div class=\"panel\">{_size_chart(run)}</div></div>",
+        (f"<div><h2>Map of users</h2><div class=\"panel\">{_map(run, rows)}</div>"
+         f"<div class=\"meta\">2-D projection (PCA) of the user vectors{sampled}; hover a dot, "
+         "click a bar or a legend entry to highlight a segment.</div></div>"),
+        "</div><h2>Segments</h2><div class=\"cards\">",
+        "".join(_card(row) for row in run.segments.itertuples()),
+        "</div></main><div id=\"tip\"></div>",
+        f"<script type=\"application/json\" id=\"tagger-data\">{_json_for_script(_hover_data(run, rows))}</script>",
+        f"<script>{SCRIPT}</script></body></html>\n",
+    ])
+
+
+def write_report(run_dir: Path | str, dest: Path | str | None = None) -> Path:
+    """Render `run_dir`'s report to `dest` (default RUN_DIR/report.html), written atomically."""
+    run = load_run(run_dir)
+    dest = Path(dest) if dest is not None else Path(run_dir) / "report.html"
+    if not dest.parent.is_dir():
+        raise OutputError(f"folder not found: {dest.parent}; create it or pass another --out")
+    text = render_report(run)
+    handle, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", dir=dest.parent)
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as out:
+            out.write(text)
+        os.chmod(tmp, 0o644)  # mkstemp makes it owner-only; a report is meant to be shared
+        os.replace(tmp, dest)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return dest
+
+
+def _json_for_script(data) -> str:
+    text = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+    return text.replace("&", "\\u0026").replace("<", "\\u003c").replace(">", "\\u003e")
+
+
+def _map_rows(n: int) -> list[int]:
+    if n <= MAX_MAP_USERS:
+        return list(range(n))
+    import numpy as np
+
+    return sorted(np.random.default_rng(0).choice(n, MAX_MAP_USERS, replace=False).tolist())
+
+
+def _hover_data(run: Run, rows: list[int]) -> dict:
+    names = dict(zip(run.segments["segment_id"].astype(int), run.segments["name"], strict=True))
+    users = run.users.iloc[rows]
+    return {"users": [{"user": str(u.user_id), "segment": names.get(int(u.segment_id), "unsegmented"),
+                       "tags": list(u.tags)} for u in users.itertuples()]}
+
+
+def _size_chart(run: Run) -> str:
+    rows = list(run.segments.sort_values(["size", "segment_id"], ascending=[False, True]).itertuples())
+    bar_h, label_w, bar_w = 24, 190, 260
+    largest = max([int(r.size) for r in rows] or [1])
+    height = bar_h * len(rows) + 8
+    parts = [f"<svg width=\"{label_w + bar_w + 90}\" height=\"{height}\" role=\"img\" aria-label=\"segment sizes\">"]
+    for k, r in enumerate(rows):
+        y = 4 + k * bar_h
+        w = max(2, round(bar_w * int(r.size) / largest))
+        name = escape(_short(r.name, 28))
+        parts.append(
+            f"<g class=\"bar\" data-seg=\"{int(r.segment_id)}\"><title>{escape(r.name)}</title>"
+            f"<text x=\"{label_w - 6}\" y=\"{y + 16}\" text-anchor=\"end\">{name}</text>"
+            f"<rect x=\"{label_w}\" y=\"{y + 3}\" width=\"{w}\" height=\"{bar_h - 6}\" rx=\"3\" fill=\"{colour(int(r.segment_id))}\"/>"
+            f"<text x=\"{label_w + w + 6}\" y=\"{y + 16}\">{int(r.size)} ({float(r.share):.0%})</text></g>")
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def _map(run: Run, rows: list[int]) -> str:
+    if not {"x", "y"} <= set(run.users.columns):
+        return "<p class=\"meta\">This run has no map coordinates; rerun <code>tagger segment</code> to add them.</p>"
+    users = run.users.iloc[rows]
+    xs, ys = users["x"].astype(float).tolist(), users["y"].astype(float).tolist()
+    x0, x1, y0, y1 = min(xs), max(xs), min(ys), max(ys)
+    sx = (MAP_W - 2 * PAD) / ((x1 - x0) or 1.0)
+    sy = (MAP_H - 2 * PAD) / ((y1 - y0) or 1.0)
+    names = dict(zip(run.segments["segment_id"].astype(int), run.segments["name"], strict=True))
+    parts = [f"<svg width=\"{MAP_W}\" height=\"{MAP_H}\" viewBox=\"0 0 {MAP_W} {MAP_H}\" role=\"img\" aria-label=\"map of users\">"]
+    for i, u in enumerate(users.itertuples()):
+        if not (math.isfinite(xs[i]) and math.isfinite(ys[i])):
+            continue
+        seg = int(u.segment_id)
+        cx = PAD + (xs[i] - x0) * sx
+        cy = MAP_H - PAD - (ys[i] - y0) * sy
+        hover = f"{u.user_id} · {names.get(seg, 'unsegmented')} · {', '.join(u.tags)}"
+        parts.append(f"<circle class=\"dot\" data-i=\"{i}\" data-s=\"{seg}\" cx=\"{cx:.1f}\" cy=\"{cy:.1f}\" r=\"4\" "
+                     f"fill=\"{colour(seg)}\"><title>{escape(hover)}</title></circle>")
+    parts.append(f"</svg><div style=\"max-width:{MAP_W}px\">")
+    for seg, name in names.items():
+        parts.append(f"<span class=\"chip\" data-seg=\"{seg}\" style=\"cursor:pointer\">"
+                     f"<span style=\"color:{colour(seg)}\">●</span> {escape(_short(name, 32))}</span>")
+    if (users["segment_id"] < 0).any():
+        parts.append(f"<span class=\"chip\"><span style=\"color:{NO_SEGMENT}\">●</span> unsegmented</span>")
+    parts.append("</div>")
+    return "".join(parts)
+
+
+def _card(row) -> str:
+    tags = "".join(f"<span class=\"chip\">{escape(t)}</span>" for t in row.top_tags) or "<span class=\"meta\">none</span>"
+    quotes = "".join(f"<blockquote>“{escape(q)}”</blockquote>" for q in row.evidence)
+    items = "".join(f"<li>{escape(i)}</li>" for i in row.top_items)
+    return "".join([
+        f"<section class=\"card\" id=\"segment-{int(row.segment_id)}\" style=\"--c:{colour(int(row.segment_id))}\">",
+        f"<h3>{escape(row.name)}</h3>",
+        f"<div class=\"sub\">segment {int(row.segment_id)} · {int(row.size)} users ({float(row.share):.0%}) · named by {escape(row.named_by)}</div>",
+        f"<div>{escape(row.description)}</div>",
+        f"<div class=\"label\">Top tags</div><div>{tags}</div>",
+        f"<div class=\"label\">Evidence</div>{quotes}" if quotes else "",
+        f"<div class=\"label\">Top items</div><ul>{items}</ul>" if items else "",
+        "</section>",
+    ])
+
+
+def _short(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"

@@ -1,0 +1,283 @@
+"""The saved segment model: everything needed to place a new user in a run's segments.
+
+Written by `segment` into `RUN/model/` as plain arrays (`.npy`) and JSON, which survive library
+upgrades; the fitted HDBSCAN object is also pickled with prediction data, but only as an extra
+that `load_clusterer` refuses when the library versions differ. Placement itself
+(`tagger.assign`) needs only the portable files:
+
+| file | what |
+|---|---|
+| `manifest.json` | format version, embedder id + fingerprint, tag weight and mode, model id, prompt hashes, package versions, file list |
+| `pca_components.npy`, `pca_mean.npy` | the PCA the clusterer saw (absent when there was no reduction) |
+| `centroids.npy` | unit segment centroids in the full embedding space, row = segment id |
+| `user_mean.npy` | mean user vector (drift compares centroids relative to it) |
+| `members_reduced.npy`, `members_label.npy` | reduced vectors and labels of the users HDBSCAN clustered (not noise) |
+| `segments.json` | per segment: name, size, radius (loosest nearest-member link), strength floor |
+| `document_frequencies.json` | the candidate extractor's training document frequencies (phrases held by >= 2 users) |
+| `clusterer.pkl` | the fitted HDBSCAN with prediction data (optional, version-locked) |
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tagger.candidates import CandidateExtractor
+from tagger.errors import ModelError
+
+FORMAT_VERSION = 1
+MODEL_DIR = "model"
+# Phrases held by one user score exactly as unseen ones (df defaults to 1), so dropping them
+# loses nothing; the cap only bounds the file for very large runs.
+MAX_DF_PHRASES = 300_000
+FINGERPRINT_TEXTS = ("reading books and hiking trails", "dog food for my puppy", "音乐和电影")
+FINGERPRINT_MIN_COSINE = 0.999
+PICKLE_PACKAGES = ("hdbscan", "scikit-learn", "numpy")
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, np.float32)
+    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
+
+
+def package_versions(names=PICKLE_PACKAGES) -> dict[str, str]:
+    found = {}
+    for name in names:
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    return found
+
+
+@dataclass
+class SegmentModel:
+    """Arrays and settings of a saved model; `reduce()` maps full-space unit vectors to the
+    space HDBSCAN clustered."""
+
+    centroids: np.ndarray
+    members_reduced: np.ndarray
+    members_label: np.ndarray
+    segments: list[dict[str, Any]]
+    manifest: dict[str, Any]
+    pca_components: np.ndarray | None = None
+    pca_mean: np.ndarray | None = None
+    user_mean: np.ndarray | None = None
+    document_frequencies: dict[str, int] = field(default_factory=dict)
+    path: Path | None = None
+
+    def reduce(self, vectors: np.ndarray) -> np.ndarray:
+        vectors = _unit(vectors)
+        if self.pca_components is None:
+            return vectors
+        return _unit((vectors - self.pca_mean) @ self.pca_components.T)
+
+    def extractor(self) -> CandidateExtractor:
+        """A candidate extractor with the training document frequencies, so a user seen in
+        training gets exactly the candidates (and so the prompt and cached answer) it had."""
+        extractor = CandidateExtractor(per_user=self.manifest["candidates"]["per_user"])
+        extractor.n_ = self.manifest["candidates"]["n_documents"]
+        from collections import Counter
+
+        extractor.df_ = Counter(self.document_frequencies)
+        return extractor
+
+    @property
+    def names(self) -> dict[int, str]:
+        return {s["segment_id"]: s["name"] for s in self.segments}
+
+
+def build_model(
+    *,
+    vectors: np.ndarray,
+    labels: np.ndarray,
+    strengths: np.ndarray,
+    assigned_by: np.ndarray,
+    centroids: np.ndarray,
+    reducer: Any,
+    names: dict[int, str],
+    extractor: CandidateExtractor | None,
+    manifest: dict[str, Any],
+) -> SegmentModel:
+    """From the clustering stage's outputs for the users that have a vector (rows aligned)."""
+    vectors = _unit(vectors)
+    components = mean = None
+    if reducer is not None:
+        components = np.asarray(reducer.components_, np.float32)
+        mean = np.asarray(reducer.mean_, np.float32)
+    model = SegmentModel(centroids=_unit(centroids), members_reduced=np.zeros((0, 1), np.float32),
+                         members_label=np.zeros(0, np.int64), segments=[], manifest=dict(manifest),
+                         pca_components=components, pca_mean=mean, user_mean=vectors.mean(axis=0))
+    members = (np.asarray(assigned_by) == "cluster") & (labels >= 0)
+    reduced = model.reduce(vectors[members]) if members.any() else np.zeros((0, 1), np.float32)
+    model.members_reduced, model.members_label = reduced.astype(np.float32), labels[members].astype(np.int64)
+    segments = []
+    for sid in range(len(centroids)):
+        own = reduced[model.members_label == sid]
+        segments.append({
+            "segment_id": sid,
+            "name": names.get(sid, f"segment {sid}"),
+            "size": int((labels == sid).sum()),
+            "members": int(len(own)),
+            "radius": _loosest_link(own),
+            "strength_floor": float(strengths[labels == sid].min()) if (labels == sid).any() else 1.0,
+        })
+    model.segments = segments
+    if extractor is not None:
+        kept = sorted(((p, c) for p, c in extractor.df_.items() if c >= 2), key=lambda pc: (-pc[1], pc[0]))
+        model.document_frequencies = dict(kept[:MAX_DF_PHRASES])
+        model.manifest["candidates"] = {"per_user": extractor.per_user, "n_documents": extractor.n_,
+                                        "phrases": len(model.document_frequencies),
+                                        "truncated": len(kept) > MAX_DF_PHRASES}
+    else:
+        model.manifest["candidates"] = {"per_user": 20, "n_documents": 0, "phrases": 0, "truncated": False}
+    return model
+
+
+def _loosest_link(points: np.ndarray, chunk: int = 2048) -> float:
+    """Largest distance from a member to its nearest fellow member: how far apart this
+    segment's own members sit, so a new user farther than that from every member is noise."""
+    if len(points) < 2:
+        return 0.0
+    worst = 0.0
+    for start in range(0, len(points), chunk):
+        part = points[start : start + chunk]
+        d2 = np.maximum(2 - 2 * part @ points.T, 0)
+        d2[np.arange(len(part)), np.arange(start, start + len(part))] = np.inf
+        worst = max(worst, float(np.sqrt(d2.min(axis=1)).max()))
+    return worst
+
+
+def embedder_fingerprint(encoder) -> list[list[float]]:
+    return np.round(encoder.encode(list(FINGERPRINT_TEXTS)), 5).tolist()
+
+
+def save_model(model: SegmentModel, folder: Path, clusterer: Any = None) -> None:
+    """Write the model into `folder` (created); `clusterer` is pickled as an optional extra."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    files = {"centroids.npy": model.centroids, "members_reduced.npy": model.members_reduced,
+             "members_label.npy": model.members_label}
+    if model.pca_components is not None:
+        files |= {"pca_components.npy": model.pca_components, "pca_mean.npy": model.pca_mean}
+    if model.user_mean is not None:
+        files["user_mean.npy"] = np.asarray(model.user_mean, np.float32)
+    (folder / "segments.json").write_text(json.dumps(model.segments, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    (folder / "document_frequencies.json").write_text(
+        json.dumps(model.document_frequencies, ensure_ascii=False, separators=(",", ":")) + "\n", encoding="utf-8")
+    fingerprint = model.manifest.get("embedder_fingerprint")
+    if fingerprint:
+        files["embedder_fingerprint.npy"] = np.asarray(fingerprint, np.float32)
+    for name, array in files.items():
+        np.save(folder / name, array, allow_pickle=False)
+    manifest = {**{k: v for k, v in model.manifest.items() if k != "embedder_fingerprint"},
+                "format_version": FORMAT_VERSION, "files": sorted([*files, "segments.json", "document_frequencies.json"])}
+    if clusterer is not None:
+        try:
+            if getattr(clusterer, "prediction_data_", None) is None:
+                clusterer.generate_prediction_data()
+            (folder / "clusterer.pkl").write_bytes(pickle.dumps(clusterer, protocol=pickle.HIGHEST_PROTOCOL))
+            manifest["clusterer"] = {"file": "clusterer.pkl", "packages": package_versions()}
+        except Exception as exc:  # the pickle is an extra; placement never needs it
+            manifest["clusterer"] = {"file": None, "error": f"{type(exc).__name__}: {exc}"[:200]}
+    (folder / "manifest.json").write_text(json.dumps(manifest, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+
+
+def load_model(run_dir: Path) -> SegmentModel:
+    """Load RUN_DIR/model; a missing model or another format version stops with one line."""
+    folder = Path(run_dir) / MODEL_DIR
+    manifest_path = folder / "manifest.json"
+    if not manifest_path.exists():
+        raise ModelError(f"{run_dir} has no saved segment model ({MODEL_DIR}/manifest.json); "
+                         "rerun `tagger segment` with this version of tagger to create one")
+    try:
+        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise ModelError(f"{manifest_path} is not valid JSON ({exc}); rerun `tagger segment`") from None
+    version = manifest.get("format_version")
+    if version != FORMAT_VERSION:
+        raise ModelError(f"segment model in {run_dir} has format version {version}, this tagger reads "
+                         f"{FORMAT_VERSION}; rerun `tagger segment` or use the tagger version that wrote it")
+    try:
+        arrays = {name: np.load(folder / name, allow_pickle=False) for name in manifest["files"] if name.endswith(".npy")}
+        segments = json.loads((folder / "segments.json").read_text(encoding="utf-8"))
+        frequencies = json.loads((folder / "document_frequencies.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError, KeyError) as exc:
+        raise ModelError(f"segment model in {run_dir} is incomplete ({type(exc).__name__}: {exc}); "
+                         "rerun `tagger segment`") from None
+    if "embedder_fingerprint.npy" in arrays:
+        manifest["embedder_fingerprint"] = arrays["embedder_fingerprint.npy"].tolist()
+    return SegmentModel(centroids=arrays["centroids.npy"], members_reduced=arrays["members_reduced.npy"],
+                        members_label=arrays["members_label.npy"], segments=segments, manifest=manifest,
+                        pca_components=arrays.get("pca_components.npy"), pca_mean=arrays.get("pca_mean.npy"),
+                        user_mean=arrays.get("user_mean.npy"),
+                        document_frequencies=frequencies, path=folder)
+
+
+def check_embedder(model: SegmentModel, encoder) -> None:
+    """Refuse an encoder other than the one the model was built with (name, or same name
+    but different vectors, e.g. after an upgrade changed the weights)."""
+    want = model.manifest.get("embedder")
+    if getattr(encoder, "name", None) != want:
+        raise ModelError(f"the segment model was built with embedder '{want}', not '{getattr(encoder, 'name', '?')}'; "
+                         f"assign with --embedder {want}")
+    stored = np.asarray(model.manifest.get("embedder_fingerprint") or [], np.float32)
+    if stored.size:
+        now = encoder.encode(list(FINGERPRINT_TEXTS))
+        if now.shape != stored.shape or float((_unit(now) * _unit(stored)).sum(axis=1).min()) < FINGERPRINT_MIN_COSINE:
+            raise ModelError(f"embedder '{want}' now gives different vectors than when the model was saved "
+                             "(library or weights changed); rerun `tagger segment` to rebuild the model")
+
+
+def load_clusterer(model: SegmentModel):
+    """The pickled HDBSCAN, only when hdbscan, scikit-learn and numpy are the saved versions."""
+    info = model.manifest.get("clusterer") or {}
+    if not info.get("file") or model.path is None:
+        raise ModelError("this segment model holds no pickled clusterer; placement uses the portable files")
+    saved, now = info.get("packages", {}), package_versions()
+    changed = [f"{k} {saved.get(k)} -> {now.get(k)}" for k in sorted(set(saved) | set(now)) if saved.get(k) != now.get(k)]
+    if changed:
+        raise ModelError(f"pickled clusterer was saved with other library versions ({', '.join(changed)}); "
+                         "use the portable placement or rerun `tagger segment`")
+    return pickle.loads((model.path / info["file"]).read_bytes())
+
+
+def model_for_run(*, summary: dict[str, Any], config, vectors: np.ndarray, labels: np.ndarray, strengths: np.ndarray,
+                  assigned_by: np.ndarray, centroids: np.ndarray, segmenter, names: dict[int, str],
+                  extractor: CandidateExtractor | None, encoder) -> SegmentModel:
+    """The pipeline's clustering outputs (rows = users with a vector) → a SegmentModel."""
+    manifest = {
+        "tagger_version": summary.get("tagger_version"),
+        "model": summary.get("model"),
+        "embedder": summary.get("embedder"),
+        "embedder_dim": int(centroids.shape[1]) if centroids.ndim == 2 else None,
+        "embedder_fingerprint": embedder_fingerprint(encoder) if encoder is not None else [],
+        "tag_mode": config.tag_mode,
+        "tag_weight": config.tag_weight,
+        "assign_noise": config.assign_noise,
+        "prompts": {name: p["sha256"] for name, p in (summary.get("prompts") or {}).items()},
+        "packages": summary.get("packages", {}),
+        "users": int(len(vectors)),
+    }
+    return build_model(vectors=vectors, labels=labels, strengths=strengths, assigned_by=assigned_by,
+                       centroids=centroids, reducer=getattr(segmenter, "reducer_", None), names=names,
+                       extractor=extractor, manifest=manifest)
+
+
+def current_names(run_dir: Path, model: SegmentModel) -> dict[int, str]:
+    """Segment names as the run shows them now (`tagger rename` rewrites segments.parquet,
+    not the model), falling back to the names saved with the model."""
+    names = dict(model.names)
+    table = Path(run_dir) / "segments.parquet"
+    if table.exists():
+        import pandas as pd
+
+        frame = pd.read_parquet(table, columns=["segment_id", "name"])
+        names.update({int(i): str(n) for i, n in zip(frame["segment_id"], frame["name"], strict=True)})
+    return names

@@ -1,0 +1,94 @@
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tagger.assign import NONE, place
+from tagger.cli import main
+from tagger.segment_model import build_model
+
+FAST = ["--engine", "fake", "--embedder", "hash"]
+
+
+def run(capsys, *args):
+    code = main(list(args))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+@pytest.fixture
+def run_dir(comments_csv, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert run(capsys, "segment", str(comments_csv), "--out", str(out), "--no-report", *FAST)[0] == 0
+    return out
+
+
+def test_reassigning_training_users_gives_their_segments(run_dir, comments_csv, tmp_path, capsys):
+    out = tmp_path / "assigned"
+    code, stdout, _ = run(capsys, "assign", str(run_dir), str(comments_csv), "--out", str(out))
+    assert code == 0 and "got their original segment" in stdout
+    summary = json.loads((out / "assign.json").read_text())
+    assert summary["cache"]["misses"] == 0  # same prompts as training: every answer is cached
+    assert summary["agreement"]["cluster"]["same_segment"] == 1.0
+    training = pd.read_parquet(run_dir / "users.parquet")
+    assigned = pd.read_parquet(out / "users.parquet")
+    both = training.merge(assigned, on="user_id", suffixes=("_t", "_a"))
+    members = both[both["assigned_by_t"] == "cluster"]
+    assert len(members) and (members["segment_id_t"] == members["segment_id_a"]).all()
+    assert np.allclose(members["strength_t"], members["strength_a"], atol=1e-3)
+
+
+def test_new_users_are_tagged_and_placed(run_dir, tmp_path, capsys):
+    new = tmp_path / "new.csv"
+    # n1 writes what a training guitar user wrote (a new id, the same words); n2 is unlike anyone
+    pd.DataFrame({"user_id": ["n1", "n1", "n1", "n2"],
+                  "text": ["my guitar strings stay in tune !", "this guitar amplifier sounds warm !",
+                           "guitar picks for practice !", "quantum chromodynamics lecture notes on lattice gauge"]}
+                 ).to_csv(new, index=False)
+    code, _, err = run(capsys, "assign", str(run_dir), str(new), "--out", str(tmp_path / "a"))
+    assert code == 0, err
+    users = pd.read_parquet(tmp_path / "a" / "users.parquet").set_index("user_id")
+    training = pd.read_parquet(run_dir / "users.parquet")
+    guitar_segments = set(training[training["user_id"].str.startswith("guitar")]["segment_id"])
+    assert users.loc["n1", "segment_id"] in guitar_segments and users.loc["n1", "assigned_by"] == "cluster"
+    assert users.loc["n2", "strength"] < users.loc["n1", "strength"]
+    assert set(users["assigned_by"]) <= {"cluster", "nearest", "outlier", "noise", "unsegmented"}
+    assert ((users["segment_id"] == NONE) == (users["segment_name"] == "none")).all()
+
+
+def test_assign_refuses_a_folder_without_model_and_writes_nothing(tmp_path, comments_csv, capsys):
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / "run.json").write_text(json.dumps({"config": {"engine": "fake"}}))
+    code, _, err = run(capsys, "assign", str(tmp_path / "old"), str(comments_csv), "--out", str(tmp_path / "o"))
+    assert code != 0 and err.startswith("error: ") and "no saved segment model" in err
+    assert len(err.strip().splitlines()) == 1 and not (tmp_path / "o").exists()
+
+
+def _toy_model(assign_noise=True):
+    rng = np.random.default_rng(0)
+    centers = np.eye(8)[:2] * 3
+    x = np.vstack([c + 0.1 * rng.normal(size=(20, 8)) for c in centers])
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    labels = np.repeat([0, 1], 20)
+    centroids = np.vstack([x[labels == k].mean(axis=0) for k in (0, 1)])
+    centroids /= np.linalg.norm(centroids, axis=1, keepdims=True)
+    strengths = np.einsum("ij,ij->i", x, centroids[labels])
+    model = build_model(vectors=x, labels=labels, strengths=strengths, assigned_by=np.full(40, "cluster", dtype=object),
+                        centroids=centroids, reducer=None, names={0: "a", 1: "b"}, extractor=None, manifest={})
+    return model, x, labels, strengths
+
+
+def test_place_rule_members_noise_and_none():
+    model, x, labels, strengths = _toy_model()
+    got, strength, how = place(model, x)
+    assert (got == labels).all() and (how == "cluster").all() and np.allclose(strength, strengths, atol=1e-5)
+    far = np.eye(8)[5:6]  # orthogonal to both segments
+    between = (np.eye(8)[0] + np.eye(8)[1])[None, :]
+    got, strength, how = place(model, np.vstack([far, between]))
+    assert got[0] == NONE and how[0] == "outlier"  # fits worse than any training member
+    assert how[1] in {"nearest", "outlier"} and strength[1] < strengths.min()
+    got, _, how = place(model, far, assign_noise=False)
+    assert got[0] == NONE and how[0] == "noise"

@@ -1,0 +1,87 @@
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tagger.cli import main
+from tagger.drift import drift, shares_by_period, to_datetime
+from tagger.errors import ModelError
+from tagger.segment_model import MODEL_DIR
+
+FAST = ["--engine", "fake", "--embedder", "hash"]
+
+
+def segment(capsys, source, out, *extra):
+    assert main(["segment", str(source), "--out", str(out), "--no-report", *FAST, *extra]) == 0
+    capsys.readouterr()
+    return out
+
+
+def test_timestamps_in_any_unit_or_as_dates():
+    moment = pd.Timestamp("2021-03-04 05:06:07", tz="UTC")
+    seconds = moment.timestamp()
+    for values in ([seconds], [seconds * 1e3], [seconds * 1e6], ["2021-03-04T05:06:07Z"]):
+        assert abs((to_datetime(pd.Series(values)).iloc[0] - moment).total_seconds()) < 1
+
+
+def test_shares_per_period_and_growth():
+    # segment 0 active every month; segment 1 users only join in the later months
+    rows = [("a", "2021-01-05"), ("b", "2021-01-09"), ("a", "2021-02-01"), ("b", "2021-02-03"),
+            ("c", "2021-03-01"), ("d", "2021-03-02"), ("a", "2021-03-03"), ("e", "2021-04-01")]
+    activity = pd.DataFrame(rows, columns=["user_id", "time"])
+    segment_of = {"a": 0, "b": 0, "c": 1, "d": 1, "e": 1}
+    table, summary = shares_by_period(activity, segment_of, {0: "zero", 1: "one"})
+    assert summary["periods"] == 4 and summary["first"] == "2021-01" and summary["last"] == "2021-04"
+    assert np.allclose(table.groupby("period")["share"].sum(), 1.0, atol=1e-3)
+    march = table[table["period"] == "2021-03"].set_index("segment_id")
+    assert march.loc[1, "users"] == 2 and march.loc[1, "active_users"] == 3
+    assert summary["growing"][0]["segment_id"] == 1 and summary["shrinking"][0]["segment_id"] == 0
+
+
+def test_period_option_and_shares_table(comments_csv, tmp_path, capsys):
+    out = segment(capsys, comments_csv, tmp_path / "run", "--time-col", "ts", "--period", "year")
+    summary = json.loads((out / "run.json").read_text())["over_time"]
+    assert summary["period"] == "year" and summary["periods"] >= 1
+    shares = pd.read_parquet(out / "segment_shares.parquet")
+    assert set(shares.columns) >= {"period", "segment_id", "segment_name", "users", "share"}
+
+
+def test_drift_against_itself_matches_everything(comments_csv, tmp_path, capsys):
+    run = segment(capsys, comments_csv, tmp_path / "run")
+    report = drift(run, run)
+    assert report["new"] == [] and report["vanished"] == [] and report["moved"] == []
+    assert all(m["old_id"] == m["new_id"] == m["stable_id"] and m["similarity"] > 0.999 for m in report["matched"])
+
+
+def test_drift_lists_vanished_segments_and_keeps_ids(comments_csv, tmp_path, capsys):
+    frame = pd.read_csv(comments_csv)
+    smaller = tmp_path / "smaller.csv"
+    frame[~frame["user_id"].str.startswith("dog")].to_csv(smaller, index=False)
+    old = segment(capsys, comments_csv, tmp_path / "old")
+    new = segment(capsys, smaller, tmp_path / "new")
+    report = drift(old, new)
+    old_n, new_n = (len(json.loads((r / MODEL_DIR / "segments.json").read_text())) for r in (old, new))
+    assert len(report["matched"]) + len(report["vanished"]) == old_n
+    assert len(report["matched"]) + len(report["new"]) == new_n
+    ids = [m["stable_id"] for m in report["matched"]] + [s["stable_id"] for s in report["new"]]
+    assert len(set(ids)) == len(ids) and all(s["stable_id"] >= old_n for s in report["new"])
+    old_users = pd.read_parquet(old / "users.parquet")
+    dog_segments = set(old_users[old_users["user_id"].str.startswith("dog")]["segment_id"])
+    assert dog_segments <= {v["old_id"] for v in report["vanished"]} | {m["old_id"] for m in report["matched"] if m["moved"]}
+
+    code = main(["drift", str(old), str(new), "--json"])
+    printed = json.loads(capsys.readouterr().out)
+    assert code == 0 and printed["vanished"] == report["vanished"]
+
+
+def test_drift_refuses_runs_with_different_embedders(comments_csv, tmp_path, capsys):
+    old = segment(capsys, comments_csv, tmp_path / "old")
+    manifest = old / MODEL_DIR / "manifest.json"
+    data = json.loads(manifest.read_text())
+    data["embedder"] = "minilm"
+    manifest.write_text(json.dumps(data))
+    with pytest.raises(ModelError, match="different embedders"):
+        drift(old, segment(capsys, comments_csv, tmp_path / "new"))

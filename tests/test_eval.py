@@ -1,0 +1,57 @@
+"""The evaluation harness end to end on the shipped samples: fake engine, hash embedder."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+
+from eval.harness import main
+from eval.metrics import cluster_scores, name_quality, true_segments
+from tagger.embedding import HashEncoder
+
+from conftest import AMAZON_SAMPLE, ZH_SAMPLE
+
+
+def test_harness_scores_tagger_and_baselines_on_both_samples(tmp_path):
+    code = main([str(AMAZON_SAMPLE), str(ZH_SAMPLE), "--engine", "fake", "--embedder", "hash",
+                 "--max-users", "40", "--methods", "tagger,recipe-k3,recipe-true-k,hdbscan-raw",
+                 "--out", str(tmp_path), "--name", "t"])
+    assert code == 0
+    saved = json.loads((tmp_path / "t.json").read_text())
+    assert [r["users"] for r in saved["results"]] == [40, 40]
+    for result in saved["results"]:
+        rows = {r["method"]: r for r in result["rows"]}
+        assert list(rows) == ["tagger", "recipe-k3", "recipe-true-k", "hdbscan-raw"]
+        for row in rows.values():
+            assert 0.0 <= row["nmi"] <= 1.0 and -1.0 <= row["ari"] <= 1.0
+            assert 0.0 <= row["coverage"] <= 1.0 and row["segments"] >= 0
+            assert row["time_s"] >= 0 and set(row["stages_s"]) >= {"embedding", "clustering"}
+        assert rows["recipe-k3"]["segments"] == 3 and rows["recipe-k3"]["coverage"] == 1.0
+        assert rows["recipe-true-k"]["segments"] == result["categories"]
+        assert rows["tagger"]["coverage"] == 1.0  # noise joins the nearest segment by default
+        assert 0.0 <= rows["tagger"]["name_quality"] <= 1.0
+        assert {"tagging", "naming"} <= set(rows["tagger"]["stages_s"])
+    table = (tmp_path / "t.md").read_text()
+    assert table.count("| tagger |") == 2 and "| NMI | ARI | coverage | segments | name quality |" in table
+
+
+def test_truth_is_the_majority_category_with_alphabetical_ties():
+    frame = pd.DataFrame({"user_id": ["a", "a", "a", "b", "b"], "category": ["y", "x", "y", "y", "x"]})
+    assert true_segments(frame).to_dict() == {"a": "y", "b": "x"}
+
+
+def test_noise_counts_as_its_own_cluster_and_lowers_coverage():
+    truth = ["p", "p", "q", "q"]
+    assert cluster_scores([0, 0, 1, 1], truth)["nmi"] == 1.0
+    noisy = cluster_scores([0, -1, 1, -1], truth)
+    assert noisy["coverage"] == 0.5 and noisy["segments"] == 2 and noisy["nmi"] < 1.0
+
+
+def test_name_quality_rewards_the_name_nearest_the_members_category():
+    truth = np.array(["dog food", "dog food", "guitar strings", "guitar strings"])
+    labels = np.array([0, 0, 1, 1])
+    right = name_quality(labels, truth, {0: "dog food lovers", 1: "guitar strings buyers"}, HashEncoder())
+    swapped = name_quality(labels, truth, {0: "guitar strings buyers", 1: "dog food lovers"}, HashEncoder())
+    assert right == 1.0 and swapped == 0.0

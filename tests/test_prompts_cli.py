@@ -1,0 +1,114 @@
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from tagger.cli import main
+from tagger.config import make_config
+from tagger.llm.fake import FakeEngine
+from tagger.paths import prompts_dir
+from tagger.pipeline import segment
+
+FAST = ["--engine", "fake", "--embedder", "hash"]
+
+
+def cli(capsys, *args):
+    capsys.readouterr()
+    code = main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def override(folder, name, text):
+    folder.mkdir(exist_ok=True)
+    (folder / f"{name}.toml").write_text(text)
+    return folder
+
+
+def test_list_shows_builtins_and_overrides_from_option_or_env(capsys, tmp_path, monkeypatch):
+    code, out, _ = cli(capsys, "prompts", "list")
+    assert code == 0
+    for name in ("tag", "tag-free", "name"):
+        assert f"{prompts_dir() / name}.toml" in out
+    folder = override(tmp_path / "p", "name", (prompts_dir() / "name.toml").read_text())
+    override(folder, "extra", 'system = "S"\nuser = "U"\n')
+    code, out, _ = cli(capsys, "prompts", "list", "--prompts", folder)
+    assert "override of built-in" in out and str(folder / "name.toml") in out and "not used by tagger" in out
+    monkeypatch.setenv("TAGGER_PROMPTS", str(folder))
+    assert cli(capsys, "prompts", "list")[1] == out
+
+
+def test_show_prints_the_winning_file(capsys, tmp_path):
+    code, out, _ = cli(capsys, "prompts", "show", "tag")
+    assert code == 0 and (prompts_dir() / "tag.toml").read_text().strip() in out
+    code, _, err = cli(capsys, "prompts", "show", "nope")
+    assert code == 2 and err.startswith("error: no prompt template named 'nope'")
+
+
+def test_render_is_exactly_what_the_pipeline_sends(capsys, comments_csv, tmp_path):
+    """Run the pipeline with a recording engine, then render one user: the messages must match."""
+    engine = FakeEngine()
+    config = make_config(engine="fake", embedder="hash", time_col="ts", doc_tokens=16)  # the budget cuts comments
+    segment(comments_csv, config, engine=engine)
+    sent = engine.calls[0]  # users in id order; all of them have candidates here
+    users = sorted(pd.read_csv(comments_csv)["user_id"].unique())
+    for user in ("dog-2", "baking-0"):
+        code, out, _ = cli(capsys, "prompts", "render", "tag", "--data", comments_csv, "--user", user,
+                           "--engine", "fake", "--time-col", "ts", "--doc-tokens", 16, "--json")
+        assert code == 0
+        request = json.loads(out)
+        assert request["messages"] == sent[users.index(user)]
+        enum = request["schema"]["properties"]["tags"]["items"]["enum"]
+        assert f"Candidates: {', '.join(enum)}" in request["messages"][-1]["content"]
+    code, text, _ = cli(capsys, "prompts", "render", "tag", "--data", comments_csv, "--user", "dog-2", "--engine", "fake")
+    assert code == 0 and text.startswith("--- system ---") and "--- JSON schema" in text
+
+
+def test_render_name_and_errors(capsys, comments_csv, tmp_path):
+    run = tmp_path / "run"
+    assert cli(capsys, "segment", comments_csv, "--out", run, "--no-report", *FAST)[0] == 0
+    code, out, _ = cli(capsys, "prompts", "render", "name", "--run", run, "--segment", 0, "--json")
+    profile = json.loads((run / "segment_profiles.json").read_text())[0]
+    assert code == 0 and ", ".join(profile["top_tags"]) in json.loads(out)["messages"][-1]["content"]
+    code, _, err = cli(capsys, "prompts", "render", "tag", "--data", comments_csv, "--user", "ghost", "--engine", "fake")
+    assert code == 2 and err.startswith("error: no user 'ghost'") and len(err.strip().splitlines()) == 1
+    code, _, err = cli(capsys, "prompts", "render", "name", "--data", comments_csv, "--user", "dog-1")
+    assert code == 2 and "--run" in err
+
+
+def test_check_passes_builtins_and_lists_each_problem(capsys, tmp_path):
+    code, out, _ = cli(capsys, "prompts", "check")
+    assert code == 0 and out.startswith("ok: 3 template(s)")
+    folder = override(tmp_path / "p", "tag", 'system = "S"\nuser = "{{ comments }} {{ mood }}"\nrequired = ["comments"]\n')
+    override(folder, "name", 'system = "S"\nuser = "{% for t in tags %}"\n')
+    override(folder, "tag-free", 'system = "S"\nuser = \n')
+    code, _, err = cli(capsys, "prompts", "check", "--prompts", folder)
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 4 and lines[-1].startswith("error: 3 problem(s)")
+    assert lines[0].startswith("name: ") and "Jinja2" in lines[0]
+    assert lines[1].startswith("tag: ") and "['mood']" in lines[1]
+    assert lines[2].startswith("tag-free: ") and "not valid TOML" in lines[2]
+
+
+def test_editing_a_template_and_rerunning_changes_the_result(capsys, comments_csv, tmp_path):
+    first, second = tmp_path / "a", tmp_path / "b"
+    assert cli(capsys, "segment", comments_csv, "--out", first, "--no-report", *FAST)[0] == 0
+    text = (prompts_dir() / "name.toml").read_text().replace(
+        'user = """Typical interests of this group: {{ tags | join(", ") }}',
+        'user = """Interests, least typical first: {{ tags | reverse | join(", ") }}')
+    folder = override(tmp_path / "p", "name", text)
+    assert cli(capsys, "segment", comments_csv, "--out", second, "--prompts", folder, "--no-report", *FAST)[0] == 0
+    before = pd.read_parquet(first / "segments.parquet")
+    after = pd.read_parquet(second / "segments.parquet")
+    assert before["size"].tolist() == after["size"].tolist() and before["name"].tolist() != after["name"].tolist()
+    summary = json.loads((second / "run.json").read_text())
+    # only the naming requests were new: every tagging answer came from the cache
+    assert summary["cache"]["misses"] == len(after) and summary["prompts"]["name"]["path"] == str(folder / "name.toml")
+
+
+@pytest.mark.parametrize("args", [["prompts", "render", "tag", "--user", "x"], ["prompts", "render", "name"]])
+def test_render_without_its_inputs_is_a_usage_error(capsys, args):
+    code, _, err = cli(capsys, *args)
+    assert code != 0 and "needs" in err

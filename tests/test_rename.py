@@ -1,0 +1,83 @@
+from __future__ import annotations
+
+import json
+import shutil
+
+import pandas as pd
+import pytest
+
+from tagger.cli import main
+from tagger.paths import prompts_dir
+
+FAST = ["--engine", "fake", "--embedder", "hash"]
+KEPT = ("tags.jsonl", "segment_profiles.json")
+
+
+@pytest.fixture
+def run_dir(tmp_path, comments_csv):
+    out = tmp_path / "run"
+    assert main(["segment", str(comments_csv), "--out", str(out), "--item-col", "item", *FAST]) == 0
+    return out
+
+
+def edited_name_template(folder, user_part: str):
+    """name.toml with only its `user` part replaced."""
+    folder.mkdir(exist_ok=True)
+    text = (prompts_dir() / "name.toml").read_text()
+    start = text.index('user = """Typical')
+    end = text.index('"""', start + 10) + 3
+    (folder / "name.toml").write_text(text[:start] + f'user = """{user_part}"""' + text[end:])
+    return folder
+
+
+def test_rename_reruns_only_naming_and_rewrites_tables(capsys, run_dir, tmp_path):
+    before = {name: (run_dir / name).read_bytes() for name in KEPT}
+    old_segments = pd.read_parquet(run_dir / "segments.parquet")
+    old_users = pd.read_parquet(run_dir / "users.parquet")
+    # The fake engine names a segment after the text following the first colon: reversing the
+    # tags in the template must change the names.
+    prompts = edited_name_template(tmp_path / "p", "Interests, least typical first: {{ tags | reverse | join(', ') }}\n"
+                                   "{{ quotes | length }} {{ neighbour_tags | length }}")
+    capsys.readouterr()
+    assert main(["rename", str(run_dir), "--prompts", str(prompts)]) == 0
+    out = capsys.readouterr().out
+    segments = pd.read_parquet(run_dir / "segments.parquet")
+    users = pd.read_parquet(run_dir / "users.parquet")
+    assert segments["name"].tolist() != old_segments["name"].tolist() and "(was: " in out
+    for column in ("segment_id", "size", "share"):
+        assert segments[column].tolist() == old_segments[column].tolist()
+    assert segments["top_tags"].map(list).tolist() == old_segments["top_tags"].map(list).tolist()
+    names = dict(zip(segments.segment_id, segments.name))
+    assert users["segment_name"].tolist() == [names[s] for s in users.segment_id]
+    assert users[["user_id", "segment_id", "strength", "x", "y"]].equals(old_users[["user_id", "segment_id", "strength", "x", "y"]])
+    assert pd.read_csv(run_dir / "segments.csv")["name"].tolist() == segments["name"].tolist()
+    assert {name: (run_dir / name).read_bytes() for name in KEPT} == before
+    summary = json.loads((run_dir / "run.json").read_text())
+    assert summary["prompts"]["name"]["path"] == str(prompts / "name.toml")
+    assert summary["renamed"]["cache"]["misses"] == len(segments)
+    report = (run_dir / "report.html").read_text()
+    assert all(name.replace("&", "&amp;") in report for name in segments["name"])
+    assert not list(tmp_path.glob(".run.partial-*"))
+
+
+def test_unchanged_template_is_answered_from_the_cache(capsys, run_dir):
+    old = pd.read_parquet(run_dir / "segments.parquet")
+    capsys.readouterr()
+    assert main(["rename", str(run_dir)]) == 0
+    assert "0 new" in capsys.readouterr().out
+    assert pd.read_parquet(run_dir / "segments.parquet")["name"].tolist() == old["name"].tolist()
+
+
+def test_broken_template_or_folder_changes_nothing(capsys, run_dir, tmp_path):
+    files = {p.name: p.read_bytes() for p in run_dir.iterdir() if p.is_file()}
+    prompts = edited_name_template(tmp_path / "p", "{{ tags | join(', ') }} {{ quotes }} {{ neighbour_tags }} {{ mood }}")
+    capsys.readouterr()
+    assert main(["rename", str(run_dir), "--prompts", str(prompts)]) == 2
+    err = capsys.readouterr().err
+    assert "unknown variable(s) ['mood']" in err and len(err.strip().splitlines()) == 1
+    assert {p.name: p.read_bytes() for p in run_dir.iterdir() if p.is_file()} == files
+    not_a_run = tmp_path / "copy"
+    shutil.copytree(run_dir, not_a_run)
+    (not_a_run / "segment_profiles.json").unlink()
+    assert main(["rename", str(not_a_run)]) == 2
+    assert "no segment_profiles.json" in capsys.readouterr().err

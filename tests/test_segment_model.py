@@ -1,0 +1,93 @@
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from tagger.candidates import CandidateExtractor
+from tagger.cli import main
+from tagger.embedding import HashEncoder
+from tagger.errors import ModelError
+from tagger.segment_model import MODEL_DIR, check_embedder, load_clusterer, load_model
+
+FAST = ["--engine", "fake", "--embedder", "hash"]
+
+
+@pytest.fixture
+def run_dir(comments_csv, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["segment", str(comments_csv), "--out", str(out), "--no-report", *FAST]) == 0
+    capsys.readouterr()
+    return out
+
+
+def test_segment_saves_a_loadable_model(run_dir):
+    summary = json.loads((run_dir / "run.json").read_text())
+    assert summary["segment_model"]["path"] == MODEL_DIR
+    model = load_model(run_dir)
+    assert model.manifest["embedder"] == "hash" and model.manifest["model"] == summary["model"]
+    assert model.manifest["prompts"]["tag"] == summary["prompts"]["tag"]["sha256"]
+    assert len(model.segments) == len(model.centroids) == summary["counts"]["segments"]
+    assert np.allclose(np.linalg.norm(model.centroids, axis=1), 1, atol=1e-5)
+    assert len(model.members_label) == summary["counts"]["users_in_clusters"]
+    assert model.members_reduced.shape[0] == len(model.members_label)
+    assert all(s["strength_floor"] <= 1 and s["radius"] >= 0 for s in model.segments)
+    assert not list((run_dir / MODEL_DIR).glob("*.pkl")) or model.manifest["clusterer"]["packages"]["hdbscan"]
+
+
+def test_saved_frequencies_reproduce_training_candidates(run_dir, comments_csv):
+    from tagger.assign import run_config
+    from tagger.pipeline import load_documents
+
+    documents, _, _ = load_documents(comments_csv, run_config(run_dir))
+    texts = [d.text for d in documents]
+    fresh = CandidateExtractor().fit(texts)
+    saved = load_model(run_dir).extractor()
+    assert saved.n_ == fresh.n_
+    for text in texts + ["a guitar amplifier for my dog"]:
+        assert saved.candidates(text) == fresh.candidates(text)
+
+
+def test_load_refuses_another_format_version(run_dir):
+    manifest = run_dir / MODEL_DIR / "manifest.json"
+    data = json.loads(manifest.read_text())
+    data["format_version"] = 99
+    manifest.write_text(json.dumps(data))
+    with pytest.raises(ModelError, match="format version 99") as err:
+        load_model(run_dir)
+    assert "\n" not in str(err.value)
+
+
+def test_load_refuses_a_run_without_model(tmp_path):
+    with pytest.raises(ModelError, match="no saved segment model"):
+        load_model(tmp_path)
+
+
+def test_embedder_mismatch_is_refused(run_dir):
+    model = load_model(run_dir)
+    check_embedder(model, HashEncoder())  # the same embedder passes
+
+    class Renamed(HashEncoder):
+        name = "minilm"
+
+    class Changed(HashEncoder):
+        def encode(self, texts):
+            return super().encode([t[::-1] for t in texts])
+
+    with pytest.raises(ModelError, match="built with embedder 'hash'"):
+        check_embedder(model, Renamed())
+    with pytest.raises(ModelError, match="different vectors"):
+        check_embedder(model, Changed())
+
+
+def test_pickled_clusterer_is_version_locked(run_dir):
+    model = load_model(run_dir)
+    clusterer = load_clusterer(model)
+    assert hasattr(clusterer, "prediction_data_") and clusterer.prediction_data_ is not None
+    manifest = run_dir / MODEL_DIR / "manifest.json"
+    data = json.loads(manifest.read_text())
+    data["clusterer"]["packages"]["hdbscan"] = "0.0.1"
+    manifest.write_text(json.dumps(data))
+    with pytest.raises(ModelError, match="hdbscan 0.0.1 ->"):
+        load_clusterer(load_model(run_dir))
