@@ -55,3 +55,14 @@ def test_name_quality_rewards_the_name_nearest_the_members_category():
     right = name_quality(labels, truth, {0: "dog food lovers", 1: "guitar strings buyers"}, HashEncoder())
     swapped = name_quality(labels, truth, {0: "guitar strings buyers", 1: "dog food lovers"}, HashEncoder())
     assert right == 1.0 and swapped == 0.0
+
+
+def test_chinese_segments_get_chinese_names_even_when_the_model_answers_badly(tmp_path):
+    """The fake engine answers in the prompt's (English-free) tags or not at all; every name of a
+    Chinese run must still be Chinese and short (LLM label or the tag fallback)."""
+    code = main([str(ZH_SAMPLE), "--engine", "fake", "--embedder", "hash", "--methods", "tagger",
+                 "--out", str(tmp_path), "--name", "zh"])
+    assert code == 0
+    row = json.loads((tmp_path / "zh.json").read_text())["results"][0]["rows"][0]
+    names = [n.rsplit(" (", 1)[0] for n in row["segment_names"]]
+    assert names and all(any("\u4e00" <= ch <= "\u9fff" for ch in n) for n in names)

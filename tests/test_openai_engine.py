@@ -262,6 +262,7 @@ def kill_group(proc) -> None:
 
 
 @pytest.mark.engine
+@pytest.mark.timeout(1200)
 def test_real_vllm_server_killed_mid_run_then_restarted(tmp_path):
     import os
     import sqlite3

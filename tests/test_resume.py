@@ -160,6 +160,7 @@ def tagger(args, home: Path, timeout: float) -> tuple[int, str, int]:
 
 
 @pytest.mark.engine
+@pytest.mark.timeout(1200)
 def test_kill_minus_9_during_tagging_then_resume(tmp_path):
     pytest.importorskip("vllm", reason="the CPU engine extra is not installed")
     from tagger.llm.embedded import embedded_model_dir

@@ -1,12 +1,13 @@
 """Place users in a finished run's segments without re-clustering.
 
 Rule (the same for a new user and for a user seen in training):
-1. reduce the user's vector with the saved PCA; find the nearest user HDBSCAN clustered;
-   if it is no farther than that segment's loosest member-to-member link, the user joins
-   that segment (`cluster`) — a training member's nearest member is itself, so it always
-   gets its original segment;
+1. reduce the user's vector with the saved PCA; among the 10 users HDBSCAN clustered that are
+   nearest to it, take the nearest one that the user is at least as close to as that
+   member's own nearest fellow member; the user joins its segment (`cluster`) — a training member is at distance 0 from
+   itself, so it always gets its original segment;
 2. otherwise the user is noise: with the run's default `assign_noise`, it joins the segment
-   with the most similar centroid (`nearest`), else it stays in no segment (`noise`);
+   whose clustered members' centroid is most similar (`nearest`, as training placed its noise
+   users), else it stays in no segment (`noise`);
 3. strength is the cosine to the segment's centroid (as in training); a user whose strength
    is below the weakest training member of that segment fits it worse than anyone did and
    gets segment "none" (`outlier`).
@@ -41,10 +42,11 @@ NONE = -1
 NONE_NAME = "none"
 # Recomputed vectors can differ from the training ones in the last float bits.
 TOLERANCE = 1e-4
+# Members looked at per user (a tree query); the first that reaches the user decides.
+NEIGHBOURS = 10
 
 
-def place(model: SegmentModel, vectors: np.ndarray, *, assign_noise: bool = True,
-          chunk: int = 4096) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def place(model: SegmentModel, vectors: np.ndarray, *, assign_noise: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(segment ids with -1 for none, strengths 0..1, how: cluster/nearest/noise/outlier)."""
     vectors = np.asarray(vectors, np.float32)
     vectors = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
@@ -53,23 +55,22 @@ def place(model: SegmentModel, vectors: np.ndarray, *, assign_noise: bool = True
     how = np.full(n, "noise", dtype=object)
     if n == 0 or len(model.centroids) == 0:
         return labels, np.zeros(n), how
-    radius = np.array([s["radius"] for s in model.segments])
     floor = np.array([s["strength_floor"] for s in model.segments])
     if len(model.members_label):
-        reduced = model.reduce(vectors)
-        for start in range(0, n, chunk):
-            part = reduced[start : start + chunk]
-            d2 = np.maximum(2 - 2 * part @ model.members_reduced.T, 0)
-            nearest = d2.argmin(axis=1)
-            dist = np.sqrt(d2[np.arange(len(part)), nearest])
-            label = model.members_label[nearest]
-            inside = dist <= radius[label] + TOLERANCE
-            labels[start : start + chunk][inside] = label[inside]
-            how[start : start + chunk][inside] = "cluster"
+        from sklearn.neighbors import NearestNeighbors
+
+        k = min(NEIGHBOURS, len(model.members_label))
+        distances, index = NearestNeighbors(n_neighbors=k).fit(model.members_reduced).kneighbors(model.reduce(vectors))
+        # the nearest of the k nearest members whose own nearest-fellow distance reaches the user
+        reach = distances <= model.members_radius[index] + TOLERANCE
+        first = reach.argmax(axis=1)
+        inside = reach.any(axis=1)
+        labels[inside] = model.members_label[index[inside, first[inside]]]
+        how[inside] = "cluster"
     similarity = vectors @ model.centroids.T
     noise = labels == NONE
     if assign_noise and noise.any():
-        labels[noise] = similarity[noise].argmax(axis=1)
+        labels[noise] = (vectors[noise] @ model.member_centroids.T).argmax(axis=1)
         how[noise] = "nearest"
     placed = labels >= 0
     strengths = np.zeros(n)
@@ -124,6 +125,8 @@ def assign(
         check_destination(Path(out), force)
     model = load_model(run_dir)
     config = run_config(run_dir, **overrides)
+    if overrides.get("max_users") is None:  # the run's --max-users was about its own file
+        config = config.model_copy(update={"max_users": None})
     template = prompt_files.load(TAG_MODES[config.tag_mode], config.prompts)
     saved_sha = (model.manifest.get("prompts") or {}).get(template.name)
     if saved_sha and saved_sha != template.sha256:

@@ -8,6 +8,7 @@ sample and the rest are placed with `hdbscan.approximate_predict`.
 from __future__ import annotations
 
 import math
+import os
 
 import numpy as np
 
@@ -15,8 +16,11 @@ NOISE = -1
 
 
 def default_min_segment_size(n_users: int) -> int:
-    """Grows like sqrt(n): ~9 at 300 users, ~50 at 10k, 500 at 1M; never below 3."""
-    return max(3, round(math.sqrt(n_users) / 2))
+    """Grows like sqrt(n): 6 at 300 users, ~33 at 10k, ~333 at 1M; never below 3.
+
+    sqrt(n)/3 rather than /2: on both dev sets (eval/) it found more of the real groups without
+    being told how many there are (mean NMI 0.777 vs 0.743 with min_samples=1)."""
+    return max(3, round(math.sqrt(n_users) / 3))
 
 
 def _unit(x: np.ndarray) -> np.ndarray:
@@ -64,9 +68,15 @@ class Segmenter:
         self.hdbscan_probability_[fit_rows] = model.probabilities_
         if n > len(fit_rows):
             rest = np.setdiff1d(np.arange(n), fit_rows)
-            for start in range(0, len(rest), 100_000):
-                part = rest[start : start + 100_000]
-                labels[part], self.hdbscan_probability_[part] = hdbscan.approximate_predict(model, reduced[part])
+            # Each point is placed independently and the tree query releases the GIL: chunks on
+            # threads give the same labels, up to one core each (the query dominates at 1M users).
+            from concurrent.futures import ThreadPoolExecutor
+
+            parts = [rest[start : start + 25_000] for start in range(0, len(rest), 25_000)]
+            with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
+                placed = list(pool.map(lambda part: hdbscan.approximate_predict(model, reduced[part]), parts))
+            for part, (part_labels, part_probability) in zip(parts, placed, strict=True):
+                labels[part], self.hdbscan_probability_[part] = part_labels, part_probability
         self.clusterer_ = model
         self.assigned_by_ = np.where(labels == NOISE, "noise", "cluster").astype(object)
 

@@ -148,6 +148,7 @@ def user_vectors(
     encoder: Encoder,
     *,
     tag_weight: float,
+    whole_document: bool = True,
     on_chunk: Callable[[int], None] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
     """(vectors, has_vector mask, tag → embedding). Rows follow `tagged_users`."""
@@ -170,6 +171,11 @@ def user_vectors(
         text_unit = np.zeros((len(documents), comment_matrix.shape[1]), np.float32)
         np.add.at(text_unit, owners, comment_matrix)
         text_unit = _unit(text_unit)
+        if whole_document and len(documents):
+            # The whole document embedded at once sees the comments together (what a user keeps
+            # coming back to); the comment mean sees each one fully. Their sum beat either alone.
+            text_unit += encode_in_chunks(encoder, [d.text for d in documents], on_chunk=on_chunk)
+            text_unit = _unit(text_unit)
     if tag_matrix is not None:
         dim = tag_matrix.shape[1]
     elif text_unit is not None and len(text_unit):

@@ -90,8 +90,13 @@ def profile_segments(
     return profiles
 
 
-def fallback_name(profile: SegmentProfile) -> tuple[str, str]:
+def fallback_name(profile: SegmentProfile, language: str = "en") -> tuple[str, str]:
+    """The segment's own most characteristic tags (else terms): always readable, in the data's language."""
     words = profile.top_tags[:2] or profile.top_terms[:3]
+    if language == "zh":
+        label = "、".join(words) if words else f"用户群 {profile.segment_id}"
+        listed = "、".join((profile.top_tags or profile.top_terms)[:5]) or "没有共同标签"
+        return label[:30], f"评论主要关于：{listed}。"
     label = " & ".join(words) if words else f"segment {profile.segment_id}"
     listed = ", ".join((profile.top_tags or profile.top_terms)[:5]) or "no common tags"
     return label[:60], f"Users whose comments are mostly about: {listed}."
@@ -104,7 +109,7 @@ def name_segments(
     """(label, description, named_by) per profile; labels are unique."""
     template.check_variables(NAME_VARIABLES)
     by_id = {p.segment_id: p for p in profiles}
-    results: list[tuple[str, str, str]] = [(*fallback_name(p), "fallback") for p in profiles]
+    results: list[tuple[str, str, str]] = [(*fallback_name(p, language), "fallback") for p in profiles]
     askable = [i for i, p in enumerate(profiles) if p.top_tags or p.top_terms]
     if engine is not None and askable:
         chats, shown = [], []
@@ -123,9 +128,18 @@ def name_segments(
                 raise Rejected("the label must be 2-4 words")
             if language == "zh" and not _CJK.search(label):
                 raise Rejected("the label is not in Chinese")
+            # Chinese has no spaces, so the word limit above never fires: the 135M model then
+            # answers with a run of keywords or a copied English example (measured on zh-shopping).
+            if sum(label.count(c) for c in "，,、;；") >= 2:
+                raise Rejected("the label must be a short phrase, not a list")
+            if language == "zh" and len(label) > 12:
+                raise Rejected("the label must be a short phrase of at most 12 characters")
             if not _shares_a_word(label, shown[i]):
                 raise Rejected("the label must name the interests listed")
-            return label, " ".join(answer.description.split())
+            description = " ".join(answer.description.split())
+            if language == "zh" and not _CJK.search(description):  # e.g. a copied English example
+                description = fallback_name(profiles[askable[i]], language)[1]
+            return label, description
 
         outcomes = run_structured(engine, chats, LLMSegmentName, parse, params=params, cache=cache,
                                   stats=stats, retry_message=template.retry_message)

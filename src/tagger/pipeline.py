@@ -97,11 +97,11 @@ def segment(
         language = "zh" if mostly_cjk([d.text for d in documents]) else "en"
         texts_to_embed = len({t.tag for u in tagged for t in u.tags})
         if config.tag_weight < 1:
-            texts_to_embed += sum(len(d.comments) for d in documents)
+            texts_to_embed += sum(len(d.comments) for d in documents) + (len(documents) if config.whole_document else 0)
         with reporter.stage("embedding", total=texts_to_embed) as advance:
             encoder = encoder or create_encoder(config.embedder, [d.text for d in documents])
             vectors, has_vector, _ = user_vectors(tagged, documents, encoder, tag_weight=config.tag_weight,
-                                                  on_chunk=advance)
+                                                  whole_document=config.whole_document, on_chunk=advance)
 
         with reporter.stage("clustering"):
             labels = np.full(len(documents), NOISE)
@@ -110,7 +110,8 @@ def segment(
             rows = np.flatnonzero(has_vector)
             segmenter = None
             if len(rows) >= 2:
-                segmenter = Segmenter(min_segment_size=config.min_segment_size, reduce_dims=config.reduce_dims,
+                segmenter = Segmenter(min_segment_size=config.min_segment_size, min_samples=config.min_samples,
+                                      reduce_dims=config.reduce_dims,
                                       assign_noise=config.assign_noise, seed=config.seed).fit(vectors[rows])
                 labels[rows], strengths[rows], assigned_by[rows] = segmenter.labels_, segmenter.strengths_, segmenter.assigned_by_
             elif len(rows) == 1:
@@ -123,7 +124,7 @@ def segment(
             named = name_segments(profiles, engine, name_template, language=language, cache=cache, stats=name_stats,
                                   params=GenerationParams(max_tokens=NAMING_MAX_TOKENS, temperature=config.temperature, seed=config.seed))
             # A name repeating a member's words verbatim may be text planted in a comment.
-            named = [(*fallback_name(p), "fallback") if by == "llm" and quotes_users(label, p.quotes, p.top_tags)
+            named = [(*fallback_name(p, language), "fallback") if by == "llm" and quotes_users(label, p.quotes, p.top_tags)
                      else (label, description, by) for p, (label, description, by) in zip(profiles, named, strict=True)]
 
         with reporter.stage("recommend"):
@@ -149,7 +150,7 @@ def segment(
                        assigned_by, tag_stats, name_stats, cache, reporter, started, language, encoder)
     result = RunResult(users_table, segments_table, tagged, documents, summary, vectors)
     lasting = _lasting(source, config, summary, vectors, has_vector, labels, strengths, assigned_by, centroids,
-                       segmenter, segments, extractor, encoder, users_table, reporter)
+                       segmenter, segments, extractor, encoder, users_table, reporter, save=folder is not None)
     if folder is not None:
         try:
             with reporter.stage("write"):
@@ -186,7 +187,7 @@ def load_documents(source: Path | pd.DataFrame, config: RunConfig) -> tuple[list
         from tagger.privacy import redact_frame
 
         frame = redact_frame(frame, columns)
-    model = resolve_model(config.model) if config.engine == "vllm" or Path(config.model).exists() else config.model
+    model = resolve_model(config.model) if config.engine in ("vllm", "ray") or Path(config.model).exists() else config.model
     if config.engine == "fake" or (config.engine == "openai" and not Path(model).exists()):
         # A served model name need not be a hub id, and looking it up would wait on the network.
         counter = word_counter
@@ -223,7 +224,7 @@ def _map_xy(vectors: np.ndarray, has_vector: np.ndarray) -> tuple[np.ndarray, np
 
 
 def _lasting(source, config, summary, vectors, has_vector, labels, strengths, assigned_by, centroids, segmenter,
-             segments, extractor, encoder, users_table, reporter) -> dict[str, Any]:
+             segments, extractor, encoder, users_table, reporter, save: bool = True) -> dict[str, Any]:
     """Issue 7: the saved segment model, optional stability reruns, shares per period.
     Adds the keys `segment_model`, `stability` and `over_time` to the run summary."""
     from tagger.drift import shares_for_run
@@ -233,7 +234,7 @@ def _lasting(source, config, summary, vectors, has_vector, labels, strengths, as
     rows = np.flatnonzero(has_vector)
     names = {s.segment_id: s.name for s in segments}
     out: dict[str, Any] = {}
-    if len(rows) and len(centroids):
+    if save and len(rows) and len(centroids):
         out["model"] = model_for_run(summary=summary, config=config, vectors=vectors[rows], labels=labels[rows],
                                      strengths=strengths[rows], assigned_by=assigned_by[rows], centroids=centroids,
                                      segmenter=segmenter, names=names, extractor=extractor, encoder=encoder)

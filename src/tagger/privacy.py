@@ -16,13 +16,14 @@ from tagger.data import Columns, clean_text
 
 PLACEHOLDERS = {"url": "[URL]", "email": "[EMAIL]", "card": "[CARD]", "phone": "[PHONE]"}
 
-_URL = re.compile(r"\b(?:https?://|ftp://|www\.)[^\s<>\"']+|\b[\w-]+(?:\.[\w-]+)*\.(?:com|org|net|io|co|de|uk|cn|ru|info|biz)/[^\s<>\"']*",
-                  re.IGNORECASE)
+_URL = re.compile(r"\b(?:https?://|ftp://|www\.)[^\s<>\"']+"
+                  r"|\b[\w-]+(?:\.[\w-]+)*\.(?:com|org|net|io|co|de|uk|cn|ru|info|biz)/[^\s<>\"']*", re.IGNORECASE)
 _EMAIL = re.compile(r"[\w.+%-]+@[\w-]+(?:\.[\w-]+)+")
 # 13-19 digits, optionally grouped by single spaces or dashes (how cards are written).
 _CARD = re.compile(r"(?<![\w+])\d(?:[ -]?\d){12,18}(?![\w])")
 # Optional +country, optional (area), then digit groups split by space, dot or dash.
-_PHONE = re.compile(r"(?<![\w+])(?:\+\d{1,3}[ .-]?)?(?:\(\d{1,5}\)[ .-]?)?(?:\d{10,15}|\d{2,5}(?:[ .-]\d{2,5}){0,4})(?![\w])")
+_PHONE = re.compile(r"(?<![\w+])(?:\+\d{1,3}[ .-]?)?(?:\(\d{1,5}\)[ .-]?)"
+                    r"?(?:\d{10,15}|\d{2,5}(?:[ .-]\d{2,5}){0,4})(?![\w])")
 
 
 @dataclass

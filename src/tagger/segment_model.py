@@ -12,7 +12,9 @@ that `load_clusterer` refuses when the library versions differ. Placement itself
 | `centroids.npy` | unit segment centroids in the full embedding space, row = segment id |
 | `user_mean.npy` | mean user vector (drift compares centroids relative to it) |
 | `members_reduced.npy`, `members_label.npy` | reduced vectors and labels of the users HDBSCAN clustered (not noise) |
-| `segments.json` | per segment: name, size, radius (loosest nearest-member link), strength floor |
+| `members_radius.npy` | per member, the distance to its nearest fellow member (how close a new user must come) |
+| `member_centroids.npy` | centroids of the clustered users alone: noise joined the nearest of these in training |
+| `segments.json` | per segment: name, size, radius (loosest member link), strength floor |
 | `document_frequencies.json` | the candidate extractor's training document frequencies (phrases held by >= 2 users) |
 | `clusterer.pkl` | the fitted HDBSCAN with prediction data (optional, version-locked) |
 """
@@ -66,6 +68,8 @@ class SegmentModel:
     members_label: np.ndarray
     segments: list[dict[str, Any]]
     manifest: dict[str, Any]
+    members_radius: np.ndarray | None = None
+    member_centroids: np.ndarray | None = None
     pca_components: np.ndarray | None = None
     pca_mean: np.ndarray | None = None
     user_mean: np.ndarray | None = None
@@ -117,15 +121,20 @@ def build_model(
     members = (np.asarray(assigned_by) == "cluster") & (labels >= 0)
     reduced = model.reduce(vectors[members]) if members.any() else np.zeros((0, 1), np.float32)
     model.members_reduced, model.members_label = reduced.astype(np.float32), labels[members].astype(np.int64)
+    model.members_radius = np.zeros(len(reduced), np.float32)
+    model.member_centroids = _unit(centroids).copy()
     segments = []
     for sid in range(len(centroids)):
-        own = reduced[model.members_label == sid]
+        own = model.members_label == sid
+        if own.any():
+            model.members_radius[own] = _nearest_fellow(reduced[own])
+            model.member_centroids[sid] = _unit(vectors[members][own].sum(axis=0))
         segments.append({
             "segment_id": sid,
             "name": names.get(sid, f"segment {sid}"),
             "size": int((labels == sid).sum()),
-            "members": int(len(own)),
-            "radius": _loosest_link(own),
+            "members": int(own.sum()),
+            "radius": float(model.members_radius[own].max()) if own.any() else 0.0,
             "strength_floor": float(strengths[labels == sid].min()) if (labels == sid).any() else 1.0,
         })
     model.segments = segments
@@ -140,18 +149,16 @@ def build_model(
     return model
 
 
-def _loosest_link(points: np.ndarray, chunk: int = 2048) -> float:
-    """Largest distance from a member to its nearest fellow member: how far apart this
-    segment's own members sit, so a new user farther than that from every member is noise."""
+def _nearest_fellow(points: np.ndarray) -> np.ndarray:
+    """Each member's distance to its nearest fellow member of the same segment: a local
+    density scale, like HDBSCAN's core distance with one neighbour. A tree keeps it
+    n log n for segments of a million users."""
     if len(points) < 2:
-        return 0.0
-    worst = 0.0
-    for start in range(0, len(points), chunk):
-        part = points[start : start + chunk]
-        d2 = np.maximum(2 - 2 * part @ points.T, 0)
-        d2[np.arange(len(part)), np.arange(start, start + len(part))] = np.inf
-        worst = max(worst, float(np.sqrt(d2.min(axis=1)).max()))
-    return worst
+        return np.zeros(len(points), np.float32)
+    from sklearn.neighbors import NearestNeighbors
+
+    distances, _ = NearestNeighbors(n_neighbors=2).fit(points).kneighbors(points)
+    return distances[:, 1].astype(np.float32)
 
 
 def embedder_fingerprint(encoder) -> list[list[float]]:
@@ -163,7 +170,8 @@ def save_model(model: SegmentModel, folder: Path, clusterer: Any = None) -> None
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     files = {"centroids.npy": model.centroids, "members_reduced.npy": model.members_reduced,
-             "members_label.npy": model.members_label}
+             "members_label.npy": model.members_label, "members_radius.npy": model.members_radius,
+             "member_centroids.npy": model.member_centroids}
     if model.pca_components is not None:
         files |= {"pca_components.npy": model.pca_components, "pca_mean.npy": model.pca_mean}
     if model.user_mean is not None:
@@ -215,6 +223,7 @@ def load_model(run_dir: Path) -> SegmentModel:
         manifest["embedder_fingerprint"] = arrays["embedder_fingerprint.npy"].tolist()
     return SegmentModel(centroids=arrays["centroids.npy"], members_reduced=arrays["members_reduced.npy"],
                         members_label=arrays["members_label.npy"], segments=segments, manifest=manifest,
+                        members_radius=arrays["members_radius.npy"], member_centroids=arrays["member_centroids.npy"],
                         pca_components=arrays.get("pca_components.npy"), pca_mean=arrays.get("pca_mean.npy"),
                         user_mean=arrays.get("user_mean.npy"),
                         document_frequencies=frequencies, path=folder)

@@ -17,7 +17,7 @@ import click
 @click.option("--time-col", help="timestamp column [as in the run]")
 @click.option("--item-col", help="item/product column [as in the run]")
 @click.option("--encoding", help="text encoding of a CSV/JSONL file [as in the run]")
-@click.option("--max-users", type=int, help="only the first N users (by id) [as in the run]")
+@click.option("--max-users", type=int, help="only the first N users (by id) [all]")
 @click.option("--base-url", envvar="TAGGER_BASE_URL", help="server URL for --engine openai runs")
 @click.option("--api-key", envvar="TAGGER_API_KEY", help="key for --engine openai runs (never written)")
 @click.option("--no-cache", is_flag=True, help="do not read or write the LLM answer cache")

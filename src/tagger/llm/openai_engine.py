@@ -108,10 +108,12 @@ class OpenAIEngine:
 
     # -- generation ----------------------------------------------------------------------
 
-    def generate(self, chats: Sequence[Messages], *, schemas: Sequence[dict[str, Any]], params: GenerationParams) -> list[Completion]:
+    def generate(
+        self, chats: Sequence[Messages], *, schemas: Sequence[dict[str, Any]], params: GenerationParams
+    ) -> list[Completion]:
         self._down.clear()
         with ThreadPoolExecutor(max_workers=min(self.concurrency, max(len(chats), 1))) as pool:
-            results = list(pool.map(lambda pair: self._request(pair[0], pair[1], params), zip(chats, schemas, strict=True)))
+            results = list(pool.map(lambda chat, schema: self._request(chat, schema, params), chats, schemas))
         if self._down.is_set():
             raise EngineDown(f"the model server at {self.base_url} stopped answering; the answers received so far "
                              "are cached: restart the server and run the same command again", results)
@@ -161,8 +163,10 @@ def _completion(response: httpx.Response) -> Completion:
         data = response.json()
         choice = data["choices"][0]
         usage = data.get("usage") or {}
-        return Completion(text=choice["message"].get("content") or "", finish_reason=choice.get("finish_reason") or "stop",
-                          prompt_tokens=usage.get("prompt_tokens") or 0, output_tokens=usage.get("completion_tokens") or 0)
+        return Completion(text=choice["message"].get("content") or "",
+                          finish_reason=choice.get("finish_reason") or "stop",
+                          prompt_tokens=usage.get("prompt_tokens") or 0,
+                          output_tokens=usage.get("completion_tokens") or 0)
     except (ValueError, KeyError, IndexError, TypeError):
         return _failed(f"unreadable answer: {response.text[:200]}")
 

@@ -8,7 +8,13 @@ from __future__ import annotations
 
 import logging
 import os
+import select
+import signal
+import subprocess
+import sys
+import time
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from tagger.errors import ModelError
@@ -40,6 +46,7 @@ class VLLMEngine:
             ) from None
         options = default_engine_options(torch.cuda.is_available())
         options.update(engine_options or {})
+        start_reaper()
         self.model_id = str(model)
         self.options = options
         try:
@@ -97,3 +104,77 @@ class VLLMEngine:
             import gc
 
             gc.collect()
+
+
+# --- no orphans: vLLM's EngineCore and worker processes die with us, even on kill -9 ------
+
+_REAPER: subprocess.Popen | None = None
+
+
+def start_reaper() -> None:
+    """Start (once) a small watcher that SIGKILLs this process's descendants when it dies.
+
+    vLLM runs its engine and workers as child processes; when the parent is killed with
+    SIGKILL they are reparented and keep the model's memory. The watcher holds the read end
+    of a pipe whose write end only this process has: end-of-file means the parent is gone.
+    """
+    global _REAPER
+    if _REAPER is not None or not Path("/proc/self/stat").exists():
+        return
+    read_end, write_end = os.pipe()  # both non-inheritable: vLLM's children never hold the write end
+    os.set_inheritable(read_end, True)
+    try:
+        _REAPER = subprocess.Popen(
+            [sys.executable, "-c", f"from tagger.llm.vllm_engine import reap; reap({os.getpid()}, {read_end})"],
+            pass_fds=(read_end,), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    except OSError as exc:
+        log.warning("could not start the child-process watcher: %s", exc)
+        os.close(write_end)
+    else:
+        _KEEP.append(write_end)
+    finally:
+        os.close(read_end)
+
+
+_KEEP: list[int] = []
+
+
+def _descendants(root: int) -> dict[int, str]:
+    """pid → start time of every process below `root` (start time guards against pid reuse)."""
+    parents: dict[int, int] = {}
+    started: dict[int, str] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        parents[int(entry.name)] = int(fields[1])
+        started[int(entry.name)] = fields[19]
+    found, frontier = {}, [root]
+    while frontier:
+        parent = frontier.pop()
+        for pid, ppid in parents.items():
+            if ppid == parent and pid not in found and pid != os.getpid():
+                found[pid] = started[pid]
+                frontier.append(pid)
+    return found
+
+
+def reap(parent: int, pipe: int) -> None:
+    """The watcher's loop: remember the parent's descendants; when the parent dies, kill them."""
+    known: dict[int, str] = {}
+    while True:
+        readable, _, _ = select.select([pipe], [], [], 0.5)
+        if readable and not os.read(pipe, 1):
+            break
+        known.update(_descendants(parent))
+    for pid, start in known.items():
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            if stat[19] == start:
+                os.kill(pid, signal.SIGKILL)
+        except (OSError, IndexError):
+            pass
+    time.sleep(0.1)
