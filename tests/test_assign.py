@@ -92,3 +92,16 @@ def test_place_rule_members_noise_and_none():
     assert how[1] in {"nearest", "outlier"} and strength[1] < strengths.min()
     got, _, how = place(model, far, assign_noise=False)
     assert got[0] == NONE and how[0] == "noise"
+
+
+def test_nonlinear_reducer_places_in_full_space():
+    model, x, labels, _ = _toy_model()
+
+    class Umapish:  # a fitted reducer without linear components
+        pass
+
+    full = build_model(vectors=x, labels=labels, strengths=np.ones(len(x)) * 0.5,
+                       assigned_by=np.full(len(x), "cluster", dtype=object), centroids=model.centroids,
+                       reducer=Umapish(), names={}, extractor=None, manifest={})
+    assert full.manifest["placement_space"] == "full" and full.pca_components is None
+    assert (place(full, x)[0] == labels).all()

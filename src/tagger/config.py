@@ -42,7 +42,8 @@ class RunConfig(BaseModel):
     # 0: tags name and explain segments but do not shape them; on the dev sets (eval/) any tag
     # weight from the embedded 135M model lowered NMI on average (README, Evaluation).
     tag_weight: float = Field(default=0.0, ge=0.0, le=1.0)
-    whole_document: bool = Field(default=True, description="add the embedding of the user's whole document to the comment mean")
+    whole_document: bool = Field(default=True,
+                                 description="add the embedding of the user's whole document to the comment mean")
     min_segment_size: int | None = Field(default=None, ge=2)
     reduce_dims: int = Field(default=16, ge=0)
     # 1: larger values (HDBSCAN's own default ties it to the segment size) called 20-40 % of

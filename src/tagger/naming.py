@@ -105,13 +105,15 @@ def fallback_name(profile: SegmentProfile, language: str = "en") -> tuple[str, s
 def name_segments(
     profiles: Sequence[SegmentProfile], engine: Engine | None, template: PromptTemplate, *,
     params: GenerationParams, cache: ResultCache, language: str = "en", stats: CallStats | None = None,
+    use_llm: bool = True,
 ) -> list[tuple[str, str, str]]:
-    """(label, description, named_by) per profile; labels are unique."""
+    """(label, description, named_by) per profile; labels are unique. `use_llm=False` names
+    every segment by its top tags (the pipeline does so where the model is known to be weak)."""
     template.check_variables(NAME_VARIABLES)
     by_id = {p.segment_id: p for p in profiles}
     results: list[tuple[str, str, str]] = [(*fallback_name(p, language), "fallback") for p in profiles]
     askable = [i for i, p in enumerate(profiles) if p.top_tags or p.top_terms]
-    if engine is not None and askable:
+    if engine is not None and askable and use_llm:
         chats, shown = [], []
         for i in askable:
             p = profiles[i]

@@ -112,9 +112,13 @@ def build_model(
     """From the clustering stage's outputs for the users that have a vector (rows aligned)."""
     vectors = _unit(vectors)
     components = mean = None
-    if reducer is not None:
+    # A linear reducer (PCA) is saved as arrays; a non-linear one (UMAP) is not portable, so
+    # placement then compares users with members in the full embedding space.
+    if reducer is not None and hasattr(reducer, "components_") and hasattr(reducer, "mean_"):
         components = np.asarray(reducer.components_, np.float32)
         mean = np.asarray(reducer.mean_, np.float32)
+    manifest = {**manifest, "placement_space": "pca" if components is not None else "full",
+                "reducer": type(reducer).__name__ if reducer is not None else None}
     model = SegmentModel(centroids=_unit(centroids), members_reduced=np.zeros((0, 1), np.float32),
                          members_label=np.zeros(0, np.int64), segments=[], manifest=dict(manifest),
                          pca_components=components, pca_mean=mean, user_mean=vectors.mean(axis=0))

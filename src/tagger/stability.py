@@ -96,13 +96,20 @@ def stability(
     return summary, table
 
 
-def stability_for_run(config, vectors: np.ndarray, labels: np.ndarray, names: dict[int, str]):
-    """Reruns the run's Segmenter settings with `config.stability` seeds (main run included)."""
+def stability_for_run(config, vectors: np.ndarray, labels: np.ndarray, names: dict[int, str], segmenter=None):
+    """Reruns the run's Segmenter, with every parameter it had but the seed, `config.stability`
+    times in all (main run included)."""
+    import inspect
+
     from tagger.clustering import Segmenter
 
+    params = {}
+    if segmenter is not None:
+        names_ = [p for p in inspect.signature(Segmenter.__init__).parameters if p not in ("self", "seed")]
+        params = {p: getattr(segmenter, p) for p in names_ if hasattr(segmenter, p)}
+
     def fit(part: np.ndarray, seed: int) -> np.ndarray:
-        return Segmenter(min_segment_size=config.min_segment_size, reduce_dims=config.reduce_dims,
-                         assign_noise=config.assign_noise, seed=seed).fit(part).labels_
+        return Segmenter(**params, seed=seed).fit(part).labels_
 
     return stability(vectors, labels, fit, runs=config.stability, seed=config.seed,
                      sample=config.stability_sample, names=names)
