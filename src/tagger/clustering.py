@@ -110,7 +110,10 @@ class Segmenter:
             return self.reducer_.fit_transform(vectors).astype(np.float32)
         from sklearn.decomposition import PCA
 
-        self.reducer_ = PCA(n_components=dims, random_state=self.seed, svd_solver="randomized")
+        # Exact eigen-decomposition of the covariance: as fast as the randomized solver for
+        # n >> d, and it does not depend on the seed, so reruns with other seeds (stability)
+        # differ only where HDBSCAN itself does.
+        self.reducer_ = PCA(n_components=dims, svd_solver="covariance_eigh")
         sample = vectors if len(vectors) <= 200_000 else vectors[np.random.default_rng(self.seed).choice(len(vectors), 200_000, replace=False)]
         self.reducer_.fit(sample)
         return _unit(self.reducer_.transform(vectors)).astype(np.float32)
