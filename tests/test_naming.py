@@ -28,9 +28,9 @@ def label(text, description="d"):
 
 
 def test_llm_names_are_used_and_neighbours_are_shown():
-    engine = FakeEngine([label("guitar players"), label("dog owners")])
+    engine = FakeEngine([label("guitarists"), label("dog owners")])
     names = name(engine)
-    assert [n[0] for n in names] == ["guitar players", "dog owners"] and {n[2] for n in names} == {"llm"}
+    assert [n[0] for n in names] == ["guitarists", "dog owners"] and {n[2] for n in names} == {"llm"}
     first_prompt = engine.calls[0][0][-1]["content"]
     assert "guitar, amplifier" in first_prompt and "dog treats" in first_prompt  # contrast with neighbour
 
@@ -74,3 +74,12 @@ def test_top_items_by_lift():
     result = top_items_by_lift(np.array([0, 0, 0, 1, 1]), docs)
     assert result[0][0][0] == "picks" and result[0][0][1] > 1
     assert result[1][0][0] == "bowl"
+
+
+def test_copied_example_and_looping_descriptions_are_replaced():
+    example = json.loads(prompts.load("name").examples[0][1])
+    names = name(FakeEngine([label("guitar fans", example["description"]),
+                             label("dog owners", "they love the dogs, love the dogs, love the dogs, love the dogs")]))
+    assert names[0][0] == "guitar fans" and names[0][1] != example["description"]
+    assert "love the dogs, love the dogs, love the dogs" not in names[1][1]
+    assert name(FakeEngine([label(example["label"])] * 2 + [label("dog owners")]))[0][2] == "fallback"

@@ -5,6 +5,7 @@ answers under a schema. Unusable answers fall back to the segment's top tags or 
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from collections import Counter
@@ -122,6 +123,8 @@ def name_segments(
                                          neighbour_tags=neighbour_tags, size=p.size, language=language))
             shown.append(" ".join([*p.top_tags, *p.top_terms]))
 
+        example_texts = _example_texts(template)
+
         def parse(i: int, answer: LLMSegmentName) -> tuple[str, str]:
             label = " ".join(answer.label.split()).strip(" .\"'")
             if len(label) < 2:
@@ -141,6 +144,12 @@ def name_segments(
             description = " ".join(answer.description.split())
             if language == "zh" and not _CJK.search(description):  # e.g. a copied English example
                 description = fallback_name(profiles[askable[i]], language)[1]
+            # A small model sometimes copies the few-shot answer or loops on a phrase; the
+            # tag-based description is better than either.
+            if description.lower() in example_texts or _repeats(description):
+                description = fallback_name(profiles[askable[i]], language)[1]
+            if label.lower() in example_texts:
+                raise Rejected("the label copies the example; name this group")
             return label, description
 
         outcomes = run_structured(engine, chats, LLMSegmentName, parse, params=params, cache=cache,
@@ -149,6 +158,25 @@ def name_segments(
             if outcome.value:
                 results[i] = (*outcome.value, "llm")
     return _unique(results, profiles)
+
+
+def _example_texts(template: PromptTemplate) -> set[str]:
+    """Labels and descriptions of the template's few-shot answers, lowercased."""
+    texts = set()
+    for _, answer in template.examples:
+        try:
+            data = json.loads(answer)
+        except json.JSONDecodeError:
+            continue
+        texts |= {" ".join(str(v).lower().split()) for v in data.values() if isinstance(v, str)}
+    return texts
+
+
+def _repeats(text: str, n: int = 3) -> bool:
+    """True when some run of `n` words occurs three times or more (a decoding loop)."""
+    words = text.lower().split()
+    grams = Counter(tuple(words[i : i + n]) for i in range(len(words) - n + 1))
+    return bool(grams) and max(grams.values()) >= 3
 
 
 def _stems(text: str) -> set[str]:
