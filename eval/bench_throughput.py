@@ -161,6 +161,8 @@ def main() -> None:
     parser.add_argument("--prefix-caching", choices=["on", "off"], default="on")
     parser.add_argument("--max-tokens", type=int, default=160)
     parser.add_argument("--skip-warm-raw", action="store_true", help="skip the second raw run (time budget)")
+    parser.add_argument("--raw-only", action="store_true", help="only the raw run (prefix caching on/off pairs)")
+    parser.add_argument("--name", help="results file stem under eval/results (default from the mode)")
     args = parser.parse_args()
 
     from tagger import prompts
@@ -187,7 +189,7 @@ def main() -> None:
     llm = engine._llm
     sampling = sampling_params(schemas, params)
     runs = [raw_run(llm, chats, sampling, "raw LLM.chat (cold grammar cache)")]
-    if args.prefix_caching == "on":
+    if args.prefix_caching == "on" and not args.raw_only:
         runs.append(tagger_run(documents, engine, template, params))
         if not args.skip_warm_raw:
             runs.append(raw_run(llm, chats, sampling, "raw LLM.chat (warm)"))
@@ -214,7 +216,7 @@ def main() -> None:
               "model": Path(model).name, "vllm": getattr(vllm, "__version__", "?"), "users": len(documents), "data": source,
               "prefix_caching": args.prefix_caching == "on", "engine_start_s": round(engine_start, 1),
               "load_avg": [round(x, 1) for x in load_avg], "runs": runs, "ratios": ratios}
-    stem = RESULTS / ("bench_throughput" if args.prefix_caching == "on" else "bench_throughput_noprefix")
+    stem = RESULTS / (args.name or ("bench_throughput" if args.prefix_caching == "on" else "bench_throughput_noprefix"))
     stem.parent.mkdir(parents=True, exist_ok=True)
     stem.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
     stem.with_suffix(".md").write_text(markdown(report))

@@ -28,7 +28,7 @@ def _unit(x: np.ndarray) -> np.ndarray:
 
 
 class Segmenter:
-    def __init__(self, *, min_segment_size: int | None = None, min_samples: int | None = None,
+    def __init__(self, *, min_segment_size: int | None = None, min_samples: int | None = 1,
                  reduce_dims: int = 16, assign_noise: bool = True, selection: str = "eom",
                  max_fit_users: int = 50_000, seed: int = 0, reducer: str = "pca"):
         self.min_segment_size = min_segment_size
