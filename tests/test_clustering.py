@@ -26,7 +26,7 @@ def test_recovers_well_separated_groups_and_assigns_noise():
 def test_keep_noise_leaves_outliers_unassigned():
     x, _ = blobs()
     outliers = np.random.default_rng(1).normal(size=(10, x.shape[1])) * 5
-    seg = Segmenter(assign_noise=False, seed=0).fit(np.vstack([x, outliers]))
+    seg = Segmenter(assign_noise=False, min_samples=5, seed=0).fit(np.vstack([x, outliers]))
     assert (seg.labels_ == NOISE).sum() >= 1
     assert (seg.assigned_by_[seg.labels_ == NOISE] == "noise").all()
 
