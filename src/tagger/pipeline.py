@@ -9,7 +9,6 @@ from __future__ import annotations
 import platform
 import time
 from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -282,13 +281,9 @@ def _tables(documents, tagged, labels, strengths, assigned_by, segments):
 
 
 def _versions() -> dict[str, str]:
-    found = {}
-    for name in PACKAGES:
-        try:
-            found[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            pass
-    return found
+    from tagger.segment_model import package_versions
+
+    return package_versions(PACKAGES)
 
 
 def _summary(config, engine, tag_template, name_template, load_stats, tagged, segments, labels, assigned_by,
