@@ -27,6 +27,28 @@ def _unit(x: np.ndarray) -> np.ndarray:
     return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
 
+_CHUNK = 100_000  # rows per step where a full-size temporary would cost GBs at 1M users
+
+
+def _nearest_centroid(vectors: np.ndarray, rows: np.ndarray, centroids: np.ndarray) -> np.ndarray:
+    out = np.empty(len(rows), np.int64)
+    for start in range(0, len(rows), _CHUNK):
+        part = rows[start : start + _CHUNK]
+        out[start : start + len(part)] = np.argmax(vectors[part] @ centroids.T, axis=1)
+    return out
+
+
+def _strengths(vectors: np.ndarray, labels: np.ndarray, centroids: np.ndarray) -> np.ndarray:
+    """Cosine of each user to their own segment's centroid, clipped to 0..1; 0 for noise."""
+    out = np.zeros(len(labels))
+    for start in range(0, len(labels), _CHUNK):
+        part = slice(start, start + _CHUNK)
+        own = labels[part]
+        cosine = np.einsum("ij,ij->i", vectors[part], centroids[np.maximum(own, 0)])
+        out[part] = np.where(own >= 0, np.clip(cosine, 0, 1), 0.0)
+    return out
+
+
 class Segmenter:
     def __init__(self, *, min_segment_size: int | None = None, min_samples: int | None = 1,
                  reduce_dims: int = 16, assign_noise: bool = True, selection: str = "eom",
@@ -87,12 +109,11 @@ class Segmenter:
         if self.assign_noise:
             noise = labels == NOISE
             if noise.any():
-                labels[noise] = np.argmax(vectors[noise] @ self.centroids_.T, axis=1)
+                labels[noise] = _nearest_centroid(vectors, np.flatnonzero(noise), self.centroids_)
                 self.assigned_by_[noise] = "nearest"
                 self.centroids_ = self._centroids(vectors, labels)
         self.labels_ = labels
-        self.strengths_ = np.where(labels >= 0, np.clip(np.einsum("ij,ij->i", vectors,
-                                   self.centroids_[np.maximum(labels, 0)]), 0, 1), 0.0)
+        self.strengths_ = _strengths(vectors, labels, self.centroids_)
         self.final_min_segment_size_ = size
         return self
 
@@ -120,7 +141,12 @@ class Segmenter:
 
     @staticmethod
     def _centroids(vectors: np.ndarray, labels: np.ndarray) -> np.ndarray:
-        k = labels.max() + 1
-        sums = np.zeros((k, vectors.shape[1]), np.float32)
-        np.add.at(sums, labels[labels >= 0], vectors[labels >= 0])
-        return _unit(sums)
+        # A sparse (segments x users) product sums members without copying their rows: at 1M
+        # users a boolean-mask copy of the vectors alone is 1.5 GB.
+        from scipy import sparse
+
+        members = np.flatnonzero(labels >= 0)
+        k = int(labels.max()) + 1
+        membership = sparse.csr_matrix((np.ones(len(members), np.float32), (labels[members], members)),
+                                       shape=(k, len(labels)))
+        return _unit(np.asarray(membership @ vectors, dtype=np.float32))

@@ -111,7 +111,7 @@ def segment(
             if len(rows) >= 2:
                 segmenter = Segmenter(min_segment_size=config.min_segment_size, min_samples=config.min_samples,
                                       reduce_dims=config.reduce_dims,
-                                      assign_noise=config.assign_noise, seed=config.seed).fit(vectors[rows])
+                                      assign_noise=config.assign_noise, seed=config.seed).fit(vectors if len(rows) == len(vectors) else vectors[rows])
                 labels[rows], strengths[rows], assigned_by[rows] = segmenter.labels_, segmenter.strengths_, segmenter.assigned_by_
             elif len(rows) == 1:
                 labels[rows], strengths[rows], assigned_by[rows] = 0, 1.0, "cluster"
