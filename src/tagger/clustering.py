@@ -30,6 +30,16 @@ def _unit(x: np.ndarray) -> np.ndarray:
 _CHUNK = 100_000  # rows per step where a full-size temporary would cost GBs at 1M users
 
 
+def _as_unit(vectors: np.ndarray) -> np.ndarray:
+    """Unit-length float32 rows, without a copy when they already are (user vectors are)."""
+    vectors = np.asarray(vectors, np.float32)
+    norms = np.concatenate([np.sqrt(np.einsum("ij,ij->i", vectors[s : s + _CHUNK], vectors[s : s + _CHUNK]))
+                            for s in range(0, len(vectors), _CHUNK)]) if len(vectors) else np.zeros(0)
+    if np.allclose(norms, 1.0, atol=1e-4):
+        return vectors
+    return vectors / np.maximum(norms, 1e-12)[:, None]
+
+
 def _nearest_centroid(vectors: np.ndarray, rows: np.ndarray, centroids: np.ndarray) -> np.ndarray:
     out = np.empty(len(rows), np.int64)
     for start in range(0, len(rows), _CHUNK):
@@ -68,7 +78,7 @@ class Segmenter:
         import hdbscan
 
         n = len(vectors)
-        vectors = _unit(np.asarray(vectors, np.float32))
+        vectors = _as_unit(vectors)
         self.min_segment_size_ = self.min_segment_size or default_min_segment_size(n)
         reduced = self._reduce(vectors)
         rng = np.random.default_rng(self.seed)
@@ -137,7 +147,9 @@ class Segmenter:
         self.reducer_ = PCA(n_components=dims, svd_solver="covariance_eigh")
         sample = vectors if len(vectors) <= 200_000 else vectors[np.random.default_rng(self.seed).choice(len(vectors), 200_000, replace=False)]
         self.reducer_.fit(sample)
-        return _unit(self.reducer_.transform(vectors)).astype(np.float32)
+        # PCA.transform centres a full copy of its input: in chunks that copy stays small.
+        return np.vstack([_unit(self.reducer_.transform(vectors[start : start + _CHUNK])).astype(np.float32)
+                          for start in range(0, len(vectors), _CHUNK)])
 
     @staticmethod
     def _centroids(vectors: np.ndarray, labels: np.ndarray) -> np.ndarray:
