@@ -83,3 +83,10 @@ def test_copied_example_and_looping_descriptions_are_replaced():
     assert names[0][0] == "guitar fans" and names[0][1] != example["description"]
     assert "love the dogs, love the dogs, love the dogs" not in names[1][1]
     assert name(FakeEngine([label(example["label"])] * 2 + [label("dog owners")]))[0][2] == "fallback"
+
+
+def test_a_label_borrowing_the_examples_words_is_refused():
+    example = json.loads(prompts.load("name").examples[0][1])["label"]  # e.g. "guitar players"
+    borrowed = f"dog {example.split()[-1]}"
+    names = name(FakeEngine([label("guitar fans"), label(borrowed), label(borrowed)]))
+    assert names[0] == ("guitar fans", "d", "llm") and names[1][2] == "fallback"

@@ -124,6 +124,7 @@ def name_segments(
             shown.append(" ".join([*p.top_tags, *p.top_terms]))
 
         example_texts = _example_texts(template)
+        example_stems = set().union(*(_stems(t) for t in example_texts if len(t.split()) <= 6)) if example_texts else set()
 
         def parse(i: int, answer: LLMSegmentName) -> tuple[str, str]:
             label = " ".join(answer.label.split()).strip(" .\"'")
@@ -150,6 +151,11 @@ def name_segments(
                 description = fallback_name(profiles[askable[i]], language)[1]
             if label.lower() in example_texts:
                 raise Rejected("the label copies the example; name this group")
+            # "controller players" for a group about controllers: "players" came from the
+            # few-shot label, not from this group's interests.
+            borrowed = _stems(label) & example_stems - _stems(shown[i])
+            if borrowed:
+                raise Rejected("the label borrows words from the example; use this group's interests")
             return label, description
 
         outcomes = run_structured(engine, chats, LLMSegmentName, parse, params=params, cache=cache,
