@@ -45,5 +45,6 @@ def test_segment_on_real_users_with_the_real_engine(tmp_path):
     summary = json.loads((out / "run.json").read_text())
     assert summary["model"].endswith("smollm2-135m-instruct")
     assert summary["engine_options"]["dtype"] == "float32"
+    assert summary["engine_options"]["kv_cache_memory_bytes"] == 1 << 30  # absolute, whatever the machine holds
     assert summary["counts"]["users"] == 40
     assert "segments of 40 users" in proc.stdout

@@ -219,11 +219,13 @@ def start_vllm_server(model_dir, port: int, log_path):
     import subprocess
     import sys
 
+    from tagger.llm.vllm_engine import CPU_KV_CACHE_BYTES
+
     log = open(log_path, "ab")
     proc = subprocess.Popen(
         [sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(model_dir), "--host", "127.0.0.1",
          "--port", str(port), "--dtype", "float32", "--enforce-eager", "--max-model-len", "2048",
-         "--gpu-memory-utilization", "0.3", "--seed", "0"],
+         "--kv-cache-memory-bytes", str(CPU_KV_CACHE_BYTES), "--seed", "0"],
         stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
         env=os.environ | {"VLLM_LOGGING_LEVEL": "WARNING", "TOKENIZERS_PARALLELISM": "false"})
     import httpx

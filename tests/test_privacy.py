@@ -48,21 +48,22 @@ PII = ["jane.doe@example.com", "https://evil.example.com/track?u=9", "555-867-53
        "bob@mail.org", "+44 20 7946 0958"]
 
 
-def pii_comments(tmp_path):
+def pii_comments(tmp_path, guitar: int = 5, dogs: int = 5):
     rows = []
-    for i in range(5):
+    for i in range(guitar):
         rows += [(f"g{i}", f"guitar strings for my guitar, email me at {PII[0]}", f"guitar kit {PII[4]}"),
-                 (f"g{i}", f"guitar picks, see {PII[1]} or call {PII[2]}", "guitar picks"),
-                 (f"d{i}", f"dog leash and dog treats, paid with {PII[3]}", "dog leash"),
+                 (f"g{i}", f"guitar picks, see {PII[1]} or call {PII[2]}", "guitar picks")]
+    for i in range(dogs):
+        rows += [(f"d{i}", f"dog leash and dog treats, paid with {PII[3]}", "dog leash"),
                  (f"d{i}", f"dog bed, phone {PII[5]} and dog toys", "dog bed")]
     path = tmp_path / "c.csv"
     pd.DataFrame(rows, columns=["user_id", "text", "product"]).to_csv(path, index=False)
     return path
 
 
-def run(tmp_path, engine, **options):
+def run(tmp_path, engine, groups=(5, 5), **options):
     config = RunConfig(engine="fake", embedder="hash", item_col="product", **options)
-    return segment(pii_comments(tmp_path), config, out=tmp_path / "out", engine=engine, encoder=create_encoder("hash", []))
+    return segment(pii_comments(tmp_path, *groups), config, out=tmp_path / "out", engine=engine, encoder=create_encoder("hash", []))
 
 
 def written(tmp_path) -> str:
@@ -92,14 +93,18 @@ def test_redact_pii_keeps_pii_from_the_llm_and_every_output_file(tmp_path):
 
 
 def test_k_floor_withholds_small_segments_everywhere(tmp_path):
+    # 8 guitar users and 4 dog users, each group writing identical comments: two segments whose
+    # sizes differ by construction, so a floor of 8 withholds exactly the dog segment.
+    groups = (8, 4)
     (tmp_path / "a").mkdir()
-    named = run(tmp_path / "a", FakeEngine(), min_segment_size=2)
+    named = run(tmp_path / "a", FakeEngine(), groups, min_segment_size=2)
     sizes = named.segments.set_index("name")["size"]
-    k = int(sizes.max())  # every segment but the largest falls below the floor
+    assert sorted(sizes) == [4, 8]
+    k = 8
     small = [name for name, size in sizes.items() if size < k]
-    assert small
+    assert len(small) == 1
     (tmp_path / "b").mkdir()
-    result = run(tmp_path / "b", FakeEngine(), min_segment_size=2, k_anonymity=k)
+    result = run(tmp_path / "b", FakeEngine(), groups, min_segment_size=2, k_anonymity=k)
     segments = result.segments.set_index("segment_id")
     for seg_id, row in segments.iterrows():
         if row["size"] < k:

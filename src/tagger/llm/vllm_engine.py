@@ -23,13 +23,23 @@ from tagger.llm.base import Completion, GenerationParams, Messages
 log = logging.getLogger(__name__)
 
 
+# KV cache on the CPU, in absolute terms. Left to itself vLLM-CPU asks for a share of the NUMA
+# node's memory *minus this process's RSS*: inside a Ray actor or beside a busy test process
+# that comes out negative and the engine refuses to start. 1 GiB holds ~23k tokens of
+# SmolLM2-135M in float32 (~45 KB a token), i.e. ~40 concurrent tagging prompts, more than
+# two CPU cores can compute at once. VLLM_CPU_KVCACHE_SPACE (GiB), if set, overrides it.
+CPU_KV_CACHE_BYTES = 1 << 30
+
+
 def default_engine_options(on_gpu: bool) -> dict[str, Any]:
     if on_gpu:
         return {"enable_prefix_caching": True}
-    # Measured on a 2-core CPU: bf16 falls off oneDNN (~5x slower); the default memory share
-    # refuses to start; CUDA graphs do not exist.
+    # Measured on a 2-core CPU: bf16 falls off oneDNN (~5x slower); CUDA graphs do not exist.
+    # gpu_memory_utilization only matters when a user unsets the KV size (VLLM_CPU_KVCACHE_SPACE=""):
+    # the default 0.92 of the node then refuses to start.
     return {"dtype": "float32", "enforce_eager": True, "max_model_len": 2048,
-            "gpu_memory_utilization": 0.3, "enable_prefix_caching": True}
+            "kv_cache_memory_bytes": CPU_KV_CACHE_BYTES, "gpu_memory_utilization": 0.3,
+            "enable_prefix_caching": True}
 
 
 class VLLMEngine:
