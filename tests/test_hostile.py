@@ -74,7 +74,8 @@ ACCEPTED = [
     # case, file name, data, extra args, check(summary, users table)
     ("null/empty/whitespace text rows are skipped and counted", "c.csv",
      (GOOD + "w1,\nw2,   \nw3,\t\n,orphan text without a user\n").encode(), [],
-     lambda s, u: s["counts"]["empty_text_rows"] == 4 and s["counts"]["users"] == 8),
+     lambda s, u: s["counts"]["empty_text_rows"] == 3 and s["counts"]["missing_user_id_rows"] == 1
+     and s["counts"]["users"] == 8),
     ("a 5 MB single comment is cut, not fed whole", "c.csv", huge_comment, [],
      lambda s, u: s["counts"]["users"] == 3 and s["tokens"]["prompt_per_user"] < 2000),
     ("100k comments for one user", "c.csv", many_comments, [],
@@ -85,7 +86,7 @@ ACCEPTED = [
      b'{"user_id": 1, "text": "guitar strings"}\n{"user_id": "a", "text": "dog leash"}\n'
      b'{"user_id": 2.0, "text": "guitar picks"}\n{"user_id": null, "text": "no owner"}\n'
      b'{"user_id": true, "text": "dog treats"}\n', [],
-     lambda s, u: sorted(u["user_id"]) == ["1", "2", "True", "a"] and s["counts"]["empty_text_rows"] == 1),
+     lambda s, u: sorted(u["user_id"]) == ["1", "2", "True", "a"] and s["counts"]["missing_user_id_rows"] == 1),
     ("emoji and mixed scripts", "c.csv",
      "user_id,text\nu1,🎸 guitar strings 很好 🎸\nu2,dog leash для собаки 🐕\nu3,guitar picks ギター\nu4,🐕🐕🐕\n".encode(), [],
      lambda s, u: s["counts"]["users"] == 4),

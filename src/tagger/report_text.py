@@ -18,7 +18,25 @@ def print_segments(result, console: Console | None = None) -> None:
     console.print(
         f"tagged {counts['tagged']}/{counts['users']} users ({counts['failed']} failed), "
         f"{counts['noise_assigned_to_nearest']} noise users joined their nearest segment, "
-        f"{counts['unsegmented']} unsegmented; wall time {result.summary['wall_time_s']:.0f} s"
+        f"{counts['unsegmented']} unsegmented{_no_content(counts)}; wall time {result.summary['wall_time_s']:.0f} s"
     )
+    dropped = dropped_rows(counts)
+    if dropped:
+        console.print(f"read {counts['rows']} rows, used {counts.get('comments_kept', '?')} comments; not used: {dropped}")
     if result.out is not None:
         console.print(f"wrote {result.out}/ (users, segments, tags.jsonl, run.json)")
+
+
+ROW_LABELS = {"missing_user_id_rows": "no user id", "empty_text_rows": "empty text",
+              "duplicate_comments": "duplicate comment", "beyond_max_users_rows": "user beyond --max-users",
+              "comments_cut_by_budget": "cut by --doc-tokens budget"}
+
+
+def dropped_rows(counts: dict) -> str:
+    """'3 no user id, 2 empty text' for the reasons with rows; '' when every row was used."""
+    return ", ".join(f"{counts[key]} {label}" for key, label in ROW_LABELS.items() if counts.get(key))
+
+
+def _no_content(counts: dict) -> str:
+    n = counts.get("unsegmented_no_content", 0)
+    return f" ({n} with no tags and no usable text)" if n else ""
