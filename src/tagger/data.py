@@ -122,9 +122,17 @@ def read_table(path: Path, columns: Columns, encoding: str = "utf-8") -> pd.Data
         if name not in present:
             raise InputError(
                 f"column '{name}' not found in {path}; columns present: {', '.join(present)}; "
-                f"pass {option} NAME"
+                + (_separator_hint(present[0]) if kind == "csv" and len(present) == 1 else f"pass {option} NAME")
             )
     return check_column_types(frame, columns, str(path))
+
+
+def _separator_hint(header: str) -> str:
+    # Excel in many locales saves "CSV" separated by ';'; the whole header then reads as one column.
+    for sep, name in ((";", "semicolons"), ("\t", "tabs"), ("|", "'|'")):
+        if sep in header:
+            return f"the file looks separated by {name}, not commas; save it as comma-separated CSV (or .tsv for tabs)"
+    return "pass --user-col NAME and --text-col NAME"
 
 
 def check_column_types(frame: pd.DataFrame, columns: Columns, origin: str) -> pd.DataFrame:
@@ -147,11 +155,13 @@ def check_column_types(frame: pd.DataFrame, columns: Columns, origin: str) -> pd
     return frame
 
 
+# kind of value → (what the column holds, what to do)
 _PROBLEMS = {
-    "bytes": "binary values (bytes); store the text as a string column (decoded as UTF-8)",
-    "object": "nested objects (struct/dict); flatten them (e.g. pandas.json_normalize) and pass the text field with --text-col",
-    "nested list": "lists of non-text values; keep one string (or a list of strings) per row",
-    "list": "lists; keep one id per row",
+    "bytes": ("binary values (bytes)", "store the text as a string column, decoded as UTF-8"),
+    "object": ("nested objects (struct/dict)",
+               "flatten them (e.g. pandas.json_normalize) and pass the text field's column with --text-col"),
+    "nested list": ("lists of non-text values", "keep one string, or a list of strings, per row"),
+    "list": ("lists", "keep one id per row"),
 }
 
 
@@ -159,9 +169,9 @@ def _refuse_kinds(kinds: pd.Series, name: str, origin: str, role: str, refused: 
     bad = kinds.isin(refused).to_numpy()
     if bad.any():
         first = int(bad.argmax())
-        raise InputError(f"column '{name}' of {origin} holds {_PROBLEMS[kinds.iloc[first]]} "
-                         f"({int(bad.sum())} of {len(kinds)} rows, first at data row {first + 1}); "
-                         f"tagger needs one {role} per row")
+        what, fix = _PROBLEMS[kinds.iloc[first]]
+        raise InputError(f"column '{name}' of {origin} holds {what} in {int(bad.sum())} of {len(kinds)} rows "
+                         f"(first at data row {first + 1}), not one {role} per row; {fix}")
 
 
 def _value_kind(value: object) -> str:

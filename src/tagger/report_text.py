@@ -27,9 +27,9 @@ def print_segments(result, console: Console | None = None) -> None:
         console.print(f"wrote {result.out}/ (users, segments, tags.jsonl, run.json)")
 
 
-ROW_LABELS = {"missing_user_id_rows": "no user id", "empty_text_rows": "empty text",
-              "duplicate_comments": "duplicate comment", "beyond_max_users_rows": "user beyond --max-users",
-              "comments_cut_by_budget": "cut by --doc-tokens budget"}
+ROW_LABELS = {"missing_user_id_rows": "without user id", "empty_text_rows": "with empty text",
+              "duplicate_comments": "duplicate comments", "beyond_max_users_rows": "of users beyond --max-users",
+              "comments_cut_by_budget": "cut by the --doc-tokens budget"}
 
 
 def dropped_rows(counts: dict) -> str:
