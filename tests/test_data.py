@@ -201,3 +201,12 @@ def test_time_column_without_a_single_date():
     stats = LoadStats()
     build_documents(frame, Columns(time="ts"), word_counter, 100, stats)
     assert stats.rows_without_time == 1
+
+
+def test_a_dataframe_passed_to_the_api_is_checked_like_a_file():
+    from tagger.config import RunConfig
+    from tagger.pipeline import read_input
+
+    frame = pd.DataFrame({"user_id": ["u1", "u2"], "text": [b"guitar", b"dog"]})
+    with pytest.raises(InputError, match="column 'text' of the DataFrame holds binary values"):
+        read_input(frame, RunConfig(engine="fake"))

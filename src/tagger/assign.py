@@ -29,7 +29,7 @@ import pandas as pd
 from tagger import prompts as prompt_files
 from tagger.cache import ResultCache
 from tagger.config import RunConfig
-from tagger.embedding import Encoder, create_encoder, unsegmented_reason, user_vectors
+from tagger.embedding import Encoder, create_encoder, unsegmented_reasons, user_vectors
 from tagger.errors import ConfigError, ModelError
 from tagger.llm.base import Engine, GenerationParams, create_engine
 from tagger.llm.structured import CallStats
@@ -175,13 +175,13 @@ def assign(
     users = pd.DataFrame({
         "user_id": [d.user_id for d in documents],
         "segment_id": labels.astype(int),
-        "segment_name": [names.get(int(x), NONE_NAME) if has else "" for x, has in zip(labels, has_vector, strict=True)],
+        "segment_name": [names.get(int(x), NONE_NAME) if has else "" for x, has in zip(labels, has_vector)],
         "strength": np.round(strengths, 4),
         "assigned_by": list(how),
         "status": [u.status for u in tagged],
         "tags": [[t.tag for t in u.tags] for u in tagged],
         "error": [u.error for u in tagged],
-        "reason": ["" if has else unsegmented_reason(u, d) for u, d, has in zip(tagged, documents, has_vector, strict=True)],
+        "reason": unsegmented_reasons(tagged, documents, has_vector),
     })
     placed = users[users["segment_id"] != NONE]
     summary = {
@@ -191,7 +191,8 @@ def assign(
         "counts": {"users": len(documents), "tagged": sum(u.status == "tagged" for u in tagged),
                    "placed": int((labels >= 0).sum()), "none": int((labels < 0).sum()),
                    "by": {k: int(v) for k, v in pd.Series(how).value_counts().items()}},
-        "segment_sizes": {names.get(int(k), str(k)): int(v) for k, v in placed["segment_id"].value_counts().sort_index().items()},
+        "segment_sizes": {names.get(int(k), str(k)): int(v)
+                          for k, v in placed["segment_id"].value_counts().sort_index().items()},
         "agreement": training_agreement(run_dir, users),
         "cache": {"enabled": config.cache, "hits": cache.hits, "misses": cache.misses},
         "timings_s": dict(reporter.timings),

@@ -149,8 +149,9 @@ def check_column_types(frame: pd.DataFrame, columns: Columns, origin: str) -> pd
             frame = frame.assign(**{columns.text: joined})
             kinds = kinds.where(kinds != "list", "text")
         _refuse_kinds(kinds, columns.text, origin, "comment text", {"bytes", "nested list", "object"})
-    if not isinstance(frame[columns.user].dtype, pd.StringDtype):
-        _refuse_kinds(frame[columns.user].map(_value_kind), columns.user, origin, "user id",
+    ids = frame[columns.user]
+    if not (isinstance(ids.dtype, pd.StringDtype) or pd.api.types.is_numeric_dtype(ids)):
+        _refuse_kinds(ids.map(_value_kind), columns.user, origin, "user id",
                       {"nested list", "object", "list"})
     return frame
 

@@ -149,11 +149,16 @@ def usable_users(tagged_users: Sequence[TaggedUser], documents: Sequence[UserDoc
                        bool, len(tagged_users))
 
 
-def unsegmented_reason(tagged_user: TaggedUser, document: UserDocument) -> str:
-    """Why a user got no vector: no usable text, else no tags while --tag-weight 1 ignores text."""
-    if not has_usable_text(document.text):
-        return NO_USABLE_TEXT
-    return f"no tags and --tag-weight 1 leaves the text unused ({tagged_user.error or 'no tag'})"
+def unsegmented_reasons(tagged_users: Sequence[TaggedUser], documents: Sequence[UserDocument],
+                        has_vector: np.ndarray) -> list[str]:
+    """Why each user without a vector got none ('' for the others): no usable text, else no tags
+    while --tag-weight 1 leaves the text unused."""
+    def reason(user: TaggedUser, document: UserDocument) -> str:
+        if not has_usable_text(document.text):
+            return NO_USABLE_TEXT
+        return f"no tags and --tag-weight 1 leaves the text unused ({user.error or 'no tag'})"
+
+    return ["" if has else reason(u, d) for u, d, has in zip(tagged_users, documents, has_vector, strict=True)]
 
 
 def user_vectors(

@@ -22,7 +22,7 @@ from tagger.candidates import CandidateExtractor
 from tagger.clustering import NOISE, Segmenter
 from tagger.config import RunConfig
 from tagger.data import Columns, LoadStats, build_documents, check_column_types, read_table
-from tagger.embedding import Encoder, create_encoder, mostly_cjk, unsegmented_reason, user_vectors
+from tagger.embedding import Encoder, create_encoder, mostly_cjk, unsegmented_reasons, user_vectors
 from tagger.errors import InputError
 from tagger.llm.base import Engine, GenerationParams, create_engine
 from tagger.llm.models import resolve_model, token_counter, word_counter
@@ -276,13 +276,13 @@ def _tables(documents, tagged, labels, strengths, assigned_by, segments, has_vec
         "user_id": [d.user_id for d in documents],
         "segment_id": labels.astype(int),
         # no vector: no segment name at all, unlike noise users left out by --keep-noise
-        "segment_name": [names.get(int(x), "unsegmented") if has else "" for x, has in zip(labels, has_vector, strict=True)],
+        "segment_name": [names.get(int(x), "unsegmented") if has else "" for x, has in zip(labels, has_vector)],
         "strength": np.round(strengths, 4),
         "assigned_by": list(assigned_by),
         "status": [u.status for u in tagged],
         "tags": [[t.tag for t in u.tags] for u in tagged],
         "error": [u.error for u in tagged],
-        "reason": ["" if has else unsegmented_reason(u, d) for u, d, has in zip(tagged, documents, has_vector, strict=True)],
+        "reason": unsegmented_reasons(tagged, documents, has_vector),
     })
     total = max(int((labels >= 0).sum()), 1)  # shares of the users placed in a segment
     segs = pd.DataFrame([{**s.model_dump(), "share": round(s.size / total, 4)} for s in segments],

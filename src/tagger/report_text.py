@@ -22,7 +22,8 @@ def print_segments(result, console: Console | None = None) -> None:
     )
     dropped = dropped_rows(counts)
     if dropped:
-        console.print(f"read {counts['rows']} rows, used {counts.get('comments_kept', '?')} comments; not used: {dropped}")
+        console.print(f"read {counts['rows']} rows, used {counts.get('comments_kept', '?')} comments; "
+                      f"not used: {dropped}")
     if result.out is not None:
         console.print(f"wrote {result.out}/ (users, segments, tags.jsonl, run.json)")
 
