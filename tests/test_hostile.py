@@ -334,3 +334,8 @@ def test_users_with_nothing_to_segment_on_are_never_placed(capsys, tmp_path):
     assert (users.drop(["n1", "n2"])["reason"] == "").all()
     segments = pd.read_parquet(out / "segments.parquet")
     assert segments["size"].sum() == 8 and abs(segments["share"].sum() - 1) < 1e-3
+    code, printed, _ = cli(capsys, "show", out, "--user", "n1")
+    assert code == 0 and "segment -1 (none)" in printed and "no usable text" in printed
+    assert cli(capsys, "rename", out)[0] == 0  # renaming the segments gives these users no name
+    renamed = pd.read_parquet(out / "users.parquet").set_index("user_id")
+    assert (renamed.loc[["n1", "n2"], "segment_name"] == "").all()
