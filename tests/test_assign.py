@@ -109,11 +109,12 @@ def test_nonlinear_reducer_places_in_full_space():
 
 def test_users_without_usable_text_stay_unsegmented_in_assign(run_dir, tmp_path, capsys):
     new = tmp_path / "new.csv"
-    pd.DataFrame({"user_id": ["n1", "n1", "n1", "n2", "n2", "n3"],
+    pd.DataFrame({"user_id": ["n1", "n1", "n1", "n2", "n2", "n3", None],
                   "text": ["my guitar strings stay in tune !", "this guitar amplifier sounds warm !",
-                           "guitar picks for practice !", "12345", "3.5", "*** !!!"]}).to_csv(new, index=False)
-    code, _, err = run(capsys, "assign", str(run_dir), str(new), "--out", str(tmp_path / "a"))
+                           "guitar picks for practice !", "12345", "3.5", "*** !!!", "orphan"]}).to_csv(new, index=False)
+    code, printed, err = run(capsys, "assign", str(run_dir), str(new), "--out", str(tmp_path / "a"))
     assert code == 0, err
+    assert "read 7 rows, used 6 comments; not used: 1 without user id" in " ".join(printed.split())
     users = pd.read_parquet(tmp_path / "a" / "users.parquet").set_index("user_id")
     empty = users.loc[["n2", "n3"]]
     assert (empty["segment_id"] == NONE).all() and (empty["segment_name"] == "").all()
@@ -121,4 +122,5 @@ def test_users_without_usable_text_stay_unsegmented_in_assign(run_dir, tmp_path,
     assert users.loc["n1", "segment_id"] != NONE and users.loc["n1", "reason"] == ""
     summary = json.loads((tmp_path / "a" / "assign.json").read_text())
     assert summary["counts"]["placed"] == 1 and summary["counts"]["by"]["unsegmented"] == 2
+    assert summary["counts"]["rows"] == 7 and summary["counts"]["missing_user_id_rows"] == 1
     assert sum(summary["segment_sizes"].values()) == 1

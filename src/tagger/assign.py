@@ -188,7 +188,8 @@ def assign(
         "run": str(run_dir),
         "model": model.manifest.get("model"),
         "embedder": model.manifest.get("embedder"),
-        "counts": {"users": len(documents), "tagged": sum(u.status == "tagged" for u in tagged),
+        "counts": {"rows": load_stats.rows, **load_stats.row_reasons(),
+                   "users": len(documents), "tagged": sum(u.status == "tagged" for u in tagged),
                    "placed": int((labels >= 0).sum()), "none": int((labels < 0).sum()),
                    "by": {k: int(v) for k, v in pd.Series(how).value_counts().items()}},
         "segment_sizes": {names.get(int(k), str(k)): int(v)
