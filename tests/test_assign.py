@@ -111,7 +111,8 @@ def test_users_without_usable_text_stay_unsegmented_in_assign(run_dir, tmp_path,
     new = tmp_path / "new.csv"
     pd.DataFrame({"user_id": ["n1", "n1", "n1", "n2", "n2", "n3", None],
                   "text": ["my guitar strings stay in tune !", "this guitar amplifier sounds warm !",
-                           "guitar picks for practice !", "12345", "3.5", "*** !!!", "orphan"]}).to_csv(new, index=False)
+                           "guitar picks for practice !", "12345", "3.5", "*** !!!", "orphan"]}
+                 ).to_csv(new, index=False)
     code, printed, err = run(capsys, "assign", str(run_dir), str(new), "--out", str(tmp_path / "a"))
     assert code == 0, err
     assert "read 7 rows, used 6 comments; not used: 1 without user id" in " ".join(printed.split())

@@ -20,10 +20,8 @@ def print_segments(result, console: Console | None = None) -> None:
         f"{counts['noise_assigned_to_nearest']} noise users joined their nearest segment, "
         f"{counts['unsegmented']} unsegmented{_no_content(counts)}; wall time {result.summary['wall_time_s']:.0f} s"
     )
-    dropped = dropped_rows(counts)
-    if dropped:
-        console.print(f"read {counts['rows']} rows, used {counts.get('comments_kept', '?')} comments; "
-                      f"not used: {dropped}")
+    if rows_line(counts):
+        console.print(rows_line(counts))
     if result.out is not None:
         console.print(f"wrote {result.out}/ (users, segments, tags.jsonl, run.json)")
 
@@ -33,9 +31,13 @@ ROW_LABELS = {"missing_user_id_rows": "without user id", "empty_text_rows": "wit
               "comments_cut_by_budget": "cut by the --doc-tokens budget"}
 
 
-def dropped_rows(counts: dict) -> str:
-    """'3 no user id, 2 empty text' for the reasons with rows; '' when every row was used."""
-    return ", ".join(f"{counts[key]} {label}" for key, label in ROW_LABELS.items() if counts.get(key))
+def rows_line(counts: dict) -> str:
+    """'read 9 rows, used 6 comments; not used: 2 without user id, 1 with empty text', or ''
+    when every row was used (segment and assign print it)."""
+    dropped = ", ".join(f"{counts[key]} {label}" for key, label in ROW_LABELS.items() if counts.get(key))
+    if not dropped:
+        return ""
+    return f"read {counts['rows']} rows, used {counts['comments_kept']} comments; not used: {dropped}"
 
 
 def _no_content(counts: dict) -> str:
