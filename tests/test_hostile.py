@@ -146,6 +146,8 @@ ACCEPTED = [
     ("users who wrote only numbers are left unsegmented", "c.csv", (GOOD + "n1,12345\nn1,3.5\nn2,#4 !!\n").encode(), [],
      lambda s, u: s["counts"]["unsegmented_no_content"] == 2 and s["counts"]["users"] == 10
      and set(u[u["segment_id"] < 0]["user_id"]) == {"n1", "n2"}),
+    ("no user wrote anything usable", "c.csv", "user_id,text\nu1,!!!\nu2,🐕🐕\nu3,12 34\n".encode(), [],
+     lambda s, u: s["counts"]["segments"] == 0 and s["counts"]["unsegmented_no_content"] == 3),
     ("some unparseable dates in --time-col are counted", "c.csv", lambda: with_dates(bad=3), ["--time-col", "ts"],
      lambda s, u: s["counts"]["rows_without_time"] == 3 and s["counts"]["comments_kept"] == 8
      and s["over_time"]["periods"] == 5),
