@@ -324,7 +324,8 @@ def _summary(config, engine, tag_template, name_template, load_stats, tagged, se
             "users_in_clusters": int((assigned_by == "cluster").sum()),
             "noise_assigned_to_nearest": int((assigned_by == "nearest").sum()),
             "unsegmented": int((labels < 0).sum()),
-            "unsegmented_no_content": int((assigned_by == "unsegmented").sum()),  # no tags, no usable text
+            # no vector: no tags and no usable text (or text left unused by --tag-weight 1)
+            "unsegmented_no_content": int((assigned_by == "unsegmented").sum()),
             "segments_named_by_llm": sum(s.named_by == "llm" for s in segments),
         },
         "tokens": {"prompt_per_user": round(tag_stats.prompt_tokens / n, 1),
