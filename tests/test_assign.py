@@ -56,7 +56,7 @@ def test_new_users_are_tagged_and_placed(run_dir, tmp_path, capsys):
     assert users.loc["n1", "segment_id"] in guitar_segments and users.loc["n1", "assigned_by"] == "cluster"
     assert users.loc["n2", "strength"] < users.loc["n1", "strength"]
     assert set(users["assigned_by"]) <= {"cluster", "nearest", "outlier", "noise", "unsegmented"}
-    assert ((users["segment_id"] == NONE) == (users["segment_name"] == "none")).all()
+    assert ((users["segment_id"] == NONE) == users["segment_name"].isin(["none", ""])).all()
 
 
 def test_assign_refuses_a_folder_without_model_and_writes_nothing(tmp_path, comments_csv, capsys):
@@ -105,3 +105,23 @@ def test_nonlinear_reducer_places_in_full_space():
                        reducer=Umapish(), names={}, extractor=None, manifest={})
     assert full.manifest["placement_space"] == "full" and full.pca_components is None
     assert (place(full, x)[0] == labels).all()
+
+
+def test_users_without_usable_text_stay_unsegmented_in_assign(run_dir, tmp_path, capsys):
+    new = tmp_path / "new.csv"
+    pd.DataFrame({"user_id": ["n1", "n1", "n1", "n2", "n2", "n3", None],
+                  "text": ["my guitar strings stay in tune !", "this guitar amplifier sounds warm !",
+                           "guitar picks for practice !", "12345", "3.5", "*** !!!", "orphan"]}
+                 ).to_csv(new, index=False)
+    code, printed, err = run(capsys, "assign", str(run_dir), str(new), "--out", str(tmp_path / "a"))
+    assert code == 0, err
+    assert "read 7 rows, used 6 comments; not used: 1 without user id" in " ".join(printed.split())
+    users = pd.read_parquet(tmp_path / "a" / "users.parquet").set_index("user_id")
+    empty = users.loc[["n2", "n3"]]
+    assert (empty["segment_id"] == NONE).all() and (empty["segment_name"] == "").all()
+    assert (empty["assigned_by"] == "unsegmented").all() and empty["reason"].str.startswith("no usable text").all()
+    assert users.loc["n1", "segment_id"] != NONE and users.loc["n1", "reason"] == ""
+    summary = json.loads((tmp_path / "a" / "assign.json").read_text())
+    assert summary["counts"]["placed"] == 1 and summary["counts"]["by"]["unsegmented"] == 2
+    assert summary["counts"]["rows"] == 7 and summary["counts"]["missing_user_id_rows"] == 1
+    assert sum(summary["segment_sizes"].values()) == 1

@@ -1,9 +1,11 @@
 from __future__ import annotations
 
+import re
+
 import pandas as pd
 import pytest
 
-from tagger.data import Columns, LoadStats, build_documents, clean_text, read_table
+from tagger.data import Columns, LoadStats, build_documents, clean_text, has_usable_text, read_table
 from tagger.errors import InputError
 from tagger.llm.models import word_counter
 
@@ -96,3 +98,115 @@ def test_no_text_anywhere():
     frame = pd.DataFrame({"user_id": ["a", "b"], "text": ["", "   "]})
     with pytest.raises(InputError, match="no row has both"):
         build_documents(frame, Columns(), word_counter, 100)
+
+
+def every_kind_of_row() -> pd.DataFrame:
+    """Rows whose fate is fixed by construction: each reason of LoadStats.ROW_REASONS at least once."""
+    rows = [
+        ("a", "guitar strings", "3"), ("a", "guitar picks", "2"),          # kept
+        ("a", "guitar strings", "1"),                                     # duplicate (older copy)
+        ("a", "middle " * 40, "1"),                                       # cut by the budget
+        ("", "I love dog food and dog toys", "1"), (None, None, "1"),     # no user id (text or not)
+        ("b", "", "1"), ("b", "   ", "1"), ("b", "dog leash", "1"),       # two empty texts, one kept
+        ("c", "beyond max users", "1"), ("c", "also beyond", "1"),        # user beyond max_users=2
+    ]
+    return pd.DataFrame(rows, columns=["user_id", "text", "ts"])
+
+
+def test_every_row_is_counted_once_by_its_real_reason():
+    stats = LoadStats()
+    docs = build_documents(every_kind_of_row(), Columns(time="ts"), word_counter, token_budget=30, stats=stats,
+                           max_users=2)
+    assert [d.user_id for d in docs] == ["a", "b"]
+    assert stats.row_reasons() == {"missing_user_id_rows": 2, "empty_text_rows": 2, "duplicate_comments": 1,
+                                   "beyond_max_users_rows": 2, "comments_cut_by_budget": 1, "comments_kept": 3}
+    assert sum(stats.row_reasons().values()) == stats.rows == 11
+    assert stats.users == 2 and stats.users_beyond_max_users == 1
+
+
+@pytest.mark.parametrize("text,usable", [
+    ("12345", False), ("3.5", False), ("!!! ???", False), ("🐕🐕🐕", False), ("a 1 b 2", False), ("", False),
+    ("ok", True), ("5 stars", True), ("很好", True), ("好", True), ("собака", True), ("ギ", True), ("café", True),
+])
+def test_usable_text_rule(text, usable):
+    assert has_usable_text(clean_text(text)) is usable
+
+
+def write(frame: pd.DataFrame, path):
+    if path.suffix == ".parquet":
+        frame.to_parquet(path)
+    else:
+        frame.to_json(path, orient="records", lines=True)
+    return path
+
+
+@pytest.mark.parametrize("suffix", [".parquet", ".jsonl"])
+def test_a_text_column_of_string_lists_is_joined(tmp_path, suffix):
+    frame = pd.DataFrame({"user_id": ["u1", "u2"], "text": [["guitar strings", "new picks"], ["dog leash"]]})
+    loaded = read_table(write(frame, tmp_path / f"c{suffix}"), Columns())
+    docs = build_documents(loaded, Columns(), word_counter, 100)
+    assert [d.comments for d in docs] == [["guitar strings; new picks"], ["dog leash"]]
+
+
+@pytest.mark.parametrize("suffix,values,message", [
+    (".parquet", [b"guitar strings", b"dog leash"], "holds binary values (bytes) in 2 of 2 rows"),
+    (".parquet", [{"body": "guitar"}, {"body": "dog"}], "holds nested objects (struct/dict)"),
+    (".jsonl", [{"body": "guitar"}, "dog leash"], "holds nested objects (struct/dict) in 1 of 2 rows"),
+    (".jsonl", [["guitar", 3], "dog leash"], "holds lists of non-text values"),
+    (".parquet", [4, 5], "holds only numbers (int64)"),
+    (".jsonl", [4.5, 3.0], "holds only numbers (float64)"),
+])
+def test_text_columns_of_other_types_are_refused_with_the_fix(tmp_path, suffix, values, message):
+    path = write(pd.DataFrame({"user_id": ["u1", "u2"], "text": values}), tmp_path / f"c{suffix}")
+    with pytest.raises(InputError, match=re.escape(message)) as err:
+        read_table(path, Columns())
+    assert "column 'text'" in str(err.value) and "\n" not in str(err.value)
+
+
+def test_a_csv_text_column_of_numbers_is_refused(tmp_path):
+    path = tmp_path / "c.csv"
+    path.write_text("user_id,rating,text\nu1,5,great guitar\nu2,3.5,dog leash\n")
+    with pytest.raises(InputError, match="column 'rating' of .* holds only numbers .* pass --text-col"):
+        read_table(path, Columns(text="rating"))
+    assert len(read_table(path, Columns())) == 2
+
+
+def test_nested_user_ids_are_refused_mixed_ones_kept(tmp_path):
+    path = write(pd.DataFrame({"user_id": [{"id": 1}, "u2"], "text": ["a b", "c d"]}), tmp_path / "c.jsonl")
+    with pytest.raises(InputError, match="column 'user_id' .* nested objects"):
+        read_table(path, Columns())
+    path = write(pd.DataFrame({"user_id": [1, "u2", 2.0, None], "text": ["ab", "cd", "ef", "gh"]}), tmp_path / "d.jsonl")
+    docs = build_documents(read_table(path, Columns()), Columns(), word_counter, 100)
+    assert [d.user_id for d in docs] == ["1", "2", "u2"]
+
+
+def test_a_semicolon_separated_csv_gets_a_hint(tmp_path):
+    path = tmp_path / "c.csv"
+    path.write_text("user_id;text\nu1;guitar\n")
+    with pytest.raises(InputError, match="looks separated by semicolons"):
+        read_table(path, Columns())
+
+
+def test_user_ids_all_missing():
+    frame = pd.DataFrame({"user_id": [None, ""], "text": ["guitar strings", "dog leash"]})
+    with pytest.raises(InputError, match="every row's user id in 'user_id' is empty"):
+        build_documents(frame, Columns(), word_counter, 100)
+
+
+def test_time_column_without_a_single_date():
+    frame = pd.DataFrame({"user_id": ["a", "b"], "text": ["guitar", "dog"], "ts": ["yesterday", "soon"]})
+    with pytest.raises(InputError, match="no value in --time-col 'ts' is a date or a number \\(e.g. 'yesterday'\\)"):
+        build_documents(frame, Columns(time="ts"), word_counter, 100)
+    frame["ts"] = ["2021-01-02", "soon"]
+    stats = LoadStats()
+    build_documents(frame, Columns(time="ts"), word_counter, 100, stats)
+    assert stats.rows_without_time == 1
+
+
+def test_a_dataframe_passed_to_the_api_is_checked_like_a_file():
+    from tagger.config import RunConfig
+    from tagger.pipeline import read_input
+
+    frame = pd.DataFrame({"user_id": ["u1", "u2"], "text": [b"guitar", b"dog"]})
+    with pytest.raises(InputError, match="column 'text' of the DataFrame holds binary values"):
+        read_input(frame, RunConfig(engine="fake"))

@@ -85,3 +85,13 @@ def test_drift_refuses_runs_with_different_embedders(comments_csv, tmp_path, cap
     manifest.write_text(json.dumps(data))
     with pytest.raises(ModelError, match="different embedders"):
         drift(old, segment(capsys, comments_csv, tmp_path / "new"))
+
+
+def test_segment_reads_its_input_once(comments_csv, tmp_path, capsys, monkeypatch):
+    import tagger.data
+
+    reads = []
+    original = tagger.data._read
+    monkeypatch.setattr(tagger.data, "_read", lambda *args: reads.append(args) or original(*args))
+    segment(capsys, comments_csv, tmp_path / "run", "--time-col", "ts")
+    assert len(reads) == 1 and (tmp_path / "run" / "segment_shares.parquet").exists()

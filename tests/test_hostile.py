@@ -4,6 +4,7 @@ traceback, never a half-written run folder. Plus prompt injection planted in com
 
 from __future__ import annotations
 
+import io
 import json
 import re
 import shutil
@@ -14,6 +15,7 @@ import pytest
 
 from tagger.cli import main
 from tagger.config import RunConfig
+from tagger.data import LoadStats
 from tagger.embedding import create_encoder
 from tagger.llm.fake import FakeEngine
 from tagger.paths import prompts_dir
@@ -33,6 +35,23 @@ def cli(capsys, *args) -> tuple[int, str, list[str]]:
 
 def csv_bytes(rows: list[tuple[str, str]], header=("user_id", "text")) -> bytes:
     return pd.DataFrame(rows, columns=list(header)).to_csv(index=False).encode()
+
+
+def parquet_bytes(frame: pd.DataFrame) -> bytes:
+    buffer = io.BytesIO()
+    frame.to_parquet(buffer)
+    return buffer.getvalue()
+
+
+def good_rows() -> list[tuple[str, str]]:
+    return [tuple(line.split(",")) for line in GOOD.splitlines()[1:]]
+
+
+def with_dates(bad: int) -> bytes:
+    """GOOD with a month per row; the last `bad` rows' dates are not dates."""
+    rows = [(u, t, f"2021-{i % 12 + 1:02d}-03") for i, (u, t) in enumerate(good_rows())]
+    rows = rows[: len(rows) - bad] + [(u, t, "n/a") for u, t, _ in rows[len(rows) - bad :]]
+    return csv_bytes(rows, header=("user_id", "text", "ts"))
 
 
 def many_comments() -> bytes:
@@ -57,13 +76,28 @@ REFUSED = [
     ("empty file", "c.csv", b"", [], "is empty"),
     ("unknown format", "c.xlsx", b"PK\x03\x04", [], "cannot read '.xlsx'"),
     ("bad option value", "c.csv", GOOD.encode(), ["--batch-size", "0"], "invalid setting batch_size"),
+    # issue 14
+    ("user id column all empty", "c.csv", b"user_id,text\n,guitar strings\n,dog leash\n", [],
+     "every row's user id in 'user_id' is empty"),
+    ("text column holding ratings", "c.csv", b"user_id,stars,text\nu1,5,guitar strings\nu2,4.5,dog leash\n",
+     ["--text-col", "stars"], "holds only numbers"),
+    ("JSONL text as nested objects", "c.jsonl",
+     b'{"user_id": "u1", "text": {"title": "strings", "body": "guitar strings"}}\n{"user_id": "u2", "text": "dog"}\n',
+     [], "holds nested objects (struct/dict) in 1 of 2 rows"),
+    ("Parquet with binary text", "c.parquet",
+     lambda: parquet_bytes(pd.DataFrame({"user_id": ["u1", "u2"], "text": [b"guitar strings", b"dog leash"]})), [],
+     "holds binary values (bytes) in 2 of 2 rows"),
+    ("--time-col with no date in it", "c.csv", lambda: with_dates(bad=8), ["--time-col", "ts"],
+     "no value in --time-col 'ts' is a date or a number (e.g. 'n/a')"),
+    ("semicolon-separated CSV from Excel", "c.csv", GOOD.replace(",", ";").encode(), [],
+     "the file looks separated by semicolons"),
 ]
 
 
 @pytest.mark.parametrize("case,name,data,extra,message", REFUSED, ids=[c[0] for c in REFUSED])
 def test_refused_input_is_one_clear_line(capsys, tmp_path, case, name, data, extra, message):
     path = tmp_path / name
-    path.write_bytes(data)
+    path.write_bytes(data() if callable(data) else data)
     out = tmp_path / "out"
     code, _, errors = cli(capsys, "segment", path, "--out", out, *FAST, *extra)
     assert code != 0 and len(errors) == 1 and message in errors[0], errors
@@ -74,7 +108,8 @@ ACCEPTED = [
     # case, file name, data, extra args, check(summary, users table)
     ("null/empty/whitespace text rows are skipped and counted", "c.csv",
      (GOOD + "w1,\nw2,   \nw3,\t\n,orphan text without a user\n").encode(), [],
-     lambda s, u: s["counts"]["empty_text_rows"] == 4 and s["counts"]["users"] == 8),
+     lambda s, u: s["counts"]["empty_text_rows"] == 3 and s["counts"]["missing_user_id_rows"] == 1
+     and s["counts"]["users"] == 8),
     ("a 5 MB single comment is cut, not fed whole", "c.csv", huge_comment, [],
      lambda s, u: s["counts"]["users"] == 3 and s["tokens"]["prompt_per_user"] < 2000),
     ("100k comments for one user", "c.csv", many_comments, [],
@@ -85,7 +120,7 @@ ACCEPTED = [
      b'{"user_id": 1, "text": "guitar strings"}\n{"user_id": "a", "text": "dog leash"}\n'
      b'{"user_id": 2.0, "text": "guitar picks"}\n{"user_id": null, "text": "no owner"}\n'
      b'{"user_id": true, "text": "dog treats"}\n', [],
-     lambda s, u: sorted(u["user_id"]) == ["1", "2", "True", "a"] and s["counts"]["empty_text_rows"] == 1),
+     lambda s, u: sorted(u["user_id"]) == ["1", "2", "True", "a"] and s["counts"]["missing_user_id_rows"] == 1),
     ("emoji and mixed scripts", "c.csv",
      "user_id,text\nu1,🎸 guitar strings 很好 🎸\nu2,dog leash для собаки 🐕\nu3,guitar picks ギター\nu4,🐕🐕🐕\n".encode(), [],
      lambda s, u: s["counts"]["users"] == 4),
@@ -97,6 +132,25 @@ ACCEPTED = [
      lambda s, u: s["counts"]["users"] == 2),
     ("HTML and script tags", "c.csv", b"user_id,text\nu1,<script>alert(1)</script>guitar strings<br/>\nu2,dog leash\n", [],
      lambda s, u: s["counts"]["users"] == 2),
+    # issue 14
+    ("Parquet text as lists of strings is joined", "c.parquet",
+     lambda: parquet_bytes(pd.DataFrame({"user_id": [u for u, _ in good_rows()],
+                                         "text": [[t, "second part"] for _, t in good_rows()]})), [],
+     lambda s, u: s["counts"]["users"] == 8 and s["counts"]["tagged"] == 8 and s["counts"]["comments_kept"] == 8),
+    ("a file of nothing but duplicate rows", "c.csv", csv_bytes([("u1", "guitar strings")] * 5 + [("u2", "dog leash")] * 5),
+     [], lambda s, u: s["counts"]["duplicate_comments"] == 8 and s["counts"]["comments_kept"] == 2
+     and s["counts"]["users"] == 2),
+    ("byte-order mark and CRLF line endings", "c.csv", b"\xef\xbb\xbf" + GOOD.replace("\n", "\r\n").encode(), [],
+     lambda s, u: s["counts"]["rows"] == s["counts"]["comments_kept"] == 8
+     and not u["user_id"].str.contains("\r").any() and (u["segment_id"] >= 0).all()),
+    ("users who wrote only numbers are left unsegmented", "c.csv", (GOOD + "n1,12345\nn1,3.5\nn2,#4 !!\n").encode(), [],
+     lambda s, u: s["counts"]["unsegmented_no_content"] == 2 and s["counts"]["users"] == 10
+     and set(u[u["segment_id"] < 0]["user_id"]) == {"n1", "n2"}),
+    ("no user wrote anything usable", "c.csv", "user_id,text\nu1,!!!\nu2,🐕🐕\nu3,12 34\n".encode(), [],
+     lambda s, u: s["counts"]["segments"] == 0 and s["counts"]["unsegmented_no_content"] == 3),
+    ("some unparseable dates in --time-col are counted", "c.csv", lambda: with_dates(bad=3), ["--time-col", "ts"],
+     lambda s, u: s["counts"]["rows_without_time"] == 3 and s["counts"]["comments_kept"] == 8
+     and s["over_time"]["periods"] == 5),
 ]
 
 
@@ -246,3 +300,44 @@ def test_unexpected_failures_are_still_one_line(capsys, tmp_path, monkeypatch):
     monkeypatch.setattr("tagger.outputs.RunFolder.write_table", lambda *a, **k: 1 / 0)
     code, _, errors = cli(capsys, "segment", data, "--out", tmp_path / "out", *FAST)
     assert code == 70 and "internal error (ZeroDivisionError" in errors[0] and "TAGGER_DEBUG=1" in errors[0]
+
+
+def test_every_kind_of_dropped_row_is_counted_once_and_named(capsys, tmp_path):
+    rows = [*good_rows(),
+            ("", "I love dog food and dog toys"), ("", ""),               # no user id
+            ("w1", ""), ("w1", "  "),                                     # empty text
+            ("u0", good_rows()[0][1]), ("v1", good_rows()[3][1]),         # duplicate comments
+            ("u1", "guitar " * 60),                                       # over the budget behind u1's others
+            ("zz", "a user beyond max users"), ("zz", "and their dog")]   # cut by --max-users (ids sort last)
+    path = tmp_path / "c.csv"
+    path.write_bytes(csv_bytes(rows))
+    out = tmp_path / "out"
+    code, printed, errors = cli(capsys, "segment", path, "--out", out, "--max-users", "8", "--doc-tokens", "20", *FAST)
+    assert code == 0 and not errors, errors
+    counts = json.loads((out / "run.json").read_text())["counts"]
+    reasons = {k: counts[k] for k in LoadStats.ROW_REASONS}
+    assert reasons == {"missing_user_id_rows": 2, "empty_text_rows": 2, "duplicate_comments": 2,
+                       "beyond_max_users_rows": 2, "comments_cut_by_budget": 1, "comments_kept": 8}
+    assert sum(reasons.values()) == counts["rows"] == len(rows)
+    line = " ".join(printed.split())
+    assert ("not used: 2 without user id, 2 with empty text, 2 duplicate comments, 2 of users beyond --max-users, "
+            "1 cut by the --doc-tokens budget") in line
+
+
+def test_users_with_nothing_to_segment_on_are_never_placed(capsys, tmp_path):
+    path = tmp_path / "c.csv"
+    path.write_text(GOOD + "n1,12345\nn1,3.5\nn2,!!! 🐕\n")
+    out = tmp_path / "out"
+    assert cli(capsys, "segment", path, "--out", out, *FAST)[0] == 0
+    users = pd.read_parquet(out / "users.parquet").set_index("user_id")
+    empty = users.loc[["n1", "n2"]]
+    assert (empty["segment_id"] == -1).all() and (empty["segment_name"] == "").all()
+    assert (empty["assigned_by"] == "unsegmented").all() and empty["reason"].str.startswith("no usable text").all()
+    assert (users.drop(["n1", "n2"])["reason"] == "").all()
+    segments = pd.read_parquet(out / "segments.parquet")
+    assert segments["size"].sum() == 8 and abs(segments["share"].sum() - 1) < 1e-3
+    code, printed, _ = cli(capsys, "show", out, "--user", "n1")
+    assert code == 0 and "segment -1 (none)" in printed and "no usable text" in printed
+    assert cli(capsys, "rename", out)[0] == 0  # renaming the segments gives these users no name
+    renamed = pd.read_parquet(out / "users.parquet").set_index("user_id")
+    assert (renamed.loc[["n1", "n2"], "segment_name"] == "").all()

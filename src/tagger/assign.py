@@ -1,6 +1,8 @@
 """Place users in a finished run's segments without re-clustering.
 
 Rule (the same for a new user and for a user seen in training):
+0. a user with no tags and no usable text (`tagger.data.has_usable_text`) gets no vector and
+   is `unsegmented` (segment -1, empty name, a reason), as in `tagger segment`;
 1. reduce the user's vector with the saved PCA; among the 10 users HDBSCAN clustered that are
    nearest to it, take the nearest one that the user is at least as close to as that
    member's own nearest fellow member; the user joins its segment (`cluster`) — a training member is at distance 0 from
@@ -27,7 +29,7 @@ import pandas as pd
 from tagger import prompts as prompt_files
 from tagger.cache import ResultCache
 from tagger.config import RunConfig
-from tagger.embedding import Encoder, create_encoder, user_vectors
+from tagger.embedding import Encoder, create_encoder, unsegmented_reasons, user_vectors
 from tagger.errors import ConfigError, ModelError
 from tagger.llm.base import Engine, GenerationParams, create_engine
 from tagger.llm.structured import CallStats
@@ -173,21 +175,25 @@ def assign(
     users = pd.DataFrame({
         "user_id": [d.user_id for d in documents],
         "segment_id": labels.astype(int),
-        "segment_name": [names.get(int(x), NONE_NAME) for x in labels],
+        "segment_name": [names.get(int(x), NONE_NAME) if has else "" for x, has in zip(labels, has_vector)],
         "strength": np.round(strengths, 4),
         "assigned_by": list(how),
         "status": [u.status for u in tagged],
         "tags": [[t.tag for t in u.tags] for u in tagged],
         "error": [u.error for u in tagged],
+        "reason": unsegmented_reasons(tagged, documents, has_vector),
     })
+    placed = users[users["segment_id"] != NONE]
     summary = {
         "run": str(run_dir),
         "model": model.manifest.get("model"),
         "embedder": model.manifest.get("embedder"),
-        "counts": {"users": len(documents), "tagged": sum(u.status == "tagged" for u in tagged),
+        "counts": {"rows": load_stats.rows, **load_stats.row_reasons(),
+                   "users": len(documents), "tagged": sum(u.status == "tagged" for u in tagged),
                    "placed": int((labels >= 0).sum()), "none": int((labels < 0).sum()),
                    "by": {k: int(v) for k, v in pd.Series(how).value_counts().items()}},
-        "segment_sizes": {names.get(int(k), NONE_NAME): int(v) for k, v in users["segment_id"].value_counts().sort_index().items()},
+        "segment_sizes": {names.get(int(k), str(k)): int(v)
+                          for k, v in placed["segment_id"].value_counts().sort_index().items()},
         "agreement": training_agreement(run_dir, users),
         "cache": {"enabled": config.cache, "hits": cache.hits, "misses": cache.misses},
         "timings_s": dict(reporter.timings),

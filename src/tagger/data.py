@@ -24,6 +24,12 @@ MAX_COMMENT_CHARS = 2000
 _BREAKS = re.compile(r"<\s*br\s*/?\s*>|</\s*p\s*>|<\s*p\s*>", re.IGNORECASE)
 _TAGS = re.compile(r"<[^>]{1,200}>")
 _SPACE = re.compile(r"\s+")
+# What makes text usable for segmenting: a word of two or more letters, or one CJK/kana/hangul
+# character. Comments like "12345", "3.5", "!!!" or only emoji hold nothing to place a user by.
+_USABLE = re.compile(r"[^\W\d_]{2}|[\u3040-\u30ff\u3400-\u9fff\uf900-\ufaff\uac00-\ud7af]")
+NO_USABLE_TEXT = "no usable text: the comments hold no word of 2+ letters and no CJK character"
+# Joins the strings of a list-valued text cell; ';' ends a phrase, so no candidate phrase spans two.
+LIST_JOINER = "; "
 
 
 @dataclass(frozen=True)
@@ -41,12 +47,30 @@ class Columns:
 
 @dataclass
 class LoadStats:
+    """Every input row lands in exactly one of the ROW_REASONS counts; they add up to `rows`."""
+
     rows: int = 0
+    missing_user_id_rows: int = 0
     empty_text_rows: int = 0
     duplicate_comments: int = 0
-    users: int = 0
+    beyond_max_users_rows: int = 0
     comments_cut_by_budget: int = 0
+    comments_kept: int = 0
+    users: int = 0
+    users_beyond_max_users: int = 0
+    rows_without_time: int = 0
     notes: list[str] = field(default_factory=list)
+
+    ROW_REASONS = ("missing_user_id_rows", "empty_text_rows", "duplicate_comments", "beyond_max_users_rows",
+                   "comments_cut_by_budget", "comments_kept")
+
+    def row_reasons(self) -> dict[str, int]:
+        return {name: getattr(self, name) for name in self.ROW_REASONS}
+
+
+def has_usable_text(text: str) -> bool:
+    """The one rule for "this user wrote something we can segment on" (segment and assign)."""
+    return _USABLE.search(text) is not None
 
 
 def clean_text(raw: object) -> str:
@@ -98,9 +122,84 @@ def read_table(path: Path, columns: Columns, encoding: str = "utf-8") -> pd.Data
         if name not in present:
             raise InputError(
                 f"column '{name}' not found in {path}; columns present: {', '.join(present)}; "
-                f"pass {option} NAME"
+                + (_separator_hint(present[0]) if kind == "csv" and len(present) == 1 else f"pass {option} NAME")
             )
+    return check_column_types(frame, columns, str(path))
+
+
+def _separator_hint(header: str) -> str:
+    # Excel in many locales saves "CSV" separated by ';'; the whole header then reads as one column.
+    for sep, name in ((";", "semicolons"), ("\t", "tabs"), ("|", "'|'")):
+        if sep in header:
+            return f"the file looks separated by {name}, not commas; save it as comma-separated CSV (or .tsv for tabs)"
+    return "pass --user-col NAME and --text-col NAME"
+
+
+def check_column_types(frame: pd.DataFrame, columns: Columns, origin: str) -> pd.DataFrame:
+    """Refuse a text column of numbers, binary, nested objects or lists of non-strings, and
+    nested user ids, with the fix; a text cell holding a list of strings is joined with LIST_JOINER."""
+    text = frame[columns.text]
+    if _only_numbers(text):
+        raise InputError(f"column '{columns.text}' of {origin} holds only numbers ({text.dtype}), not comments; "
+                         "pass --text-col with the column holding the comments' text")
+    if not isinstance(text.dtype, pd.StringDtype):  # a string column (every CSV) needs no look inside
+        kinds = text.map(_value_kind)
+        if (kinds == "list").any():
+            joined = text.map(lambda v: LIST_JOINER.join(v) if _value_kind(v) == "list" else v)
+            frame = frame.assign(**{columns.text: joined})
+            kinds = kinds.where(kinds != "list", "text")
+        _refuse_kinds(kinds, columns.text, origin, "comment text", {"bytes", "nested list", "object"})
+    ids = frame[columns.user]
+    if not (isinstance(ids.dtype, pd.StringDtype) or pd.api.types.is_numeric_dtype(ids)):
+        _refuse_kinds(ids.map(_value_kind), columns.user, origin, "user id",
+                      {"nested list", "object", "list"})
     return frame
+
+
+# kind of value → (what the column holds, what to do)
+_PROBLEMS = {
+    "bytes": ("binary values (bytes)", "store the text as a string column, decoded as UTF-8"),
+    "object": ("nested objects (struct/dict)",
+               "flatten them (e.g. pandas.json_normalize) and pass the text field's column with --text-col"),
+    "nested list": ("lists of non-text values", "keep one string, or a list of strings, per row"),
+    "list": ("lists", "keep one id per row"),
+}
+
+
+def _refuse_kinds(kinds: pd.Series, name: str, origin: str, role: str, refused: set[str]) -> None:
+    bad = kinds.isin(refused).to_numpy()
+    if bad.any():
+        first = int(bad.argmax())
+        what, fix = _PROBLEMS[kinds.iloc[first]]
+        raise InputError(f"column '{name}' of {origin} holds {what} in {int(bad.sum())} of {len(kinds)} rows "
+                         f"(first at data row {first + 1}), not one {role} per row; {fix}")
+
+
+def _value_kind(value: object) -> str:
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return "bytes"
+    if isinstance(value, dict):
+        return "object"
+    if isinstance(value, (list, tuple)) or getattr(value, "ndim", 0) == 1:
+        return "list" if all(isinstance(v, str) for v in value) else "nested list"
+    return "text"
+
+
+def _only_numbers(text: pd.Series) -> bool:
+    """A text column of nothing but numbers (typed, or every value of a CSV column) is a rating or an id."""
+    values = text.dropna()
+    if pd.api.types.is_numeric_dtype(text) or pd.api.types.is_bool_dtype(text):
+        return len(values) > 0
+    if not isinstance(text.dtype, pd.StringDtype) and not values.map(lambda v: isinstance(v, str)).all():
+        return False
+    values = values.str.strip()
+    values = values[values != ""]
+
+    def numeric(part: pd.Series) -> bool:
+        return bool(pd.to_numeric(part, errors="coerce").notna().all())
+
+    # the first rows settle it for any real comment column, without parsing a million rows
+    return len(values) > 0 and numeric(values.head(1000)) and numeric(values)
 
 
 def _read(path: Path, kind: str, encoding: str) -> pd.DataFrame:
@@ -127,10 +226,12 @@ def build_documents(
     count_tokens: Callable[[Sequence[str]], list[int]],
     token_budget: int,
     stats: LoadStats | None = None,
+    max_users: int | None = None,
 ) -> list[UserDocument]:
     """Clean, dedupe and order each user's comments (newest first) and cut them to the budget.
 
-    Users are returned sorted by id so a run does not depend on row order.
+    Users are returned sorted by id so a run does not depend on row order; with `max_users`
+    only the first that many. `stats` gets every row's fate (LoadStats.ROW_REASONS).
     """
     stats = stats or LoadStats()
     stats.rows = len(frame)
@@ -142,14 +243,14 @@ def build_documents(
         data["item"] = frame[columns.item].map(lambda v: clean_text(v)[:120])
     if columns.time:
         data["time"] = _parse_time(frame[columns.time])
-    keep = (data["text"] != "") & (data["user"] != "")
-    stats.empty_text_rows = int((~keep).sum())
-    data = data[keep]
-    if data.empty:
-        raise InputError(
-            f"no row has both a user id in '{columns.user}' and text in '{columns.text}'; "
-            "check --user-col and --text-col"
-        )
+    data = _drop_rows_without_id_or_text(data, columns, stats)
+    if columns.time:
+        stats.rows_without_time = int((data["time"] == float("-inf")).sum())
+        if stats.rows_without_time == len(data):
+            example = _first_value(frame[columns.time])
+            raise InputError(f"no value in --time-col '{columns.time}' is a date or a number"
+                             + (f" (e.g. {example!r})" if example != "" else "")
+                             + "; pass a timestamp column or leave --time-col out")
     sort_cols, ascending = ["user"], [True]
     if columns.time:
         sort_cols, ascending = ["user", "time"], [True, False]
@@ -160,13 +261,41 @@ def build_documents(
 
     documents = []
     for user_id, group in data.groupby("user", sort=True):
+        if max_users is not None and len(documents) >= max_users:
+            stats.users_beyond_max_users += 1
+            stats.beyond_max_users_rows += len(group)
+            continue
         texts = group["text"].tolist()
         kept = _fit_budget(texts, count_tokens, token_budget)
         stats.comments_cut_by_budget += len(texts) - len(kept)
+        stats.comments_kept += len(kept)
         items = [i for i in group["item"].tolist() if i] if columns.item else []
         documents.append(UserDocument(user_id=user_id, comments=kept, items=items, n_comments=len(texts)))
     stats.users = len(documents)
     return documents
+
+
+def _drop_rows_without_id_or_text(data: pd.DataFrame, columns: Columns, stats: LoadStats) -> pd.DataFrame:
+    # A row with neither counts as missing its user id: that is what a reader checks first.
+    no_id = data["user"] == ""
+    no_text = ~no_id & (data["text"] == "")
+    stats.missing_user_id_rows, stats.empty_text_rows = int(no_id.sum()), int(no_text.sum())
+    if no_id.all():
+        raise InputError(f"every row's user id in '{columns.user}' is empty; pass --user-col with the column "
+                         "holding who wrote each comment")
+    data = data[~no_id & ~no_text]
+    if data.empty:
+        raise InputError(
+            f"no row has both a user id in '{columns.user}' and text in '{columns.text}'; "
+            "check --user-col and --text-col"
+        )
+    return data
+
+
+def _first_value(series: pd.Series) -> object:
+    values = series.dropna()
+    values = values[values.astype(str).str.strip() != ""]
+    return values.iloc[0] if len(values) else ""
 
 
 def _fit_budget(texts: list[str], count_tokens, budget: int) -> list[str]:

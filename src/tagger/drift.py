@@ -14,7 +14,6 @@ unrelated segments are already 0.5-0.9 and say little.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -89,8 +88,8 @@ def _run_segments(run_dir: Path):
     names = current_names(run_dir, model)
     for seg in model.segments:
         seg["name"] = names.get(seg["segment_id"], seg["name"])
-    summary = json.loads((Path(run_dir) / "run.json").read_text(encoding="utf-8"))
-    total = max(int(summary.get("counts", {}).get("users", 0)) or sum(s["size"] for s in model.segments), 1)
+    # shares of placed users, as in the run's segments table
+    total = max(sum(s["size"] for s in model.segments), 1)
     return model, total
 
 
@@ -160,14 +159,14 @@ def drift(old_run: Path, new_run: Path, *, min_similarity: float = MIN_SIMILARIT
     }
 
 
-def shares_for_run(source, config, users: pd.DataFrame):
-    """Per-period shares for a finished run's users table, from the comments' --time-col."""
-    from tagger.data import Columns, _as_id, read_table
+def shares_for_run(frame: pd.DataFrame, config, users: pd.DataFrame):
+    """Per-period shares for a finished run's users table, from the loaded input frame's --time-col.
+    Only users placed in a segment count, as in the segments table's shares."""
+    from tagger.data import _as_id
 
-    columns = Columns(config.user_col, config.text_col, config.time_col, config.item_col)
-    frame = source if isinstance(source, pd.DataFrame) else read_table(Path(source), columns, config.encoding)
     activity = pd.DataFrame({"user_id": frame[config.user_col].map(_as_id), "time": frame[config.time_col]})
-    segment_of = dict(zip(users["user_id"], users["segment_id"].astype(int), strict=True))
+    placed = users[users["segment_id"] >= 0]
+    segment_of = dict(zip(placed["user_id"], placed["segment_id"].astype(int), strict=True))
     activity = activity[activity["user_id"].isin(segment_of)]
-    names = dict(zip(users["segment_id"].astype(int), users["segment_name"], strict=True))
+    names = dict(zip(placed["segment_id"].astype(int), placed["segment_name"], strict=True))
     return shares_by_period(activity, segment_of, names, period=config.period)

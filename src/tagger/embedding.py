@@ -17,6 +17,7 @@ from typing import Protocol
 
 import numpy as np
 
+from tagger.data import NO_USABLE_TEXT, has_usable_text
 from tagger.errors import ConfigError, ModelError
 from tagger.schemas import TaggedUser, UserDocument
 
@@ -142,6 +143,24 @@ def encode_in_chunks(encoder: Encoder, texts: Sequence[str], chunk: int = 512,
     return np.vstack(parts) if parts else np.zeros((0, 1), np.float32)
 
 
+def usable_users(tagged_users: Sequence[TaggedUser], documents: Sequence[UserDocument]) -> np.ndarray:
+    """Mask of users with tags or usable text; the others are left unsegmented (segment and assign)."""
+    return np.fromiter((bool(u.tags) or has_usable_text(d.text) for u, d in zip(tagged_users, documents, strict=True)),
+                       bool, len(tagged_users))
+
+
+def unsegmented_reasons(tagged_users: Sequence[TaggedUser], documents: Sequence[UserDocument],
+                        has_vector: np.ndarray) -> list[str]:
+    """Why each user without a vector got none ('' for the others): no usable text, else no tags
+    while --tag-weight 1 leaves the text unused."""
+    def reason(user: TaggedUser, document: UserDocument) -> str:
+        if not has_usable_text(document.text):
+            return NO_USABLE_TEXT
+        return f"no tags and --tag-weight 1 leaves the text unused ({user.error or 'no tag'})"
+
+    return ["" if has else reason(u, d) for u, d, has in zip(tagged_users, documents, has_vector, strict=True)]
+
+
 def user_vectors(
     tagged_users: Sequence[TaggedUser],
     documents: Sequence[UserDocument],
@@ -151,7 +170,9 @@ def user_vectors(
     whole_document: bool = True,
     on_chunk: Callable[[int], None] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
-    """(vectors, has_vector mask, tag → embedding). Rows follow `tagged_users`."""
+    """(vectors, has_vector mask, tag → embedding). Rows follow `tagged_users`.
+    A user with no tags and no usable text (`has_usable_text`) gets no vector: a vector of
+    "12345" would still place them in some segment."""
     distinct = sorted({t.tag for u in tagged_users for t in u.tags})
     tag_matrix = encode_in_chunks(encoder, distinct, on_chunk=on_chunk) if distinct else None
     tag_index = {tag: i for i, tag in enumerate(distinct)}
@@ -195,6 +216,6 @@ def user_vectors(
         text_unit *= 1 - tag_weight
         vectors += text_unit
     norms = _row_norms(vectors)
-    has = norms > 0
+    has = (norms > 0) & usable_users(tagged_users, documents)
     np.divide(vectors, np.where(has, norms, 1.0)[:, None], out=vectors)
     return vectors, has, tag_vectors

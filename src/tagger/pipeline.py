@@ -21,8 +21,8 @@ from tagger.cache import ResultCache
 from tagger.candidates import CandidateExtractor
 from tagger.clustering import NOISE, Segmenter
 from tagger.config import RunConfig
-from tagger.data import Columns, LoadStats, build_documents, read_table
-from tagger.embedding import Encoder, create_encoder, mostly_cjk, user_vectors
+from tagger.data import Columns, LoadStats, build_documents, check_column_types, read_table
+from tagger.embedding import Encoder, create_encoder, mostly_cjk, unsegmented_reasons, user_vectors
 from tagger.errors import InputError
 from tagger.llm.base import Engine, GenerationParams, create_engine
 from tagger.llm.models import resolve_model, token_counter, word_counter
@@ -74,7 +74,8 @@ def segment(
     name_template = prompt_files.load("name", config.prompts)
 
     with reporter.stage("load"):
-        documents, load_stats, model = load_documents(source, config)
+        frame = read_input(source, config)  # the only read: shares over time use this frame too
+        documents, load_stats, model = documents_from_frame(frame, config)
 
     folder = RunFolder(Path(out), force) if out is not None else None
     cache = ResultCache(tagger_home() / "cache.sqlite" if config.cache else None)
@@ -146,12 +147,12 @@ def segment(
             engine.close()
         cache.close()
 
-    users_table, segments_table = _tables(documents, tagged, labels, strengths, assigned_by, segments)
+    users_table, segments_table = _tables(documents, tagged, labels, strengths, assigned_by, segments, has_vector)
     users_table["x"], users_table["y"] = _map_xy(vectors, has_vector)
     summary = _summary(config, engine, tag_template, name_template, load_stats, tagged, segments, labels,
                        assigned_by, tag_stats, name_stats, cache, reporter, started, language, encoder)
     result = RunResult(users_table, segments_table, tagged, documents, summary, vectors)
-    lasting = _lasting(source, config, summary, vectors, has_vector, labels, strengths, assigned_by, centroids,
+    lasting = _lasting(frame, config, summary, vectors, has_vector, labels, strengths, assigned_by, centroids,
                        segmenter, segments, extractor, encoder, users_table, reporter, save=folder is not None)
     if folder is not None:
         try:
@@ -178,13 +179,23 @@ def segment(
 
 def load_documents(source: Path | pd.DataFrame, config: RunConfig) -> tuple[list[UserDocument], LoadStats, str]:
     """The load stage alone (also used by `tagger prompts render`, so it shows what tagging sees)."""
+    return documents_from_frame(read_input(source, config), config)
+
+
+def read_input(source: Path | pd.DataFrame, config: RunConfig) -> pd.DataFrame:
+    """The input as a frame whose needed columns exist and have usable types."""
     columns = Columns(config.user_col, config.text_col, config.time_col, config.item_col)
-    frame = source if isinstance(source, pd.DataFrame) else read_table(Path(source), columns, config.encoding)
-    if isinstance(source, pd.DataFrame):
-        missing = [c for _, c in columns.required() if c not in frame.columns]
-        if missing:
-            raise InputError(f"column '{missing[0]}' not in the DataFrame; columns present: "
-                             f"{', '.join(map(str, frame.columns))}; pass user_col/text_col")
+    if not isinstance(source, pd.DataFrame):
+        return read_table(Path(source), columns, config.encoding)
+    missing = [c for _, c in columns.required() if c not in source.columns]
+    if missing:
+        raise InputError(f"column '{missing[0]}' not in the DataFrame; columns present: "
+                         f"{', '.join(map(str, source.columns))}; pass user_col/text_col")
+    return check_column_types(source, columns, "the DataFrame")
+
+
+def documents_from_frame(frame: pd.DataFrame, config: RunConfig) -> tuple[list[UserDocument], LoadStats, str]:
+    columns = Columns(config.user_col, config.text_col, config.time_col, config.item_col)
     if config.redact_pii:
         from tagger.privacy import redact_frame
 
@@ -196,10 +207,7 @@ def load_documents(source: Path | pd.DataFrame, config: RunConfig) -> tuple[list
     else:
         counter = token_counter(model)
     load_stats = LoadStats()
-    documents = build_documents(frame, columns, counter, config.doc_tokens, load_stats)
-    if config.max_users:
-        documents = documents[: config.max_users]
-        load_stats.users = len(documents)
+    documents = build_documents(frame, columns, counter, config.doc_tokens, load_stats, max_users=config.max_users)
     return documents, load_stats, model
 
 
@@ -225,7 +233,7 @@ def _map_xy(vectors: np.ndarray, has_vector: np.ndarray) -> tuple[np.ndarray, np
     return np.round(xy[:, 0], 4), np.round(xy[:, 1], 4)
 
 
-def _lasting(source, config, summary, vectors, has_vector, labels, strengths, assigned_by, centroids, segmenter,
+def _lasting(frame, config, summary, vectors, has_vector, labels, strengths, assigned_by, centroids, segmenter,
              segments, extractor, encoder, users_table, reporter, save: bool = True) -> dict[str, Any]:
     """Issue 7: the saved segment model, optional stability reruns, shares per period.
     Adds the keys `segment_model`, `stability` and `over_time` to the run summary."""
@@ -247,7 +255,7 @@ def _lasting(source, config, summary, vectors, has_vector, labels, strengths, as
             summary["stability"], out["stability"] = stability_for_run(config, vectors[rows], labels[rows], names,
                                                                        segmenter)
     if config.time_col:
-        out["shares"], summary["over_time"] = shares_for_run(source, config, users_table)
+        out["shares"], summary["over_time"] = shares_for_run(frame, config, users_table)
     return out
 
 
@@ -262,19 +270,21 @@ def _write_lasting(folder: RunFolder, lasting: dict[str, Any]) -> None:
         folder.write_table("segment_shares", lasting["shares"])
 
 
-def _tables(documents, tagged, labels, strengths, assigned_by, segments):
+def _tables(documents, tagged, labels, strengths, assigned_by, segments, has_vector):
     names = {s.segment_id: s.name for s in segments}
     users = pd.DataFrame({
         "user_id": [d.user_id for d in documents],
         "segment_id": labels.astype(int),
-        "segment_name": [names.get(int(x), "unsegmented") for x in labels],
+        # no vector: no segment name at all, unlike noise users left out by --keep-noise
+        "segment_name": [names.get(int(x), "unsegmented") if has else "" for x, has in zip(labels, has_vector)],
         "strength": np.round(strengths, 4),
         "assigned_by": list(assigned_by),
         "status": [u.status for u in tagged],
         "tags": [[t.tag for t in u.tags] for u in tagged],
         "error": [u.error for u in tagged],
+        "reason": unsegmented_reasons(tagged, documents, has_vector),
     })
-    total = max(len(documents), 1)
+    total = max(int((labels >= 0).sum()), 1)  # shares of the users placed in a segment
     segs = pd.DataFrame([{**s.model_dump(), "share": round(s.size / total, 4)} for s in segments],
                         columns=[*Segment.model_fields, "share"])
     return users, segs
@@ -305,15 +315,17 @@ def _summary(config, engine, tag_template, name_template, load_stats, tagged, se
         "packages": _versions(),
         "python": platform.python_version(),
         "counts": {
-            "rows": load_stats.rows, "empty_text_rows": load_stats.empty_text_rows,
-            "duplicate_comments": load_stats.duplicate_comments,
-            "comments_cut_by_budget": load_stats.comments_cut_by_budget,
+            "rows": load_stats.rows, **load_stats.row_reasons(),
+            "users_beyond_max_users": load_stats.users_beyond_max_users,
+            "rows_without_time": load_stats.rows_without_time,
             "users": len(tagged), "tagged": n - len(failed) if tagged else 0, "failed": len(failed),
             "failure_reasons": reasons, "retried": tag_stats.retried,
             "segments": len(segments),
             "users_in_clusters": int((assigned_by == "cluster").sum()),
             "noise_assigned_to_nearest": int((assigned_by == "nearest").sum()),
             "unsegmented": int((labels < 0).sum()),
+            # no vector: no tags and no usable text (or text left unused by --tag-weight 1)
+            "unsegmented_no_content": int((assigned_by == "unsegmented").sum()),
             "segments_named_by_llm": sum(s.named_by == "llm" for s in segments),
         },
         "tokens": {"prompt_per_user": round(tag_stats.prompt_tokens / n, 1),

@@ -96,7 +96,7 @@ def user_detail(run: Run, user_id: str) -> dict[str, Any]:
     return {
         "user_id": str(row.user_id), "segment_id": int(row.segment_id), "segment_name": row.segment_name,
         "strength": float(row.strength), "assigned_by": row.assigned_by, "status": row.status,
-        "error": row.error or "", "tags": run.evidence(row.user_id),
+        "error": row.error or "", "reason": row.get("reason", "") or "", "tags": run.evidence(row.user_id),
         "shared_with_segment": [t for t in row.tags if t in segment_tags],
     }
 
@@ -193,7 +193,9 @@ def rename_run(path: Path | str, prompts: Path | str | None = None, *, engine=No
             segments.loc[row.Index, ["name", "description", "named_by"]] = [label, description, named_by]
     names = dict(zip(segments["segment_id"].astype(int), segments["name"], strict=True))
     users = run.users.copy()
-    users["segment_name"] = [names.get(int(s), "unsegmented") for s in users["segment_id"]]
+    # a user left unsegmented for lack of content keeps an empty name (pipeline._tables)
+    users["segment_name"] = ["" if by == "unsegmented" else names.get(int(s), "unsegmented")
+                             for s, by in zip(users["segment_id"], users["assigned_by"], strict=True)]
 
     summary = dict(run.summary)
     summary["prompts"] = {**summary.get("prompts", {}), "name": {"path": str(template.path), "sha256": template.sha256}}

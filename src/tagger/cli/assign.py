@@ -30,6 +30,7 @@ def command(run_dir, source, out, force, no_cache, **options) -> None:
     from tagger.assign import assign
     from tagger.paths import demo_file
     from tagger.progress import RichReporter
+    from tagger.report_text import rows_line
 
     if no_cache:
         options["cache"] = False
@@ -44,6 +45,8 @@ def command(run_dir, source, out, force, no_cache, **options) -> None:
     counts, agreement = result.summary["counts"], result.summary["agreement"]
     console.print(f"placed {counts['placed']}/{counts['users']} users ({counts['none']} in no segment; "
                   + ", ".join(f"{k} {v}" for k, v in counts["by"].items()) + ")")
+    if rows_line(counts):
+        console.print(rows_line(counts))
     for name, size in result.summary["segment_sizes"].items():
         console.print(f"  {size:6d}  {name}")
     if agreement:

@@ -72,9 +72,9 @@ def _segment_text(d) -> str:
 
 
 def _user_text(d) -> str:
-    lines = [f"user {d['user_id']}: segment {d['segment_id']} {d['segment_name']}",
+    lines = [f"user {d['user_id']}: segment {d['segment_id']} {d['segment_name'] or '(none)'}",
              f"strength {d['strength']:.2f} ({d['assigned_by']}); status {d['status']}"
-             + (f" ({d['error']})" if d["error"] else ""),
+             + (f" ({d['error']})" if d["error"] else "") + (f"; {d['reason']}" if d.get("reason") else ""),
              f"shares with the segment: {', '.join(d['shared_with_segment']) or '-'}",
              "tags:"]
     return "\n".join(lines + _tags_text(d["tags"]))
