@@ -231,8 +231,8 @@ def comment_embedding_cost(embedder: str, sample: int, path: Path) -> dict:
     encode_in_chunks(encoder, comments)
     wall = time.perf_counter() - t0
     per_user = wall / len(docs)
-    return {"file": f"{path.parent.name}/{path.name}", "users": len(docs), "comments": len(comments), "wall_s": round(wall, 2),
-            "ms_per_user": round(per_user * 1000, 1), "comments_per_s": round(len(comments) / wall, 1),
+    return {"file": f"{path.parent.name}/{path.name}", "users": len(docs), "comments": len(comments),
+            "wall_s": round(wall, 2), "ms_per_user": round(per_user * 1000, 1), "comments_per_s": round(len(comments) / wall, 1),
             "extrapolated_1m_users_h_on_this_cpu": round(per_user * 1e6 / 3600, 1)}
 
 

@@ -33,6 +33,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 # UMAP seeds of the fairly-configured BERTopic: its results move with the seed, so it gets the
 # best and the median of several, where every other method gets one run.
 FAIR_SEEDS = 5
+BERTOPIC_DEFAULT_SIZE = 10  # BERTopic's own min_topic_size, for the record
 
 
 class CachedEncoder:
@@ -237,7 +238,8 @@ def bertopic_rows(documents, encoder, truth, methods: Sequence[str], seed: int, 
             continue
         for method, got in runs.items():
             rows += got if len(got) == 1 else seed_summary(got)
-            log(f"  {method}: NMI " + ", ".join(f"{r['nmi']:.3f}" for r in got) + f" (min_topic_size {size or 10})")
+            log(f"  {method} (min_topic_size {got[0]['min_topic_size']}): NMI by seed "
+                + ", ".join(f"{r['nmi']:.3f}" for r in got))
     return rows
 
 
@@ -249,7 +251,8 @@ def _bertopic_seeds(texts, vectors, size, seeds, wanted: dict[str, str], *, trut
         for method, variant in wanted.items():
             labels, names, seconds = variants[variant]
             stages = {"embedding": embed_s, "clustering": seconds}
-            runs[method].append(_row(method, labels, truth, names, encoder, stages, min_topic_size=size or 10, seed=one))
+            runs[method].append(_row(method, labels, truth, names, encoder, stages,
+                                     min_topic_size=size or BERTOPIC_DEFAULT_SIZE, seed=one))
     return runs
 
 
