@@ -259,11 +259,13 @@ def _bertopic_seeds(texts, vectors, size, seeds, wanted: dict[str, str], *, trut
 def seed_summary(runs: list[dict]) -> list[dict]:
     """Two rows for one method run with several seeds: the run with the best NMI (an oracle pick:
     it looks at the truth), and the per-figure median of the runs (what a user can expect)."""
-    seeds = {"seeds": [r["seed"] for r in runs], "nmi_by_seed": [round(r["nmi"], 4) for r in runs]}
+    figures = ("nmi", "ari", "coverage", "segments")
+    seeds = {"seeds": [r["seed"] for r in runs],
+             "by_seed": [{"seed": r["seed"], **{k: round(r[k], 4) for k in figures}} for r in runs]}
     best = {**max(runs, key=lambda r: r["nmi"]), "over_seeds": {"stat": "best", **seeds}}
     median = {"method": runs[0]["method"], "min_topic_size": runs[0]["min_topic_size"],
               "over_seeds": {"stat": "median", **seeds}}
-    for key in ("nmi", "ari", "coverage", "segments", "time_s"):
+    for key in (*figures, "time_s"):
         median[key] = float(np.median([r[key] for r in runs]))
     qualities = [r["name_quality"] for r in runs if r["name_quality"] is not None]
     median["name_quality"] = float(np.median(qualities)) if qualities else None
