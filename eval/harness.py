@@ -1,5 +1,8 @@
 """`python -m eval [FILE ...]`: tagger and the baselines on labeled comment files, one table.
 
+Without files it scores the shipped samples (eval/data/); the dev sets are passed explicitly:
+`python -m eval ../shared/data/amazon-2023/reviews.csv ../shared/data/zh-shopping/reviews.csv`.
+
 Every method sees the same per-user documents (tagger's loader: cleaned, deduplicated, cut to
 the token budget) and the same encoder; only tagger's own run uses the LLM. Text embeddings
 are cached on disk per encoder (TAGGER_HOME/eval-embeddings) so reruns cost seconds; the
