@@ -30,14 +30,18 @@ def hdbscan_raw(user_vectors: np.ndarray, min_cluster_size: int) -> tuple[np.nda
     return hdbscan.HDBSCAN(min_cluster_size=size, core_dist_n_jobs=1).fit_predict(user_vectors), NO_NAMES
 
 
-def bertopic(documents: Sequence[str], embeddings: np.ndarray, *, seed: int = 0) -> dict[str, tuple]:
-    """BERTopic with its defaults (UMAP 5-d + HDBSCAN min size 10) on one document per user,
-    without and with `reduce_outliers` (its default strategy) on the same fitted model.
+def bertopic(documents: Sequence[str], embeddings: np.ndarray, *, seed: int = 0,
+             min_topic_size: int | None = None) -> dict[str, tuple]:
+    """BERTopic (UMAP 5-d + HDBSCAN) on one document per user, without and with `reduce_outliers`
+    (its default strategy) on the same fitted model.
 
-    Only two things differ from `BERTopic()`: the embeddings are given (computed with the same
-    local encoder tagger uses, since no model hub is reachable: for English that is the
-    all-MiniLM-L6-v2 BERTopic would load itself), and UMAP gets `random_state` so runs repeat.
-    Names are each topic's top four c-TF-IDF words. Returns {variant: (labels, names, seconds)}.
+    Only these differ from `BERTopic()`: the embeddings are given (computed with the same local
+    encoder tagger uses, since no model hub is reachable: for English that is the
+    all-MiniLM-L6-v2 BERTopic would load itself); UMAP gets `random_state` so runs repeat (its
+    FAQ's advice); and `min_topic_size` when given. BERTopic passes `min_topic_size` on as its
+    HDBSCAN's `min_cluster_size` (and HDBSCAN's `min_samples` follows it) only when no
+    `hdbscan_model` is supplied, so it is set here the way a user would set it. Names are each
+    topic's top four c-TF-IDF words. Returns {"topics" | "reduce-outliers": (labels, names, seconds)}.
     """
     import time
 
@@ -47,7 +51,8 @@ def bertopic(documents: Sequence[str], embeddings: np.ndarray, *, seed: int = 0)
     start = time.perf_counter()
     umap_model = UMAP(n_neighbors=15, n_components=5, min_dist=0.0, metric="cosine", low_memory=False,
                       random_state=seed)
-    model = BERTopic(umap_model=umap_model, calculate_probabilities=False)
+    sizing = {} if min_topic_size is None else {"min_topic_size": min_topic_size}
+    model = BERTopic(umap_model=umap_model, calculate_probabilities=False, **sizing)
     docs = list(documents)
     topics, _ = model.fit_transform(docs, embeddings=embeddings)
     names = {}
@@ -55,8 +60,8 @@ def bertopic(documents: Sequence[str], embeddings: np.ndarray, *, seed: int = 0)
         if topic >= 0:
             names[topic] = " ".join(w for w, _ in (model.get_topic(topic) or [])[:4] if w)
     fitted = time.perf_counter() - start
-    out = {"bertopic": (np.asarray(topics, int), names, fitted)}
+    out = {"topics": (np.asarray(topics, int), names, fitted)}
     start = time.perf_counter()
     reduced = model.reduce_outliers(docs, topics) if -1 in topics and len(set(topics)) > 1 else topics
-    out["bertopic-reduce-outliers"] = (np.asarray(reduced, int), names, fitted + time.perf_counter() - start)
+    out["reduce-outliers"] = (np.asarray(reduced, int), names, fitted + time.perf_counter() - start)
     return out

@@ -1,6 +1,7 @@
 """Non-LLM stages at scale: wall time and peak memory per stage on synthetic tagged users.
 
-    .venv/bin/python eval/bench_scale.py --sizes 10000 100000 1000000 --ari-at 100000
+    .venv/bin/python eval/bench_scale.py --sizes 10000 100000 1000000 --ari-at 100000 \
+        --comments-from ../shared/data/amazon-2023/reviews.csv
 
 Each size runs in its own subprocess, so peak memory is that size's alone. Within it, a
 sampler thread reads the process RSS every 20 ms and each stage reports the highest value seen
@@ -216,15 +217,12 @@ def ari_sample_vs_full(n: int, embedder: str, seed: int) -> dict:
     return out
 
 
-def comment_embedding_cost(embedder: str, sample: int) -> dict:
+def comment_embedding_cost(embedder: str, sample: int, path: Path) -> dict:
     """Per-user cost of tag_weight<1: embedding every kept comment of real users."""
     from tagger.data import Columns, build_documents, read_table
     from tagger.embedding import create_encoder, encode_in_chunks
     from tagger.llm.models import word_counter
 
-    path = Path("/work/shared/data/amazon-2023/reviews.csv")
-    if not path.exists():
-        path = ROOT / "eval" / "data" / "amazon-sample.csv"
     docs = build_documents(read_table(path, Columns()), Columns(), word_counter, 384)[:sample]
     comments = [c for d in docs for c in d.comments]
     encoder = create_encoder(embedder)
@@ -233,8 +231,8 @@ def comment_embedding_cost(embedder: str, sample: int) -> dict:
     encode_in_chunks(encoder, comments)
     wall = time.perf_counter() - t0
     per_user = wall / len(docs)
-    return {"users": len(docs), "comments": len(comments), "wall_s": round(wall, 2),
-            "ms_per_user": round(per_user * 1000, 1), "comments_per_s": round(len(comments) / wall, 1),
+    return {"file": f"{path.parent.name}/{path.name}", "users": len(docs), "comments": len(comments),
+            "wall_s": round(wall, 2), "ms_per_user": round(per_user * 1000, 1), "comments_per_s": round(len(comments) / wall, 1),
             "extrapolated_1m_users_h_on_this_cpu": round(per_user * 1e6 / 3600, 1)}
 
 
@@ -246,7 +244,7 @@ def child(args) -> None:
         elif args.what == "ari":
             result = ari_sample_vs_full(args.n, args.embedder, args.seed)
         else:
-            result = comment_embedding_cost(args.embedder, args.n)
+            result = comment_embedding_cost(args.embedder, args.n, args.comments_from)
         import resource
 
         result["ru_maxrss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
@@ -258,7 +256,8 @@ def child(args) -> None:
 
 
 def spawn(what: str, n: int, args) -> dict:
-    cmd = [sys.executable, __file__, "--child", what, "--n", str(n), "--embedder", args.embedder, "--seed", str(args.seed)]
+    cmd = [sys.executable, __file__, "--child", what, "--n", str(n), "--embedder", args.embedder, "--seed", str(args.seed),
+           "--comments-from", str(args.comments_from)]
     print(f"[{what} n={n}]", file=sys.stderr, flush=True)
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, env={**os.environ, "TOKENIZERS_PARALLELISM": "false"})
@@ -300,7 +299,7 @@ def markdown(report: dict) -> str:
                   f"full fit {r['ari_full_fit_vs_generating_topic']}."]
     if report.get("comments"):
         c = report["comments"]
-        lines += ["", "## Comment embeddings (tag_weight < 1), real Amazon comments", "",
+        lines += ["", f"## Comment embeddings (tag_weight < 1), real comments ({c.get('file', 'Amazon dev set')})", "",
                   f"{c['comments']} comments of {c['users']} users in {c['wall_s']} s: {c['ms_per_user']} ms per user "
                   f"({c['comments_per_s']} comments/s) → about {c['extrapolated_1m_users_h_on_this_cpu']} h for 1M users on "
                   "this CPU (extrapolated, linear; a GPU or more cores divide it)."]
@@ -312,6 +311,9 @@ def main() -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
     parser.add_argument("--ari-at", type=int, default=100_000, help="0 to skip")
     parser.add_argument("--comment-sample", type=int, default=200, help="real users whose comments are embedded; 0 to skip")
+    parser.add_argument("--comments-from", type=Path, default=ROOT / "eval" / "data" / "amazon-sample.csv",
+                        help="labeled CSV whose real comments are embedded, e.g. ../shared/data/amazon-2023/reviews.csv "
+                             "[eval/data/amazon-sample.csv]")
     parser.add_argument("--embedder", default="minilm")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=RESULTS / "bench_scale")
@@ -320,7 +322,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.child:
         sys.path.insert(0, str(ROOT / "src"))
-        child(argparse.Namespace(what=args.child, n=args.n, embedder=args.embedder, seed=args.seed))
+        child(argparse.Namespace(what=args.child, n=args.n, embedder=args.embedder, seed=args.seed,
+                                 comments_from=args.comments_from))
         return
     report = {"command": " ".join(["python", "eval/bench_scale.py", *sys.argv[1:]]), "embedder": args.embedder,
               "machine": f"{os.cpu_count()} CPU cores, {platform.machine()}, shared with other jobs",

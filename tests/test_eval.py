@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from eval.harness import main
+from eval import baselines
+from eval.harness import dataset_names, main
 from eval.metrics import cluster_scores, name_quality, true_segments
+from tagger.clustering import default_min_segment_size
 from tagger.embedding import HashEncoder
 
 from conftest import AMAZON_SAMPLE, ZH_SAMPLE
@@ -66,3 +69,49 @@ def test_chinese_segments_get_chinese_names_even_when_the_model_answers_badly(tm
     row = json.loads((tmp_path / "zh.json").read_text())["results"][0]["rows"][0]
     names = [n.rsplit(" (", 1)[0] for n in row["segment_names"]]
     assert names and all(any("\u4e00" <= ch <= "\u9fff" for ch in n) for n in names)
+
+
+def test_harness_runs_from_another_folder_on_the_shipped_samples(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code = main(["--engine", "fake", "--embedder", "hash", "--max-users", "20", "--methods", "tagger,recipe-k3",
+                 "--out", "out", "--name", "d"])
+    assert code == 0
+    saved = json.loads((tmp_path / "out" / "d.json").read_text())
+    assert [r["name"] for r in saved["results"]] == ["amazon-sample", "zh-sample"]
+    assert all(r["users"] == 20 for r in saved["results"])
+    assert "### amazon-sample (20 users" in (tmp_path / "out" / "d.md").read_text()
+
+
+def test_dataset_names_use_folders_when_file_names_repeat(tmp_path):
+    assert dataset_names([Path("a/amazon-sample.csv"), Path("a/zh-sample.csv")]) == ["amazon-sample", "zh-sample"]
+    assert dataset_names([Path("d/amazon-2023/reviews.csv"), Path("d/zh-shopping/reviews.csv")]) == \
+        ["amazon-2023", "zh-shopping"]
+    assert dataset_names([Path("a/reviews.csv"), Path("b/reviews.csv"), Path("b/other.csv")]) == \
+        ["a/reviews", "b/reviews", "b/other"]
+
+
+def test_fair_bertopic_gets_taggers_size_rule_and_five_seeds(tmp_path, monkeypatch):
+    """BERTopic itself is replaced by a stand-in: one segment for every seed but seed 3, which
+    puts each user in a segment of their own (NMI > 0). So seed 3 is the best, and the median
+    of the five runs is one segment with NMI 0."""
+    calls = []
+
+    def fake_bertopic(texts, vectors, *, seed, min_topic_size):
+        calls.append((seed, min_topic_size))
+        labels = np.arange(len(texts)) if seed == 3 else np.zeros(len(texts), int)
+        return {"topics": (labels, {}, 0.0), "reduce-outliers": (labels, {}, 0.0)}
+
+    monkeypatch.setattr(baselines, "bertopic", fake_bertopic)
+    code = main([str(AMAZON_SAMPLE), "--engine", "fake", "--embedder", "hash", "--max-users", "36",
+                 "--methods", "tagger,bertopic,bertopic-fair", "--out", str(tmp_path), "--name", "b"])
+    assert code == 0
+    assert calls == [(0, None)] + [(s, default_min_segment_size(36)) for s in range(5)]
+    rows = json.loads((tmp_path / "b.json").read_text())["results"][0]["rows"]
+    assert [(r["method"], r.get("over_seeds", {}).get("stat")) for r in rows] == \
+        [("tagger", None), ("bertopic", None), ("bertopic-fair", "best"), ("bertopic-fair", "median")]
+    best, median = rows[2], rows[3]
+    assert best["seed"] == 3 and best["segments"] == 36 and best["nmi"] > 0
+    assert median["nmi"] == 0 and median["segments"] == 1 and median["coverage"] == 1
+    assert rows[1]["min_topic_size"] == 10 and median["min_topic_size"] == default_min_segment_size(36)
+    table = (tmp_path / "b.md").read_text()
+    assert "| bertopic-fair, best of 5 seeds (seed 3) |" in table and "| bertopic-fair, median of 5 seeds |" in table
