@@ -164,6 +164,13 @@ def test_the_first_engine_call_is_small_and_progress_follows_each_call():
     assert sum(steps) == 40 and [len(c) for c in engine.calls] == steps
 
 
+def test_an_engine_that_wants_whole_batches_gets_one_call():
+    engine = FakeEngine()
+    engine.whole_batches = True  # as RayEngine: every call starts its replicas
+    tag_users(many_docs(40), engine, prompts.load("tag"), params=GenerationParams(max_tokens=50), cache=ResultCache(None))
+    assert [len(c) for c in engine.calls] == [40]
+
+
 def test_pacer_sizes_calls_from_the_previous_rate():
     pacer = Pacer(target_s=10, first=4, most=100)
     assert pacer.size == 4

@@ -121,7 +121,8 @@ def tag_users(
     grounded: the model picks from phrases of the user's own comments (schema enum per user);
     free: the model writes tags and evidence quotes, and ungrounded ones are dropped.
     `on_batch(n)` reports users as their answers arrive: each batch goes to the engine in calls
-    of about `call_seconds` (None: one call per batch), each cached as it returns.
+    of about `call_seconds` (None, or an engine with `whole_batches`: one call per batch), each
+    cached as it returns.
     """
     if mode not in TAG_MODES:
         raise ConfigError(f"unknown tag mode '{mode}'; choose one of: {', '.join(TAG_MODES)}")
@@ -134,6 +135,7 @@ def tag_users(
     else:
         candidates = [[] for _ in documents]
     askable = [i for i, c in enumerate(candidates) if c or mode == "free"]
+    whole_batches = getattr(engine, "whole_batches", False)  # e.g. Ray: each call starts its replicas
     chats = [template.render(comments=documents[i].comments, candidates=candidates[i],
                              user_id=documents[i].user_id, items=documents[i].items) for i in askable]
 
@@ -150,7 +152,7 @@ def tag_users(
     outcomes = run_structured(
         engine, chats, LLMTagChoice if mode == "grounded" else LLMTagList, parse, params=params, cache=cache,
         batch_size=batch_size, on_batch=on_batch, stats=stats, retry_message=template.retry_message,
-        pacer=Pacer(target_s=call_seconds, most=batch_size) if call_seconds else None,
+        pacer=Pacer(target_s=call_seconds, most=batch_size) if call_seconds and not whole_batches else None,
         schemas=[choice_schema(candidates[i]) for i in askable] if mode == "grounded" else None,
     )
     by_index: dict[int, Outcome] = dict(zip(askable, outcomes, strict=True))
