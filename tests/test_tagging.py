@@ -158,7 +158,7 @@ class StepClock:
 def test_the_first_engine_call_is_small_and_progress_follows_each_call():
     engine, steps = FakeEngine(), []
     users = tag_users(many_docs(40), engine, prompts.load("tag"), params=GenerationParams(max_tokens=50),
-                      cache=ResultCache(None), on_batch=steps.append)
+                      cache=ResultCache(None), on_batch=steps.append, call_seconds=30)
     assert all(u.status == "tagged" for u in users)
     assert len(engine.calls[0]) == 16 and steps[0] == 16  # progress before the batch of 40 is done
     assert sum(steps) == 40 and [len(c) for c in engine.calls] == steps
@@ -167,7 +167,8 @@ def test_the_first_engine_call_is_small_and_progress_follows_each_call():
 def test_an_engine_that_wants_whole_batches_gets_one_call():
     engine = FakeEngine()
     engine.whole_batches = True  # as RayEngine: every call starts its replicas
-    tag_users(many_docs(40), engine, prompts.load("tag"), params=GenerationParams(max_tokens=50), cache=ResultCache(None))
+    tag_users(many_docs(40), engine, prompts.load("tag"), params=GenerationParams(max_tokens=50), cache=ResultCache(None),
+              call_seconds=30)
     assert [len(c) for c in engine.calls] == [40]
 
 

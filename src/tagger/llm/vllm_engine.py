@@ -32,19 +32,21 @@ def default_engine_options(on_gpu: bool) -> dict[str, Any]:
             "gpu_memory_utilization": 0.3, "enable_prefix_caching": True}
 
 
-# vLLM-CPU keeps one core free of the worker's OpenMP threads for its scheduler process, which
-# mostly waits: on 2 cores that halves the model's compute. Measured with
-# eval/bench_throughput.py (eval/results/bench_throughput.md).
-CPU_THREAD_ENV = {"VLLM_CPU_NUM_OF_RESERVED_CPU": "0"}
+# vLLM-CPU binds the worker's OpenMP threads to all cores but one, which it keeps for its
+# scheduler. Measured with eval/bench_throughput.py (eval/results/bench_throughput.md) on a
+# busy 2-core machine: all cores (VLLM_CPU_NUM_OF_RESERVED_CPU=0) ran ~3x slower, unbound
+# threads (VLLM_CPU_OMP_THREADS_BIND=nobind) no faster, so tagger keeps vLLM's default; a
+# measured winner goes here, and a user's own setting of either variable always wins.
+CPU_THREAD_ENV: dict[str, str] = {}
 THREAD_VARIABLES = ("VLLM_CPU_NUM_OF_RESERVED_CPU", "VLLM_CPU_OMP_THREADS_BIND")
 
 
-def cpu_thread_env(on_gpu: bool, environ: Mapping[str, str]) -> dict[str, str]:
+def cpu_thread_env(on_gpu: bool, environ: Mapping[str, str], wanted: Mapping[str, str] = CPU_THREAD_ENV) -> dict[str, str]:
     """The thread settings tagger adds before vLLM starts: none on a GPU, and none that would
     override the user's own (setting either variable means the user chose the binding)."""
     if on_gpu or any(name in environ for name in THREAD_VARIABLES):
         return {}
-    return dict(CPU_THREAD_ENV)
+    return dict(wanted)
 
 
 class VLLMEngine:
@@ -67,7 +69,7 @@ class VLLMEngine:
         start_reaper()
         self.model_id = str(model)
         self.options = options if on_gpu else {
-            **options, "env": {name: os.environ[name] for name in THREAD_VARIABLES if name in os.environ}}
+            **options, "env": {name: os.environ.get(name, "vLLM default") for name in THREAD_VARIABLES}}
         try:
             self._llm = LLM(model=str(model), seed=seed, **options)
         except Exception as exc:  # vLLM raises many types while loading
