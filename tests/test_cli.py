@@ -76,3 +76,19 @@ def test_console_script_reports_errors_without_traceback(tmp_path):
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     assert proc.stderr.strip() == f"error: {tmp_path} is a folder; pass a CSV, Parquet or JSONL file"
+
+
+def test_segment_prints_plain_progress_lines_when_stderr_is_not_a_terminal(capsys, comments_csv, tmp_path):
+    code, _, err = run(capsys, "segment", str(comments_csv), "--out", str(tmp_path / "run"), *FAST)
+    assert code == 0
+    progress = [line for line in err.splitlines() if line.startswith("[")]
+    assert any("] load: done in " in line for line in progress)
+    assert any("tagging: 12/12 users (100%)" in line and "users/s, done in" in line for line in progress)
+    assert any("embedding: " in line and "texts (100%)" in line for line in progress)
+    assert "\x1b[" not in err  # no terminal control codes in a log
+
+
+def test_quiet_silences_progress(capsys, comments_csv, tmp_path):
+    code, stdout, err = run(capsys, "segment", str(comments_csv), "--out", str(tmp_path / "run"), "--quiet", *FAST)
+    assert code == 0 and "segments of 12 users" in stdout
+    assert not [line for line in err.splitlines() if line.startswith("[")]

@@ -2,12 +2,15 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from tagger import prompts
 from tagger.cache import ResultCache
 from tagger.llm.base import Completion, GenerationParams
 from tagger.llm.fake import FakeEngine
-from tagger.llm.structured import CallStats
-from tagger.schemas import LLMTag, LLMTagList, UserDocument
+from tagger.errors import EngineDown
+from tagger.llm.structured import CallStats, Pacer, run_structured
+from tagger.schemas import LLMSegmentName, LLMTag, LLMTagList, UserDocument
 from tagger.tagging import ground_evidence, ground_tags, quote_for_tag, tag_users
 
 DOC = UserDocument(user_id="u1", comments=["My guitar strings stay in tune.", "Great dog leash for walks"], n_comments=2)
@@ -132,3 +135,68 @@ def test_user_without_content_words_fails_without_an_llm_call():
     users = grounded(engine, [DOC, empty])
     assert users[1].status == "failed" and "no candidate phrases" in users[1].error
     assert len(engine.calls[0]) == 1
+
+
+# --- progress per engine call, answers cached as each call returns -------------------------
+
+def many_docs(n):
+    return [UserDocument(user_id=f"u{i}", comments=[f"guitar strings number {i} stay in tune"], n_comments=1)
+            for i in range(n)]
+
+
+class StepClock:
+    """Each reading is `step` seconds after the last: every engine call measures 2 readings apart."""
+
+    def __init__(self, step: float) -> None:
+        self.now, self.step = 0.0, step
+
+    def __call__(self) -> float:
+        self.now += self.step
+        return self.now
+
+
+def test_the_first_engine_call_is_small_and_progress_follows_each_call():
+    engine, steps = FakeEngine(), []
+    users = tag_users(many_docs(40), engine, prompts.load("tag"), params=GenerationParams(max_tokens=50),
+                      cache=ResultCache(None), on_batch=steps.append, call_seconds=30)
+    assert all(u.status == "tagged" for u in users)
+    assert len(engine.calls[0]) == 16 and steps[0] == 16  # progress before the batch of 40 is done
+    assert sum(steps) == 40 and [len(c) for c in engine.calls] == steps
+
+
+def test_an_engine_that_wants_whole_batches_gets_one_call():
+    engine = FakeEngine()
+    engine.whole_batches = True  # as RayEngine: every call starts its replicas
+    tag_users(many_docs(40), engine, prompts.load("tag"), params=GenerationParams(max_tokens=50), cache=ResultCache(None),
+              call_seconds=30)
+    assert [len(c) for c in engine.calls] == [40]
+
+
+def test_pacer_sizes_calls_from_the_previous_rate():
+    pacer = Pacer(target_s=10, first=4, most=100)
+    assert pacer.size == 4
+    pacer.record(4, 2.0)  # 2 requests/s for 10 s
+    assert pacer.size == 20
+    pacer.record(20, 0.5)  # a fast engine gets whole batches
+    assert pacer.size == 100
+    pacer.record(100, 1000.0)  # never below the first size
+    assert pacer.size == 4
+
+
+def test_paced_calls_report_progress_and_cache_each_call_before_a_failure(tmp_path):
+    class DiesOnThirdCall(FakeEngine):
+        def generate(self, chats, *, schemas, params):
+            if len(self.calls) == 2:
+                raise EngineDown("server gone", partial=[])
+            return super().generate(chats, schemas=schemas, params=params)
+
+    chats = [[{"role": "user", "content": f"name group {i}: dogs, walks"}] for i in range(40)]
+    cache, steps = ResultCache(tmp_path / "c.sqlite"), []
+    pacer = Pacer(target_s=4, first=4, most=256, clock=StepClock(1.0))  # each call measures 1 s
+    with pytest.raises(EngineDown):
+        run_structured(DiesOnThirdCall(), chats, LLMSegmentName, lambda i, a: a.label, params=GenerationParams(),
+                       cache=cache, on_batch=steps.append, pacer=pacer)
+    assert steps == [4, 16]  # 4 requests in 1 s and 4 s wanted per call: the second call asks 16
+    again = FakeEngine()
+    outcomes = run_structured(again, chats, LLMSegmentName, lambda i, a: a.label, params=GenerationParams(), cache=cache)
+    assert all(o.value for o in outcomes) and [len(c) for c in again.calls] == [20]  # the 20 cached are not asked again

@@ -18,7 +18,8 @@ from tagger.cli.options import input_options
 @click.option("--base-url", envvar="TAGGER_BASE_URL", help="server URL for --engine openai runs")
 @click.option("--api-key", envvar="TAGGER_API_KEY", help="key for --engine openai runs (never written)")
 @click.option("--no-cache", is_flag=True, help="do not read or write the LLM answer cache")
-def command(run_dir, source, out, force, no_cache, **options) -> None:
+@click.option("--quiet", is_flag=True, help="no progress output (bars on a terminal, plain lines otherwise)")
+def command(run_dir, source, out, force, no_cache, quiet, **options) -> None:
     """Place the users in FILE in the segments of RUN_DIR without re-clustering.
 
     Users are tagged with the run's engine, model, prompt and settings (answers already in
@@ -29,14 +30,14 @@ def command(run_dir, source, out, force, no_cache, **options) -> None:
 
     from tagger.assign import assign
     from tagger.paths import demo_file
-    from tagger.progress import RichReporter
+    from tagger.progress import make_reporter
     from tagger.report_text import rows_line
 
     if no_cache:
         options["cache"] = False
     if source == "demo":
         source = str(demo_file())
-    reporter = RichReporter()
+    reporter = make_reporter(quiet=quiet)
     try:
         result = assign(run_dir, Path(source), out=out, force=force, reporter=reporter, **options)
     finally:

@@ -41,14 +41,16 @@ DEMO = "demo"
 @click.option("--keep-noise", is_flag=True, help="leave users HDBSCAN calls noise unassigned instead of joining the nearest segment")
 @click.option("--redact-pii", is_flag=True, help="replace emails, phones, URLs and card numbers before the LLM sees text")
 @click.option("--k-anonymity", type=int, help="segments with fewer users are not named or described [1]")
-def command(source, out, force, config_file, keep_noise, no_cache, redact_pii, no_report=False, **options) -> None:
+@click.option("--quiet", is_flag=True, help="no progress output (bars on a terminal, plain lines otherwise)")
+def command(source, out, force, config_file, keep_noise, no_cache, redact_pii, no_report=False, quiet=False,
+            **options) -> None:
     """Tag each user's comments with the LLM, cluster users, and name the segments.
 
     FILE is a CSV, Parquet or JSONL file with one row per comment, or 'demo' for the
     sample of real Amazon reviews shipped with tagger.
     """
     from tagger.pipeline import segment
-    from tagger.progress import RichReporter
+    from tagger.progress import make_reporter
     from tagger.report_text import print_segments
 
     values = load_config_file(config_file) if config_file else {}
@@ -64,7 +66,7 @@ def command(source, out, force, config_file, keep_noise, no_cache, redact_pii, n
         values.setdefault("time_col", "timestamp_ms")
         values.setdefault("item_col", "product")
     config = make_config(**values)
-    reporter = RichReporter()
+    reporter = make_reporter(quiet=quiet)
     try:
         result = segment(Path(source), config, out=out, force=force, reporter=reporter, report=not no_report)
     finally:

@@ -53,6 +53,9 @@ def _env(name: str, default: Any, kind=str):
 
 
 class RayEngine:
+    # Every call starts the replicas: tagging must not split a batch into paced calls.
+    whole_batches = True
+
     def __init__(
         self,
         model: str,

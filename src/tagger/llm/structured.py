@@ -8,7 +8,8 @@ the model, then reported as failed with the reason.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Sequence
+import time
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
@@ -63,26 +64,39 @@ def run_structured(
     stats: CallStats | None = None,
     retry_message: Callable[[str], str] = str,
     schemas: Sequence[dict[str, Any]] | None = None,
+    pacer: Pacer | None = None,
 ) -> list[Outcome[T]]:
-    """`schemas` (one per chat) narrows `answer_model`'s schema per request, e.g. to an enum."""
+    """`schemas` (one per chat) narrows `answer_model`'s schema per request, e.g. to an enum.
+
+    `on_batch(n)` reports n more chats with a final answer. With a `pacer`, a batch goes to
+    the engine in calls sized by it; otherwise in one call.
+    """
     stats = stats if stats is not None else CallStats()
     schemas = list(schemas) if schemas is not None else [schema_of(answer_model)] * len(chats)
     outcomes: list[Outcome[T]] = [Outcome() for _ in chats]
     retry_params = params.model_copy(update={"max_tokens": params.max_tokens * 2})
     for start in range(0, len(chats), batch_size):
         index = list(range(start, min(start + batch_size, len(chats))))
-        answers = _cached_generate(engine, [chats[i] for i in index], [schemas[i] for i in index], params, cache, stats)
         retry: list[tuple[int, Messages]] = []
-        for i, answer in zip(index, answers, strict=True):
-            _account(outcomes[i], answer, stats)
-            value, error = _parse(i, answer, answer_model, parse, schemas[i])
-            if error:
-                retry.append((i, _with_error(chats[i], answer, retry_message(error))))
-            outcomes[i].value, outcomes[i].error = value, error
+        for arrived in _answers(engine, [chats[i] for i in index], [schemas[i] for i in index], params, cache, stats, pacer):
+            settled = 0
+            for k, answer in arrived.items():
+                i = index[k]
+                _account(outcomes[i], answer, stats)
+                value, error = _parse(i, answer, answer_model, parse, schemas[i])
+                if error:
+                    retry.append((i, _with_error(chats[i], answer, retry_message(error))))
+                else:
+                    settled += 1
+                outcomes[i].value, outcomes[i].error = value, error
+            if on_batch and settled:
+                on_batch(settled)
         if retry:
             stats.retried += len(retry)
-            again = _cached_generate(engine, [chat for _, chat in retry], [schemas[i] for i, _ in retry], retry_params, cache, stats)
-            for (i, _), answer in zip(retry, again, strict=True):
+            again = {k: c for arrived in _answers(engine, [chat for _, chat in retry], [schemas[i] for i, _ in retry],
+                                                   retry_params, cache, stats) for k, c in arrived.items()}
+            for k, (i, _) in enumerate(retry):
+                answer = again[k]
                 _account(outcomes[i], answer, stats)
                 outcomes[i].attempts = 2
                 value, error = _parse(i, answer, answer_model, parse, schemas[i])
@@ -91,29 +105,58 @@ def run_structured(
                     stats.failed += 1
                     reason = error.split(":")[0]
                     stats.failures[reason] = stats.failures.get(reason, 0) + 1
-        if on_batch:
-            on_batch(len(index))
+            if on_batch:
+                on_batch(len(retry))
     stats.requests += len(chats)
     return outcomes
 
 
-def _cached_generate(engine, chats, schemas, params, cache, stats) -> list[Completion]:
+@dataclass
+class Pacer:
+    """Sizes the engine calls inside a batch so each takes about `target_s`.
+
+    Progress and the answer cache then move every call, while a fast engine (a GPU) still
+    gets whole batches: the size follows the rate of the previous call.
+    """
+
+    target_s: float = 30.0
+    first: int = 16
+    most: int = 256
+    clock: Callable[[], float] = time.perf_counter
+    size: int = 0
+
+    def __post_init__(self) -> None:
+        self.size = min(self.first, self.most)
+
+    def record(self, requests: int, seconds: float) -> None:
+        wanted = self.most if seconds <= 0 else round(requests / seconds * self.target_s)
+        self.size = max(min(self.first, self.most), min(self.most, wanted))
+
+
+def _answers(engine, chats, schemas, params, cache, stats, pacer: Pacer | None = None) -> Iterator[dict[int, Completion]]:
+    """Answers by position, in groups as they arrive: every cached one first, then each engine
+    call's (cached as soon as it returns, so an interrupted run keeps them)."""
     keys = [cache_key(engine.model_id, chat, params.model_dump(), schema) for chat, schema in zip(chats, schemas, strict=True)]
     found = cache.get_many(keys)
+    if found:
+        yield {i: Completion.model_validate(found[key]) for i, key in enumerate(keys) if key in found}
     missing = [i for i, key in enumerate(keys) if key not in found]
-    if missing:
+    while missing:
+        size = pacer.size if pacer else len(missing)
+        part, missing = missing[:size], missing[size:]
         stats.engine_calls += 1
+        started = pacer.clock() if pacer else 0.0
         try:
-            fresh = engine.generate([chats[i] for i in missing], schemas=[schemas[i] for i in missing], params=params)
+            fresh = engine.generate([chats[i] for i in part], schemas=[schemas[i] for i in part], params=params)
         except EngineDown as down:
             # Keep what did arrive before the run stops: the rerun asks only for the rest.
-            cache.put_many((keys[i], c.model_dump()) for i, c in zip(missing, down.partial, strict=False) if not c.error)
+            cache.put_many((keys[i], c.model_dump()) for i, c in zip(part, down.partial, strict=False) if not c.error)
             raise
+        if pacer:
+            pacer.record(len(part), pacer.clock() - started)
         # Engine-side errors (server down for one request) are not cached: a rerun retries them.
-        cache.put_many((keys[i], c.model_dump()) for i, c in zip(missing, fresh, strict=True) if not c.error)
-        for i, completion in zip(missing, fresh, strict=True):
-            found[keys[i]] = completion.model_dump()
-    return [Completion.model_validate(found[key]) for key in keys]
+        cache.put_many((keys[i], c.model_dump()) for i, c in zip(part, fresh, strict=True) if not c.error)
+        yield dict(zip(part, fresh, strict=True))
 
 
 def _account(outcome: Outcome, answer: Completion, stats: CallStats) -> None:

