@@ -69,7 +69,7 @@ class Segmenter:
     def __init__(self, *, min_segment_size: int | None = None, min_samples: int | None = 1,
                  reduce_dims: int = 16, assign_noise: bool = True, selection: str = "eom",
                  max_fit_users: int = 50_000, seed: int = 0, reducer: str = "pca", consensus: int = 0,
-                 consensus_sample: float = 0.8, consensus_cut: float = 0.7, max_consensus_users: int = 5_000):
+                 consensus_sample: float = 0.8, consensus_cut: float = 0.5, max_consensus_users: int = 5_000):
         self.min_segment_size = min_segment_size
         self.reducer = reducer
         self.min_samples = min_samples
