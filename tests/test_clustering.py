@@ -79,3 +79,10 @@ def test_consensus_on_a_bounded_sample_places_the_rest():
     seg = Segmenter(consensus=5, max_consensus_users=200, seed=0).fit(x)
     assert (seg.assigned_by_ == "cluster").sum() == 200
     assert (seg.labels_ >= 0).all() and adjusted_rand_score(truth, seg.labels_) > 0.95
+
+
+def test_consensus_on_a_handful_of_users():
+    x, _ = blobs(n_per=1, k=3)
+    for n in (2, 3):
+        seg = Segmenter(consensus=5, seed=0).fit(x[:n])
+        assert len(seg.labels_) == n and (seg.labels_ >= 0).all()

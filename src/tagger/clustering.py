@@ -174,7 +174,7 @@ class Segmenter:
         n = len(vectors)
         together = np.zeros((n, n), np.float32)
         seen = np.zeros((n, n), np.float32)
-        take = max(4, round(n * self.consensus_sample))
+        take = min(n, max(2, round(n * self.consensus_sample)))
         for _ in range(self.consensus):
             rows = np.sort(rng.choice(n, take, replace=False))
             labels = self._hdbscan(reduced[rows], max(2, round(size * self.consensus_sample)))[0].labels_.copy()
