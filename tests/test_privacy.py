@@ -92,14 +92,15 @@ def test_redact_pii_keeps_pii_from_the_llm_and_every_output_file(tmp_path):
 
 
 def test_k_floor_withholds_small_segments_everywhere(tmp_path):
+    # one HDBSCAN fit (consensus=0) splits these users into segments of unequal size
     (tmp_path / "a").mkdir()
-    named = run(tmp_path / "a", FakeEngine(), min_segment_size=2)
+    named = run(tmp_path / "a", FakeEngine(), min_segment_size=2, consensus=0)
     sizes = named.segments.set_index("name")["size"]
     k = int(sizes.max())  # every segment but the largest falls below the floor
     small = [name for name, size in sizes.items() if size < k]
     assert small
     (tmp_path / "b").mkdir()
-    result = run(tmp_path / "b", FakeEngine(), min_segment_size=2, k_anonymity=k)
+    result = run(tmp_path / "b", FakeEngine(), min_segment_size=2, consensus=0, k_anonymity=k)
     segments = result.segments.set_index("segment_id")
     for seg_id, row in segments.iterrows():
         if row["size"] < k:
