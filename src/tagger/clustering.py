@@ -149,8 +149,10 @@ class Segmenter:
         n = len(vectors)
         rng = np.random.default_rng(self.seed)
         rows = np.sort(rng.choice(n, self.max_consensus_users, replace=False)) if n > self.max_consensus_users else np.arange(n)
-        # The size rule is a share of the users: on a sample it shrinks with the sample.
-        size = max(2, round(self.min_segment_size_ * len(rows) / n))
+        # The size rule is a share of the users, so on a sample it shrinks with the sample; but not
+        # below the rule for the sample's own size: at 100k users 5 of 5,000 split 60 topics into 210.
+        size = max(2, round(self.min_segment_size_ * len(rows) / n),
+                   default_min_segment_size(len(rows)) if n > len(rows) else 2)
         together = self._co_association(vectors[rows], reduced[rows], size, rng)
         labels = np.full(n, NOISE)
         labels[rows] = _consensus_cut(together, self.consensus_cut, size)
