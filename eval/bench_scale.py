@@ -106,7 +106,7 @@ def synthetic_users(n: int, seed: int = 0):
     return tagged, documents, main
 
 
-def run_one(n: int, embedder: str, out_dir: Path, seed: int) -> dict:
+def run_one(n: int, embedder: str, out_dir: Path, seed: int, consensus: int = 0, stability_runs: int = 0) -> dict:
     from tagger.clustering import NOISE, Segmenter
     from tagger.embedding import create_encoder, user_vectors
     from tagger.naming import profile_segments
@@ -158,7 +158,15 @@ def run_one(n: int, embedder: str, out_dir: Path, seed: int) -> dict:
     stages["embed tags"] = {**both, "wall_s": round(timing["embed_s"], 2)}
     stages["user vectors"] = {**both, "wall_s": round(both["wall_s"] - timing["embed_s"], 2)}
     with stage("cluster"):
-        seg = TimedSegmenter(seed=seed).fit(vectors[has])
+        seg = TimedSegmenter(seed=seed, consensus=consensus).fit(vectors[has])
+    if stability_runs >= 2:
+        from tagger.stability import stability
+
+        def refit(part, run_seed):
+            return Segmenter(seed=run_seed, consensus=consensus).fit(part).labels_
+
+        with stage("stability"):
+            stability_summary, _ = stability(vectors[has], seg.labels_, refit, runs=stability_runs, seed=seed)
     labels = np.full(n, NOISE)
     labels[has] = seg.labels_
     strengths = np.zeros(n)
@@ -180,7 +188,8 @@ def run_one(n: int, embedder: str, out_dir: Path, seed: int) -> dict:
     return {
         "users": n, "distinct_tags": distinct, "segments": len(profiles),
         "min_segment_size": seg.min_segment_size_, "final_min_segment_size": seg.final_min_segment_size_,
-        "fit_users": min(n, seg.max_fit_users), "users_in_clusters": int((assigned == "cluster").sum()),
+        "fit_users": min(n, seg.max_consensus_users if consensus else seg.max_fit_users), "consensus": consensus,
+        **({"stability_mean_ari": stability_summary["mean_ari"], "stability_runs": stability_runs} if stability_runs >= 2 else {}), "users_in_clusters": int((assigned == "cluster").sum()),
         "reduce_s_within_cluster": round(timing.get("reduce_s", 0.0), 2),
         "stages": stages, "total_s": round(sum(s["wall_s"] for s in stages.values()), 1),
         "peak_rss_mb": max(s["peak_rss_mb"] for s in stages.values()),
@@ -240,7 +249,7 @@ def child(args) -> None:
     out_dir = Path(tempfile.mkdtemp(prefix="bench-scale-"))
     try:
         if args.what == "scale":
-            result = run_one(args.n, args.embedder, out_dir, args.seed)
+            result = run_one(args.n, args.embedder, out_dir, args.seed, args.consensus, args.stability)
         elif args.what == "ari":
             result = ari_sample_vs_full(args.n, args.embedder, args.seed)
         else:
@@ -257,7 +266,8 @@ def child(args) -> None:
 
 def spawn(what: str, n: int, args) -> dict:
     cmd = [sys.executable, __file__, "--child", what, "--n", str(n), "--embedder", args.embedder, "--seed", str(args.seed),
-           "--comments-from", str(args.comments_from)]
+           "--comments-from", str(args.comments_from),
+           "--consensus", str(args.consensus), "--stability", str(args.stability)]
     print(f"[{what} n={n}]", file=sys.stderr, flush=True)
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, env={**os.environ, "TOKENIZERS_PARALLELISM": "false"})
@@ -282,6 +292,9 @@ def markdown(report: dict) -> str:
     lines.append("| **total** | " + " | ".join(f"**{r['total_s']} s / {r['peak_rss_mb']} MB**" for r in runs) + " |")
     lines.append("| distinct tags | " + " | ".join(f"{r['distinct_tags']:,}" for r in runs) + " |")
     lines.append("| segments | " + " | ".join(str(r["segments"]) for r in runs) + " |")
+    lines.append("| consensus fits | " + " | ".join(str(r.get("consensus", 0)) for r in runs) + " |")
+    if any("stability_mean_ari" in r for r in runs):
+        lines.append("| stability mean ARI | " + " | ".join(str(r.get("stability_mean_ari", "")) for r in runs) + " |")
     lines.append("| HDBSCAN fit on | " + " | ".join(f"{r['fit_users']:,}" for r in runs) + " |")
     lines.append("| reduce (PCA) inside cluster | " + " | ".join(f"{r['reduce_s_within_cluster']} s" for r in runs) + " |")
     if len(runs) >= 2:
@@ -317,13 +330,21 @@ def main() -> None:
     parser.add_argument("--embedder", default="minilm")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=RESULTS / "bench_scale")
+    parser.add_argument("--consensus", type=int, help="Segmenter consensus fits [the pipeline default]")
+    parser.add_argument("--stability", type=int, default=0, help="also time N stability runs (90 %% samples) per size; 0 to skip")
     parser.add_argument("--child", choices=["scale", "ari", "comments"])
     parser.add_argument("--n", type=int)
     args = parser.parse_args()
+    if args.consensus is None:
+        sys.path.insert(0, str(ROOT / "src"))
+        from tagger.config import RunConfig
+
+        args.consensus = RunConfig().consensus
     if args.child:
         sys.path.insert(0, str(ROOT / "src"))
         child(argparse.Namespace(what=args.child, n=args.n, embedder=args.embedder, seed=args.seed,
-                                 comments_from=args.comments_from))
+                                 comments_from=args.comments_from,
+                                 consensus=args.consensus, stability=args.stability))
         return
     report = {"command": " ".join(["python", "eval/bench_scale.py", *sys.argv[1:]]), "embedder": args.embedder,
               "machine": f"{os.cpu_count()} CPU cores, {platform.machine()}, shared with other jobs",

@@ -51,3 +51,38 @@ def test_no_structure_still_gives_one_segment():
 def test_min_segment_size_grows_with_users():
     assert default_min_segment_size(10) == 3
     assert default_min_segment_size(300) < default_min_segment_size(10_000) < default_min_segment_size(1_000_000)
+
+
+def test_consensus_recovers_groups_and_covers_everyone():
+    x, truth = blobs()
+    seg = Segmenter(consensus=10, seed=0).fit(x)
+    assert adjusted_rand_score(truth, seg.labels_) > 0.95
+    assert (seg.labels_ >= 0).all() and set(seg.assigned_by_) == {"cluster"}
+    assert seg.centroids_.shape == (4, x.shape[1])
+
+
+def test_consensus_holds_on_resamples():
+    """Two fits on different 90 % samples put the users both saw in the same groups."""
+    x, _ = blobs(n_per=50, k=5, seed=2)
+    rng = np.random.default_rng(0)
+    a, b = (np.sort(rng.choice(len(x), 225, replace=False)) for _ in range(2))
+    labels_a = np.full(len(x), -1)
+    labels_b = np.full(len(x), -1)
+    labels_a[a] = Segmenter(consensus=10, seed=1).fit(x[a]).labels_
+    labels_b[b] = Segmenter(consensus=10, seed=2).fit(x[b]).labels_
+    both = np.intersect1d(a, b)
+    assert adjusted_rand_score(labels_a[both], labels_b[both]) > 0.95
+
+
+def test_consensus_on_a_bounded_sample_places_the_rest():
+    x, truth = blobs(n_per=150, k=4, seed=4)
+    seg = Segmenter(consensus=5, max_consensus_users=200, seed=0).fit(x)
+    assert (seg.assigned_by_ == "cluster").sum() == 200
+    assert (seg.labels_ >= 0).all() and adjusted_rand_score(truth, seg.labels_) > 0.95
+
+
+def test_consensus_on_a_handful_of_users():
+    x, _ = blobs(n_per=1, k=3)
+    for n in (2, 3):
+        seg = Segmenter(consensus=5, seed=0).fit(x[:n])
+        assert len(seg.labels_) == n and (seg.labels_ >= 0).all()

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from tagger.cli import main
-from tagger.drift import drift, shares_by_period, to_datetime
+from tagger.drift import MOVED_SHARE, drift, shares_by_period, to_datetime
 from tagger.errors import ModelError
 from tagger.segment_model import MODEL_DIR
 
@@ -95,3 +95,23 @@ def test_segment_reads_its_input_once(comments_csv, tmp_path, capsys, monkeypatc
     monkeypatch.setattr(tagger.data, "_read", lambda *args: reads.append(args) or original(*args))
     segment(capsys, comments_csv, tmp_path / "run", "--time-col", "ts")
     assert len(reads) == 1 and (tmp_path / "run" / "segment_shares.parquet").exists()
+
+
+def test_drift_between_two_samples_of_the_demo_is_only_noise(tmp_path, capsys):
+    """Two seeded 90 % user samples of the demo: the same people, so drift must find no moved
+    segment and no new or vanished one above 5 % share. The fake engine is enough here: at the
+    default tag weight 0 user vectors come only from comment embeddings, never from tags."""
+    from tagger.paths import demo_file
+
+    frame = pd.read_csv(demo_file(), dtype={"user_id": str})
+    users = frame["user_id"].unique()
+    runs = []
+    for seed in (1, 2):
+        keep = np.random.default_rng(seed).choice(users, round(len(users) * 0.9), replace=False)
+        path = tmp_path / f"sample{seed}.csv"
+        frame[frame["user_id"].isin(keep)].to_csv(path, index=False)
+        runs.append(segment(capsys, path, tmp_path / f"run{seed}", "--engine", "fake", "--embedder", "minilm"))
+    report = drift(*runs)
+    assert report["moved"] == []
+    assert [s for s in report["new"] if s["share"] > MOVED_SHARE] == []
+    assert [s for s in report["vanished"] if s["share"] > MOVED_SHARE] == []

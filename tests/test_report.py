@@ -121,3 +121,34 @@ def test_hovering_a_dot_shows_user_segment_and_tags(hostile_run, tmp_path):
     tip = re.search(r'data-tip="([^"]*)"', dump_dom(page, tmp_path)).group(1)
     user = run.users.iloc[0]
     assert tip == f"{user.user_id}{user.segment_name}{', '.join(user.tags)}|block".replace("&", "&amp;")
+
+
+def test_report_draws_stability_figures(comments_csv, tmp_path):
+    out = tmp_path / "run"
+    assert main(["segment", str(comments_csv), "--out", str(out), "--stability", "3", *FAST]) == 0
+    run = load_run(out)
+    stability = run.summary["stability"]
+    text = (out / "report.html").read_text(encoding="utf-8")
+    section = text[text.index("<section id=\"stability\">"):]
+    section = section[: section.index("</section>")]
+    assert f">{stability['mean_ari']:.2f}</b>" in section and f">{stability['min_ari']:.2f}</b>" in section
+    drawn = re.findall(r'<g class="jaccard (stable|unstable)" data-seg="(\d+)"', section)
+    assert sorted(int(s) for _, s in drawn) == sorted(r["segment_id"] for r in stability["segments"])
+
+
+def test_report_lists_unstable_segments(comments_csv, tmp_path):
+    out = tmp_path / "run"
+    assert main(["segment", str(comments_csv), "--out", str(out), "--no-report", *FAST]) == 0
+    run = load_run(out)
+    rows = [{"segment_id": int(s), "segment_name": f"name {s}", "size": 4, "mean_jaccard": 0.3 if s == 0 else 0.9,
+             "min_jaccard": 0.2 if s == 0 else 0.8, "stable": s != 0} for s in run.segments["segment_id"]]
+    run.summary["stability"] = {"runs": 5, "sample_fraction": 0.9, "segments_per_run": [3] * 5, "mean_ari": 0.71,
+                                "min_ari": 0.52, "unstable_below_jaccard": 0.6, "segments": rows, "unstable": [0]}
+    text = render_report(run)
+    assert '<span class="unstable">name 0</span>' in text
+    assert '<g class="jaccard unstable" data-seg="0">' in text and ">0.71</b>" in text and ">0.52</b>" in text
+    assert text.count('class="jaccard stable"') == len(rows) - 1
+
+
+def test_report_without_stability_has_no_stability_section(hostile_run):
+    assert 'id="stability"' not in render_report(load_run(hostile_run))

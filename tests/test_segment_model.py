@@ -81,7 +81,11 @@ def test_embedder_mismatch_is_refused(run_dir):
         check_embedder(model, Changed())
 
 
-def test_pickled_clusterer_is_version_locked(run_dir):
+def test_pickled_clusterer_is_version_locked(comments_csv, tmp_path, capsys):
+    """A single HDBSCAN fit (--consensus 0) is pickled; a consensus of fits has no one clusterer."""
+    run_dir = tmp_path / "single-fit"
+    assert main(["segment", str(comments_csv), "--out", str(run_dir), "--no-report", "--consensus", "0", *FAST]) == 0
+    capsys.readouterr()
     model = load_model(run_dir)
     clusterer = load_clusterer(model)
     assert hasattr(clusterer, "prediction_data_") and clusterer.prediction_data_ is not None

@@ -3,6 +3,12 @@
 sklearn-style: `__init__` stores parameters, `fit` sets attributes ending in `_`.
 HDBSCAN's cost grows faster than linearly, so above `max_fit_users` it is fitted on a seeded
 sample and the rest are placed with `hdbscan.approximate_predict`.
+
+With `consensus=R` the segments are a consensus of R HDBSCAN fits, each on a seeded share
+`consensus_sample` of the users: how often two users share a segment (co-association), then one
+average-linkage cut. A single HDBSCAN tree (min_samples=1) rebuilds its splits when a tenth of
+the users drop out; the co-association averages that out. The co-association is users x users,
+so it is built on at most `max_consensus_users` and the rest join their nearest segment.
 """
 
 from __future__ import annotations
@@ -62,7 +68,8 @@ def _strengths(vectors: np.ndarray, labels: np.ndarray, centroids: np.ndarray) -
 class Segmenter:
     def __init__(self, *, min_segment_size: int | None = None, min_samples: int | None = 1,
                  reduce_dims: int = 16, assign_noise: bool = True, selection: str = "eom",
-                 max_fit_users: int = 50_000, seed: int = 0, reducer: str = "pca"):
+                 max_fit_users: int = 50_000, seed: int = 0, reducer: str = "pca", consensus: int = 0,
+                 consensus_sample: float = 0.8, consensus_cut: float = 0.5, max_consensus_users: int = 5_000):
         self.min_segment_size = min_segment_size
         self.reducer = reducer
         self.min_samples = min_samples
@@ -71,6 +78,10 @@ class Segmenter:
         self.selection = selection
         self.max_fit_users = max_fit_users
         self.seed = seed
+        self.consensus = consensus
+        self.consensus_sample = consensus_sample
+        self.consensus_cut = consensus_cut
+        self.max_consensus_users = max_consensus_users
 
     def fit(self, vectors: np.ndarray) -> Segmenter:
         """Sets labels_ (NOISE = -1), strengths_ (cosine to own centroid, 0..1), assigned_by_
@@ -81,20 +92,13 @@ class Segmenter:
         vectors = _as_unit(vectors)
         self.min_segment_size_ = self.min_segment_size or default_min_segment_size(n)
         reduced = self._reduce(vectors)
+        if self.consensus and self.assign_noise:  # a consensus leaves no noise: keep-noise needs one fit
+            return self._fit_consensus(vectors, reduced)
         rng = np.random.default_rng(self.seed)
         fit_rows = np.sort(rng.choice(n, self.max_fit_users, replace=False)) if n > self.max_fit_users else np.arange(n)
 
         labels = np.full(n, NOISE)
-        size = min(self.min_segment_size_, max(2, len(fit_rows) // 2))
-        while True:
-            model = hdbscan.HDBSCAN(
-                min_cluster_size=size, min_samples=self.min_samples or max(1, size // 2),
-                cluster_selection_method=self.selection, prediction_data=n > len(fit_rows),
-                core_dist_n_jobs=1,
-            ).fit(reduced[fit_rows])
-            if model.labels_.max() >= 1 or size <= 2:
-                break
-            size = max(2, size // 2)  # fewer than two segments: look for finer structure
+        model, size = self._hdbscan(reduced[fit_rows], self.min_segment_size_, prediction_data=n > len(fit_rows))
         labels[fit_rows] = model.labels_
         self.hdbscan_probability_ = np.zeros(n)
         self.hdbscan_probability_[fit_rows] = model.probabilities_
@@ -126,6 +130,70 @@ class Segmenter:
         self.strengths_ = _strengths(vectors, labels, self.centroids_)
         self.final_min_segment_size_ = size
         return self
+
+    def _hdbscan(self, points: np.ndarray, size: int, prediction_data: bool = False):
+        """HDBSCAN with the size halved until it finds at least two segments (or size 2)."""
+        import hdbscan
+
+        size = min(size, max(2, len(points) // 2))
+        while True:
+            model = hdbscan.HDBSCAN(
+                min_cluster_size=size, min_samples=self.min_samples or max(1, size // 2),
+                cluster_selection_method=self.selection, prediction_data=prediction_data, core_dist_n_jobs=1,
+            ).fit(points)
+            if model.labels_.max() >= 1 or size <= 2:
+                return model, size
+            size = max(2, size // 2)
+
+    def _fit_consensus(self, vectors: np.ndarray, reduced: np.ndarray) -> Segmenter:
+        n = len(vectors)
+        rng = np.random.default_rng(self.seed)
+        rows = np.sort(rng.choice(n, self.max_consensus_users, replace=False)) if n > self.max_consensus_users else np.arange(n)
+        # The size rule is a share of the users, so on a sample it shrinks with the sample; but not
+        # below the rule for the sample's own size: at 100k users 5 of 5,000 split 60 topics into 210.
+        size = max(2, round(self.min_segment_size_ * len(rows) / n),
+                   default_min_segment_size(len(rows)) if n > len(rows) else 2)
+        together = self._co_association(vectors[rows], reduced[rows], size, rng)
+        labels = np.full(n, NOISE)
+        labels[rows] = _consensus_cut(together, self.consensus_cut, size)
+        self.assigned_by_ = np.full(n, "nearest", dtype=object)
+        self.assigned_by_[rows] = "cluster"
+        self.centroids_ = self._centroids(vectors, labels)
+        if n > len(rows):
+            rest = np.setdiff1d(np.arange(n), rows)
+            labels[rest] = _nearest_centroid(vectors, rest, self.centroids_)
+            self.centroids_ = self._centroids(vectors, labels)
+        self.labels_ = labels
+        self.strengths_ = _strengths(vectors, labels, self.centroids_)
+        self.hdbscan_probability_ = np.zeros(n)
+        self.clusterer_ = None
+        self.final_min_segment_size_ = size
+        return self
+
+    def _co_association(self, vectors: np.ndarray, reduced: np.ndarray, size: int, rng) -> np.ndarray:
+        """Share of the resamples holding both users in which they share a segment; each
+        resample's noise users join their nearest segment there, as in a plain run."""
+        n = len(vectors)
+        together = np.zeros((n, n), np.float32)
+        seen = np.zeros((n, n), np.float32)
+        take = min(n, max(2, round(n * self.consensus_sample)))
+        for _ in range(self.consensus):
+            rows = np.sort(rng.choice(n, take, replace=False))
+            labels = self._hdbscan(reduced[rows], max(2, round(size * self.consensus_sample)))[0].labels_.copy()
+            if labels.max() < 0:
+                labels[:] = 0
+            noise = labels == NOISE
+            if noise.any():
+                centroids = self._centroids(vectors[rows], labels)
+                labels[noise] = _nearest_centroid(vectors[rows], np.flatnonzero(noise), centroids)
+            member = np.zeros((n, labels.max() + 1), np.float32)
+            member[rows, labels] = 1
+            together += member @ member.T
+            sampled = np.zeros(n, np.float32)
+            sampled[rows] = 1
+            seen += np.outer(sampled, sampled)
+        together /= np.maximum(seen, 1)
+        return together
 
     def _reduce(self, vectors: np.ndarray) -> np.ndarray:
         dims = min(self.reduce_dims, vectors.shape[1], max(1, len(vectors) - 1))
@@ -162,3 +230,26 @@ class Segmenter:
         membership = sparse.csr_matrix((np.ones(len(members), np.float32), (labels[members], members)),
                                        shape=(k, len(labels)))
         return _unit(np.asarray(membership @ vectors, dtype=np.float32))
+
+
+def _consensus_cut(together: np.ndarray, cut: float, size: int) -> np.ndarray:
+    """Average-linkage groups whose members share a segment in at least `cut` of the resamples
+    on average; groups under `size` users join the group they share most resamples with."""
+    from scipy.cluster.hierarchy import fcluster, linkage
+    from scipy.spatial.distance import squareform
+
+    distance = 1.0 - together
+    np.fill_diagonal(distance, 0.0)
+    groups = fcluster(linkage(squareform(distance, checks=False), "average"), t=1.0 - cut, criterion="distance") - 1
+    counts = np.bincount(groups)
+    big = np.flatnonzero(counts >= size)
+    if len(big) == 0:
+        return np.zeros(len(groups), np.int64)
+    labels = np.full(len(counts), NOISE)
+    labels[big] = np.arange(len(big))
+    labels = labels[groups]
+    small = np.flatnonzero(labels == NOISE)
+    if len(small):
+        share = np.stack([together[np.ix_(small, np.flatnonzero(labels == k))].mean(axis=1) for k in range(len(big))], axis=1)
+        labels[small] = np.argmax(share, axis=1)
+    return labels

@@ -111,7 +111,7 @@ def segment(
             segmenter = None
             if len(rows) >= 2:
                 segmenter = Segmenter(min_segment_size=config.min_segment_size, min_samples=config.min_samples,
-                                      reduce_dims=config.reduce_dims,
+                                      reduce_dims=config.reduce_dims, consensus=config.consensus,
                                       assign_noise=config.assign_noise, seed=config.seed).fit(vectors if len(rows) == len(vectors) else vectors[rows])
                 labels[rows], strengths[rows], assigned_by[rows] = segmenter.labels_, segmenter.strengths_, segmenter.assigned_by_
             elif len(rows) == 1:

@@ -43,6 +43,7 @@ svg text{font-size:12px;fill:#333}
 blockquote{margin:4px 0;padding:2px 8px;border-left:3px solid #ddd;color:#444;font-style:italic}
 .card ul{margin:4px 0;padding-left:18px} .label{font-weight:600;font-size:12px;margin-top:8px;color:#555}
 .bar{cursor:pointer}
+.unstable{color:#b00020;font-weight:600}
 """
 
 # Hover shows user, segment and tags; clicking a bar or legend entry highlights one segment.
@@ -106,7 +107,9 @@ def render_report(run: Run) -> str:
         (f"<div><h2>Map of users</h2><div class=\"panel\">{_map(run, rows)}</div>"
          f"<div class=\"meta\">2-D projection (PCA) of the user vectors{sampled}; hover a dot, "
          "click a bar or a legend entry to highlight a segment.</div></div>"),
-        "</div><h2>Segments</h2><div class=\"cards\">",
+        "</div>",
+        _stability_section(run.summary.get("stability")),
+        "<h2>Segments</h2><div class=\"cards\">",
         "".join(_card(row) for row in run.segments.itertuples()),
         "</div></main><div id=\"tip\"></div>",
         f"<script type=\"application/json\" id=\"tagger-data\">{_json_for_script(_hover_data(run, rows))}</script>",
@@ -199,6 +202,44 @@ def _map(run: Run, rows: list[int]) -> str:
         parts.append(f"<span class=\"chip\"><span style=\"color:{NO_SEGMENT}\">●</span> unsegmented</span>")
     parts.append("</div>")
     return "".join(parts)
+
+
+def _stability_section(stability: dict | None) -> str:
+    """Mean/min ARI of the reruns, and per segment the best-match Jaccard as a bar against the
+    unstable line: which segments to trust. Empty when the run had no --stability."""
+    if not stability or not stability.get("segments"):
+        return ""
+    rows = sorted(stability["segments"], key=lambda r: (r["mean_jaccard"], r["segment_id"]))
+    line = float(stability.get("unstable_below_jaccard", 0.6))
+    bar_h, label_w, bar_w = 22, 190, 260
+    parts = [f"<svg width=\"{label_w + bar_w + 150}\" height=\"{bar_h * len(rows) + 8}\" role=\"img\" "
+             "aria-label=\"segment stability\">"]
+    for k, r in enumerate(rows):
+        y, value = 4 + k * bar_h, float(r["mean_jaccard"])
+        verdict = "stable" if r["stable"] else "unstable"
+        parts.append(
+            f"<g class=\"jaccard {verdict}\" data-seg=\"{int(r['segment_id'])}\"><title>{escape(r['segment_name'])}</title>"
+            f"<text x=\"{label_w - 6}\" y=\"{y + 15}\" text-anchor=\"end\">{escape(_short(r['segment_name'], 28))}</text>"
+            f"<rect x=\"{label_w}\" y=\"{y + 3}\" width=\"{max(2, round(bar_w * value))}\" height=\"{bar_h - 6}\" rx=\"3\" "
+            f"fill=\"{colour(int(r['segment_id'])) if r['stable'] else NO_SEGMENT}\"/>"
+            f"<text x=\"{label_w + bar_w + 6}\" y=\"{y + 15}\">{value:.2f} (min {float(r['min_jaccard']):.2f}) {verdict}</text></g>")
+    x = label_w + round(bar_w * line)
+    parts.append(f"<line x1=\"{x}\" x2=\"{x}\" y1=\"0\" y2=\"{bar_h * len(rows) + 8}\" stroke=\"#b00020\" "
+                 "stroke-dasharray=\"4 3\"/></svg>")
+    names = {r["segment_id"]: r["segment_name"] for r in stability["segments"]}
+    unstable = ", ".join(escape(names.get(s, f"segment {s}")) for s in stability.get("unstable", []))
+    summary = (f"{stability['runs']} runs, each on a {float(stability.get('sample_fraction', 1)):.0%} sample: "
+               f"mean pairwise ARI <b class=\"ari-mean\">{float(stability['mean_ari']):.2f}</b>, "
+               f"min <b class=\"ari-min\">{float(stability['min_ari']):.2f}</b>; segments per run "
+               f"{escape(', '.join(map(str, stability.get('segments_per_run', []))))}.")
+    return "".join([
+        "<section id=\"stability\"><h2>Stability</h2><div class=\"panel\">",
+        f"<p>{summary}</p>", "".join(parts),
+        f"<p class=\"meta\">Bar: mean best-match Jaccard of the segment's members over the reruns; dashed line: "
+        f"{line:.2f}, below it a segment is unstable.</p>",
+        f"<p>Unstable: <span class=\"unstable\">{unstable}</span></p>" if unstable else "<p>No unstable segments.</p>",
+        "</div></section>",
+    ])
 
 
 def _card(row) -> str:
