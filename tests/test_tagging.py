@@ -156,12 +156,44 @@ class StepClock:
 
 
 def test_the_first_engine_call_is_small_and_progress_follows_each_call():
-    engine, steps = FakeEngine(), []
+    class CallLevel(FakeEngine):  # an engine that cannot report single answers (no on_answer)
+        def generate(self, chats, *, schemas, params):
+            return super().generate(chats, schemas=schemas, params=params)
+
+    engine, steps = CallLevel(), []
     users = tag_users(many_docs(40), engine, prompts.load("tag"), params=GenerationParams(max_tokens=50),
                       cache=ResultCache(None), on_batch=steps.append, call_seconds=30)
     assert all(u.status == "tagged" for u in users)
     assert len(engine.calls[0]) == 16 and steps[0] == 16  # progress before the batch of 40 is done
     assert sum(steps) == 40 and [len(c) for c in engine.calls] == steps
+
+
+def test_progress_follows_each_answer_inside_one_batched_call(tmp_path):
+    """An engine that reports finished requests (vLLM through its use_tqdm hook) moves the bar
+    per user while the whole batch still goes to it in one call, and answers are cached."""
+    engine, steps = FakeEngine(), []
+    cache = ResultCache(tmp_path / "c.sqlite")
+    users = tag_users(many_docs(40), engine, prompts.load("tag"), params=GenerationParams(max_tokens=50),
+                      cache=cache, on_batch=steps.append)
+    assert all(u.status == "tagged" for u in users)
+    assert [len(c) for c in engine.calls] == [40]
+    assert steps == [1] * 40
+    again, steps_again = FakeEngine(), []
+    tag_users(many_docs(40), again, prompts.load("tag"), params=GenerationParams(max_tokens=50),
+              cache=cache, on_batch=steps_again.append)
+    assert again.calls == [] and steps_again == [40]  # all cached: one step
+
+
+def test_vllm_progress_hook_counts_finished_requests_only():
+    from tagger.llm.vllm_engine import _AnswerTicks
+
+    heard = []
+    rendering = _AnswerTicks(["a", "b"], on_answer=heard.append, desc="Rendering conversations")
+    assert list(rendering) == ["a", "b"] and heard == []
+    running = _AnswerTicks(total=3, desc="Processed prompts", dynamic_ncols=True, on_answer=heard.append)
+    running.update(1)
+    running.update(2)
+    assert heard == [1, 2] and running.n == 3 and running.format_dict["elapsed"] > 0
 
 
 def test_an_engine_that_wants_whole_batches_gets_one_call():

@@ -42,7 +42,10 @@ class Engine(Protocol):
     def generate(
         self, chats: Sequence[Messages], *, schemas: Sequence[dict[str, Any]], params: GenerationParams
     ) -> list[Completion]:
-        """One completion per chat, in order, chat i constrained to the JSON schema `schemas[i]`."""
+        """One completion per chat, in order, chat i constrained to the JSON schema `schemas[i]`.
+
+        An engine may also take a keyword `on_answer`, called with 1 as each request finishes
+        (progress inside one batched call); callers look for it in the signature."""
         ...
 
     def close(self) -> None: ...

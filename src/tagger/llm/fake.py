@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 from collections import Counter, deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from tagger.llm.base import Completion, GenerationParams, Messages
@@ -28,7 +28,8 @@ class FakeEngine:
         self.calls: list[list[Messages]] = []
         self.params: list[GenerationParams] = []
 
-    def generate(self, chats: Sequence[Messages], *, schemas: Sequence[dict[str, Any]], params: GenerationParams) -> list[Completion]:
+    def generate(self, chats: Sequence[Messages], *, schemas: Sequence[dict[str, Any]], params: GenerationParams,
+                 on_answer: Callable[[int], None] | None = None) -> list[Completion]:
         self.calls.append(list(chats))
         self.params.append(params)
         out = []
@@ -38,6 +39,8 @@ class FakeEngine:
                 answer = Completion(text=answer, prompt_tokens=sum(len(m["content"].split()) for m in chat),
                                     output_tokens=len(answer.split()))
             out.append(answer)
+            if on_answer:
+                on_answer(1)
         return out
 
     def close(self) -> None:

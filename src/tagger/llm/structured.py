@@ -68,8 +68,9 @@ def run_structured(
 ) -> list[Outcome[T]]:
     """`schemas` (one per chat) narrows `answer_model`'s schema per request, e.g. to an enum.
 
-    `on_batch(n)` reports n more chats with a final answer. With a `pacer`, a batch goes to
-    the engine in calls sized by it; otherwise in one call.
+    `on_batch(n)` reports n more chats answered (a retry does not count again): per request
+    as it finishes where the engine can tell (its `generate` takes `on_answer`, e.g. vLLM),
+    else per engine call. With a `pacer`, a batch goes to the engine in calls sized by it; otherwise in one call.
     """
     stats = stats if stats is not None else CallStats()
     schemas = list(schemas) if schemas is not None else [schema_of(answer_model)] * len(chats)
@@ -78,19 +79,15 @@ def run_structured(
     for start in range(0, len(chats), batch_size):
         index = list(range(start, min(start + batch_size, len(chats))))
         retry: list[tuple[int, Messages]] = []
-        for arrived in _answers(engine, [chats[i] for i in index], [schemas[i] for i in index], params, cache, stats, pacer):
-            settled = 0
+        for arrived in _answers(engine, [chats[i] for i in index], [schemas[i] for i in index], params, cache, stats,
+                                pacer, on_arrival=on_batch):
             for k, answer in arrived.items():
                 i = index[k]
                 _account(outcomes[i], answer, stats)
                 value, error = _parse(i, answer, answer_model, parse, schemas[i])
                 if error:
                     retry.append((i, _with_error(chats[i], answer, retry_message(error))))
-                else:
-                    settled += 1
                 outcomes[i].value, outcomes[i].error = value, error
-            if on_batch and settled:
-                on_batch(settled)
         if retry:
             stats.retried += len(retry)
             again = {k: c for arrived in _answers(engine, [chat for _, chat in retry], [schemas[i] for i, _ in retry],
@@ -105,8 +102,6 @@ def run_structured(
                     stats.failed += 1
                     reason = error.split(":")[0]
                     stats.failures[reason] = stats.failures.get(reason, 0) + 1
-            if on_batch:
-                on_batch(len(retry))
     stats.requests += len(chats)
     return outcomes
 
@@ -133,12 +128,25 @@ class Pacer:
         self.size = max(min(self.first, self.most), min(self.most, wanted))
 
 
-def _answers(engine, chats, schemas, params, cache, stats, pacer: Pacer | None = None) -> Iterator[dict[int, Completion]]:
+def _reports_answers(engine: Engine) -> bool:
+    import inspect
+
+    try:
+        return "on_answer" in inspect.signature(engine.generate).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def _answers(engine, chats, schemas, params, cache, stats, pacer: Pacer | None = None,
+             on_arrival: Callable[[int], None] | None = None) -> Iterator[dict[int, Completion]]:
     """Answers by position, in groups as they arrive: every cached one first, then each engine
-    call's (cached as soon as it returns, so an interrupted run keeps them)."""
+    call's (cached as soon as it returns, so an interrupted run keeps them). `on_arrival(n)`
+    hears of every answer once, during the engine call where the engine reports them."""
     keys = [cache_key(engine.model_id, chat, params.model_dump(), schema) for chat, schema in zip(chats, schemas, strict=True)]
     found = cache.get_many(keys)
     if found:
+        if on_arrival:
+            on_arrival(len(found))
         yield {i: Completion.model_validate(found[key]) for i, key in enumerate(keys) if key in found}
     missing = [i for i, key in enumerate(keys) if key not in found]
     while missing:
@@ -146,8 +154,15 @@ def _answers(engine, chats, schemas, params, cache, stats, pacer: Pacer | None =
         part, missing = missing[:size], missing[size:]
         stats.engine_calls += 1
         started = pacer.clock() if pacer else 0.0
+        heard = [0]
+
+        def tick(n: int) -> None:
+            heard[0] += n
+            on_arrival(n)
+
+        extra = {"on_answer": tick} if on_arrival and _reports_answers(engine) else {}
         try:
-            fresh = engine.generate([chats[i] for i in part], schemas=[schemas[i] for i in part], params=params)
+            fresh = engine.generate([chats[i] for i in part], schemas=[schemas[i] for i in part], params=params, **extra)
         except EngineDown as down:
             # Keep what did arrive before the run stops: the rerun asks only for the rest.
             cache.put_many((keys[i], c.model_dump()) for i, c in zip(part, down.partial, strict=False) if not c.error)
@@ -156,6 +171,8 @@ def _answers(engine, chats, schemas, params, cache, stats, pacer: Pacer | None =
             pacer.record(len(part), pacer.clock() - started)
         # Engine-side errors (server down for one request) are not cached: a rerun retries them.
         cache.put_many((keys[i], c.model_dump()) for i, c in zip(part, fresh, strict=True) if not c.error)
+        if on_arrival and heard[0] < len(part):
+            on_arrival(len(part) - heard[0])
         yield dict(zip(part, fresh, strict=True))
 
 
