@@ -71,7 +71,8 @@ def test_chinese_words_are_not_cut_into_two_character_fragments():
 
 
 def test_canonical_tags_merge_forms_across_users_and_keep_evidence():
-    users = [TaggedUser(user_id="a", status="tagged", tags=[Tag(tag="mics", evidence="my mics"), Tag(tag="mic", evidence="a mic")]),
+    users = [TaggedUser(user_id="a", status="tagged",
+                        tags=[Tag(tag="mics", evidence="my mics"), Tag(tag="mic", evidence="a mic")]),
              TaggedUser(user_id="b", status="tagged", tags=[Tag(tag="mic", evidence="the mic")])]
     merged = canonical_tags(users)
     assert [(t.tag, t.evidence) for t in merged[0].tags] == [("mic", "my mics")]

@@ -36,7 +36,8 @@ def test_names_are_built_from_the_segments_own_phrases():
 
 
 def test_llm_picks_one_of_the_built_names_and_sees_them_and_the_neighbours():
-    engine = FakeEngine([label("guitar players", "Customers who play guitar."), label("leash buyers", "Dog walkers who buy leashes.")])
+    engine = FakeEngine([label("guitar players", "Customers who play guitar."),
+                         label("leash buyers", "Dog walkers who buy leashes.")])
     names = name(engine)
     assert names == [("guitar players", "Customers who play guitar.", "llm"),
                      ("leash buyers", "Dog walkers who buy leashes.", "llm")]

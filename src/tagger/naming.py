@@ -246,7 +246,8 @@ def _unique(results, profiles, options):
         label, description, by = results[i]
         if label.lower() in used:
             spare = next((o for o in options[i] if o.lower() not in used), None)
-            extra = next((t for t in profiles[i].top_tags + profiles[i].top_terms if t.lower() not in label.lower()), None)
+            own = profiles[i].top_tags + profiles[i].top_terms
+            extra = next((t for t in own if t.lower() not in label.lower()), None)
             label = spare or (f"{label} ({extra})" if extra else label)
             if label.lower() in used:
                 label = f"{label} #{profiles[i].segment_id}"
