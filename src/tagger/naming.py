@@ -117,7 +117,10 @@ def _roles(override: str | None = None) -> dict:
 def label_options(profile: SegmentProfile, language: str = "en") -> list[str]:
     """The names a segment may take: its distinctive phrases (tags first) as noun phrases."""
     table = _roles().get("zh" if language == "zh" else "en", {})
-    phrases = list(dict.fromkeys([*profile.top_tags[:3], *profile.top_terms[:3]]))[:4]
+    # Tags first: the model chose them as interests; a segment's terms (any words its members
+    # share, "feel", "cute") only fill in when it has fewer than two tags.
+    phrases = list(dict.fromkeys([*profile.top_tags[:3], *profile.top_terms[:3]]))
+    phrases = phrases[:3] if len(profile.top_tags) >= 2 else phrases[:2]
     options = []
     for phrase in phrases:
         head = phrase.split()[-1]
