@@ -33,6 +33,7 @@ def test_names_are_built_from_the_segments_own_phrases():
     assert all(o.split()[0] in {"dog", "leash", "walk"} for o in options)
     assert label_options(SegmentProfile(0, 5, ["board game", "skin care"], [], [], []))[:2] == \
         ["board game players", "skin care buyers"]
+    assert label_options(SegmentProfile(0, 5, ["garden", "seed"], [], [], []))[0] == "gardeners"
 
 
 def test_llm_picks_one_of_the_built_names_and_sees_them_and_the_neighbours():

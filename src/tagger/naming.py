@@ -127,7 +127,12 @@ def label_options(profile: SegmentProfile, language: str = "en") -> list[str]:
         matched = [role for role, heads in table.get("roles", {}).items()
                    if head in heads or (language == "zh" and any(phrase.endswith(h) for h in heads))]
         for role in matched or table.get("default", ["buyers"]):
-            options.append(f"{phrase}{role}" if language == "zh" else f"{phrase} {role}")
+            if language == "zh":
+                options.append(f"{phrase}{role}")
+            elif role.startswith(head[:4]):  # "garden" + "gardeners": "gardeners", not "garden gardeners"
+                options.append(" ".join([*phrase.split()[:-1], role]))
+            else:
+                options.append(f"{phrase} {role}")
     return [o for o in dict.fromkeys(options) if len(o) <= MAX_LABEL_CHARS][:MAX_OPTIONS]
 
 
