@@ -192,7 +192,7 @@ BAD_PROMPTS = [
     ("Jinja2 syntax error", "tag.toml", ("{% endfor %}\nCandidates:", "{% endfor\nCandidates:"), "fix the Jinja2 syntax"),
     ("required variable missing", "tag.toml", ('Candidates: {{ candidates | join(", ") }}', "Candidates:"),
      "never uses required variable(s) ['candidates']"),
-    ("unknown variable", "name.toml", ("Typical interests of this group:", "{{ secret_sauce }} Typical interests:"),
+    ("unknown variable", "name.toml", ("What sets this group apart:", "{{ secret_sauce }} What sets this group apart:"),
      "unknown variable(s) ['secret_sauce']"),
     ("invalid TOML", "name.toml", ('description = "', 'description = """'), "is not valid TOML"),
 ]

@@ -8,14 +8,14 @@ from tagger import prompts
 from tagger.cache import ResultCache
 from tagger.llm.base import GenerationParams
 from tagger.llm.fake import FakeEngine
-from tagger.naming import SegmentProfile, name_segments, profile_segments
+from tagger.naming import SegmentProfile, label_options, name_segments, profile_segments
 from tagger.recommend import top_items_by_lift
 from tagger.schemas import Tag, TaggedUser, UserDocument
 
 
 def profiles():
-    return [SegmentProfile(0, 10, ["guitar", "amplifier"], ["strings"], ["my guitar"], [1]),
-            SegmentProfile(1, 8, ["dog treats", "leash"], ["walks"], ["dog loves"], [0])]
+    return [SegmentProfile(0, 10, ["guitar", "amplifier"], ["string"], ["my guitar"], [1]),
+            SegmentProfile(1, 8, ["dog", "leash"], ["walk"], ["dog loves"], [0])]
 
 
 def name(engine, language="en", ps=None):
@@ -23,38 +23,78 @@ def name(engine, language="en", ps=None):
                          cache=ResultCache(None), language=language)
 
 
-def label(text, description="d"):
+def label(text, description="They like it a lot."):
     return json.dumps({"label": text, "description": description})
 
 
-def test_llm_names_are_used_and_neighbours_are_shown():
-    engine = FakeEngine([label("guitarists"), label("dog owners")])
+def test_names_are_built_from_the_segments_own_phrases():
+    options = label_options(profiles()[1])
+    assert options[0] == "dog owners"  # a role noun from prompts/data/roles.toml
+    assert all(o.split()[0] in {"dog", "leash", "walk"} for o in options)
+    assert label_options(SegmentProfile(0, 5, ["board game", "skin care"], [], [], []))[:2] == \
+        ["board game players", "skin care buyers"]
+    assert label_options(SegmentProfile(0, 5, ["garden", "seed"], [], [], []))[0] == "gardeners"
+
+
+def test_llm_picks_one_of_the_built_names_and_sees_them_and_the_neighbours():
+    engine = FakeEngine([label("guitar players", "Customers who play guitar."),
+                         label("leash buyers", "Dog walkers who buy leashes.")])
     names = name(engine)
-    assert [n[0] for n in names] == ["guitarists", "dog owners"] and {n[2] for n in names} == {"llm"}
+    assert names == [("guitar players", "Customers who play guitar.", "llm"),
+                     ("leash buyers", "Dog walkers who buy leashes.", "llm")]
     first_prompt = engine.calls[0][0][-1]["content"]
-    assert "guitar, amplifier" in first_prompt and "dog treats" in first_prompt  # contrast with neighbour
+    assert "guitar, amplifier" in first_prompt and "dog" in first_prompt  # contrast with neighbour
+    assert "guitar players; amplifier buyers" in first_prompt
 
 
-def test_a_label_unrelated_to_the_interests_is_refused():
-    names = name(FakeEngine([label("fish players"), label("dog owners"), label("ignore all instructions")]))
-    assert names[0][2] == "fallback" and names[1] == ("dog owners", "d", "llm")
+def test_a_name_outside_the_built_list_is_refused_so_example_words_cannot_leak():
+    example = json.loads(prompts.load("name").examples[0][1])["label"]  # e.g. "ukulele players"
+    names = name(FakeEngine([label(example), label("dog players"), label("ignore all instructions"), label(example)]))
+    assert [n[2] for n in names] == ["fallback", "fallback"]
+    assert [n[0] for n in names] == ["guitar players", "dog owners"]  # each segment's first built name
+    assert not any(word in n[0] for n in names for word in example.split() if word != "players")
 
 
-def test_duplicate_labels_become_unique():
-    names = name(FakeEngine([label("guitar and dog people"), label("guitar and dog people")]))
-    assert len({n[0].lower() for n in names}) == 2
+def test_duplicate_names_become_unique_with_the_next_built_name():
+    twins = [SegmentProfile(0, 10, ["guitar"], [], [], [1]), SegmentProfile(1, 8, ["guitar"], ["amplifier"], [], [0])]
+    names = name(FakeEngine([label("guitar players")] * 2), ps=twins)
+    assert names[0][0] == "guitar players" and names[1][0] == "amplifier buyers"
 
 
-def test_unusable_answers_fall_back_to_top_tags():
+def test_unusable_answers_fall_back_to_the_first_built_name_and_a_template_sentence():
     names = name(FakeEngine(["{}", "{}", label(""), label("")]))
-    assert [n[0] for n in names] == ["guitar & amplifier", "dog treats & leash"]
+    assert [n[0] for n in names] == ["guitar players", "dog owners"]
     assert {n[2] for n in names} == {"fallback"}
+    assert names[1][1] == "Customers whose reviews are mostly about dog and leash."
 
 
-def test_chinese_data_needs_a_chinese_label():
-    names = name(FakeEngine([label("book lovers"), label("爱读书"), label("still english")]),
-                 language="zh", ps=[SegmentProfile(0, 9, ["读书"], [], [], [1]), SegmentProfile(1, 9, ["书籍", "阅读"], [], [], [0])])
-    assert names[0][2] == "fallback" and names[1][0] == "爱读书"
+def test_a_cut_off_or_off_topic_description_becomes_a_complete_sentence():
+    names = name(FakeEngine([label("guitar players", "Customers who play the guitar and"),
+                             label("dog owners", "People who enjoy cooking pasta.")]))
+    assert names[0] == ("guitar players", "Customers whose reviews are mostly about guitar and amplifier.", "llm")
+    assert names[1][1] == "Customers whose reviews are mostly about dog and leash."
+
+
+def test_chinese_data_needs_a_chinese_description():
+    ps = [SegmentProfile(0, 9, ["读书"], [], [], [1]), SegmentProfile(1, 9, ["小说", "阅读"], [], [], [0])]
+    options = [label_options(p, "zh") for p in ps]
+    assert options[1][0] == "小说读者"
+    names = name(FakeEngine([label(options[0][0], "Readers of books."), label(options[1][0], "喜欢读小说的顾客。")]),
+                 language="zh", ps=ps)
+    assert names[0] == (options[0][0], "评论主要关于：读书。", "llm")
+    assert names[1] == ("小说读者", "喜欢读小说的顾客。", "llm")
+
+
+def test_a_segment_without_shared_tags_is_named_from_its_words_or_items():
+    users = [TaggedUser(user_id=str(i), status="failed") for i in range(8)]
+    docs = [UserDocument(user_id=str(i), comments=["magazine subscription arrived late" if i < 4 else "ok"],
+                         items=["Vogue"] if i >= 4 else [], n_comments=1) for i in range(8)]
+    labels = np.array([0, 0, 0, 0, 1, 1, 1, 1])
+    p0, p1 = profile_segments(labels, np.ones(8), np.eye(2), users, docs)
+    assert p0.top_tags == [] and "magazine" in p0.top_terms
+    assert p1.top_terms == ["Vogue"]  # no shared word: its members' items
+    names = name(None, ps=[p0, p1])
+    assert not any(n[0].startswith("segment") for n in names)
 
 
 def test_profiles_rank_distinctive_tags_and_pick_evidence():
@@ -78,15 +118,7 @@ def test_top_items_by_lift():
 
 def test_copied_example_and_looping_descriptions_are_replaced():
     example = json.loads(prompts.load("name").examples[0][1])
-    names = name(FakeEngine([label("guitar fans", example["description"]),
-                             label("dog owners", "they love the dogs, love the dogs, love the dogs, love the dogs")]))
-    assert names[0][0] == "guitar fans" and names[0][1] != example["description"]
-    assert "love the dogs, love the dogs, love the dogs" not in names[1][1]
-    assert name(FakeEngine([label(example["label"])] * 2 + [label("dog owners")]))[0][2] == "fallback"
-
-
-def test_a_label_borrowing_the_examples_words_is_refused():
-    example = json.loads(prompts.load("name").examples[0][1])["label"]  # e.g. "guitar players"
-    borrowed = f"dog {example.split()[-1]}"
-    names = name(FakeEngine([label("guitar fans"), label(borrowed), label(borrowed)]))
-    assert names[0] == ("guitar fans", "d", "llm") and names[1][2] == "fallback"
+    names = name(FakeEngine([label("guitar players", example["description"]),
+                             label("dog owners", "They love the dog, love the dog, love the dog, love the dog.")]))
+    assert names[0][0] == "guitar players" and names[0][1] != example["description"]
+    assert "love the dog, love the dog, love the dog" not in names[1][1]

@@ -96,7 +96,7 @@ def test_editing_a_template_and_rerunning_changes_the_result(capsys, comments_cs
     first, second = tmp_path / "a", tmp_path / "b"
     assert cli(capsys, "segment", comments_csv, "--out", first, "--no-report", *FAST)[0] == 0
     text = (prompts_dir() / "name.toml").read_text().replace(
-        'user = """Typical interests of this group: {{ tags | join(", ") }}',
+        'user = """What sets this group apart: {{ tags | join(", ") }}',
         'user = """Interests, least typical first: {{ tags | reverse | join(", ") }}')
     folder = override(tmp_path / "p", "name", text)
     assert cli(capsys, "segment", comments_csv, "--out", second, "--prompts", folder, "--no-report", *FAST)[0] == 0

@@ -24,7 +24,7 @@ def edited_name_template(folder, user_part: str):
     """name.toml with only its `user` part replaced."""
     folder.mkdir(exist_ok=True)
     text = (prompts_dir() / "name.toml").read_text()
-    start = text.index('user = """Typical')
+    start = text.index('user = """')
     end = text.index('"""', start + 10) + 3
     (folder / "name.toml").write_text(text[:start] + f'user = """{user_part}"""' + text[end:])
     return folder
@@ -34,10 +34,10 @@ def test_rename_reruns_only_naming_and_rewrites_tables(capsys, run_dir, tmp_path
     before = {name: (run_dir / name).read_bytes() for name in KEPT}
     old_segments = pd.read_parquet(run_dir / "segments.parquet")
     old_users = pd.read_parquet(run_dir / "users.parquet")
-    # The fake engine names a segment after the text following the first colon: reversing the
-    # tags in the template must change the names.
+    # The fake engine picks the built name whose phrase the prompt mentions first: reversing
+    # the tags in the template must change the names.
     prompts = edited_name_template(tmp_path / "p", "Interests, least typical first: {{ tags | reverse | join(', ') }}\n"
-                                   "{{ quotes | length }} {{ neighbour_tags | length }}")
+                                   "{{ quotes | length }} {{ neighbour_tags | length }} {{ options | length }}")
     capsys.readouterr()
     assert main(["rename", str(run_dir), "--prompts", str(prompts)]) == 0
     out = capsys.readouterr().out
@@ -70,7 +70,7 @@ def test_unchanged_template_is_answered_from_the_cache(capsys, run_dir):
 
 def test_broken_template_or_folder_changes_nothing(capsys, run_dir, tmp_path):
     files = {p.name: p.read_bytes() for p in run_dir.iterdir() if p.is_file()}
-    prompts = edited_name_template(tmp_path / "p", "{{ tags | join(', ') }} {{ quotes }} {{ neighbour_tags }} {{ mood }}")
+    prompts = edited_name_template(tmp_path / "p", "{{ tags | join(', ') }} {{ quotes }} {{ neighbour_tags }} {{ options }} {{ mood }}")
     capsys.readouterr()
     assert main(["rename", str(run_dir), "--prompts", str(prompts)]) == 2
     err = capsys.readouterr().err

@@ -1,66 +1,70 @@
 """Candidate interest phrases taken from a user's own comments (words and two-word phrases,
-ranked by tf-idf over all users). In grounded mode the tag schema of each request is an
-enum of that user's candidates, so the model can only pick phrases the user wrote."""
+Chinese words; one canonical form per concept; ranked by tf-idf over all users). In grounded
+mode the tag schema of each request is an enum of that user's candidates, so the model can
+only pick phrases the user wrote.
+
+Phrases that say nothing about what a user is interested in ("shipping", "months",
+"packaging") are found from the data, not from a list: users are first grouped roughly by
+what they write, and a common phrase whose users spread over those groups as the users
+themselves do (a G-test finds no concentration) is a stop phrase for this run.
+"""
 
 from __future__ import annotations
 
 import math
-import re
 from collections import Counter
 from collections.abc import Sequence
 
-_WORD = re.compile(r"[a-z][a-z'-]*[a-z]|[a-z]")
-_CJK_RUN = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]+")
-STOPWORDS = frozenset("""
-a about above after again against all almost also although always am an and any anything are
-around as at away back bad be because been before being below best better between big bit both
-bought but buy buying by came can cannot could day days did do does doing done don't down each
-easy else enough even ever every fine first for found from get gets getting give given go goes
-going good got great had has have having he her here hers him his how however i i'd i'll i'm
-i've if in instead into is isn't it it's its itself just keep kind know last least less like
-liked little long look looked looking lot love loved loves made make makes many may me might
-more most much must my myself need needed never new next nice no nor not nothing now of off
-ok okay old on once one ones only or other others our out over own perfect pretty product
-products purchase purchased put quality quite rather really received recommend right said same
-say see seems seen she should since so some something still such sure take than thank thanks
-that that's the their them then there these they thing things think this those though thought
-through time times to too took tried try two under until up us use used using very want wanted
-was wasn't way we well went were what when where which while who why will with without work
-worked working works would wouldn't year years yet you your item items amazon star stars review
-reviews price money worth order ordered arrived buy happy definitely highly great awesome
-excellent exactly back gift using fits fit size color
-""".split())
+import numpy as np
 
+from tagger.canon import canonical, surface_phrases, vocabulary
 
-def _phrases(text: str) -> list[str]:
-    """Words (3+ letters) and consecutive two-word phrases, stopwords excluded; CJK bigrams."""
-    out: list[str] = []
-    for run in _CJK_RUN.findall(text):
-        out += [run[i : i + 2] for i in range(len(run) - 1)]
-    for sentence in re.split(r"[.!?;,:()\"\n]", text.lower()):
-        words = _WORD.findall(sentence)
-        for i, word in enumerate(words):
-            if word in STOPWORDS or len(word) < 3:
-                continue
-            out.append(word)
-            if i + 1 < len(words) and words[i + 1] not in STOPWORDS and len(words[i + 1]) >= 3:
-                out.append(f"{word} {words[i + 1]}")
-    return out
+# Fewer users than this give groups too coarse to tell "everywhere" from "in some groups".
+MIN_USERS = 50
+# A phrase is tested only when this many users (and this share of them) write it: below that a
+# test has no power, and a rare phrase is never "spread evenly" anyway.
+MIN_TESTED_USERS = 5
+MIN_TESTED_SHARE = 0.02
+# The lift variance of a phrase written in a share f of equal groups, evenly there, is 1/f - 1:
+# 0.5 means "in two thirds of the groups or more": everywhere.
+MIN_LIFT_VARIANCE = 1.0
+SAMPLE = 4000
 
 
 class CandidateExtractor:
-    """Fit document frequencies on all users, then list each user's top phrases."""
+    """Fit document frequencies and stop phrases on all users, then list each user's top phrases."""
 
-    def __init__(self, per_user: int = 20):
+    def __init__(self, per_user: int = 20, seed: int = 0):
         self.per_user = per_user
+        self.seed = seed
 
     def fit(self, texts: Sequence[str]) -> CandidateExtractor:
         self.n_ = len(texts)
-        self.df_ = Counter(p for text in texts for p in set(_phrases(text)))
+        self.known_ = vocabulary(texts)
+        self.df_ = Counter()
+        sample = []  # the stop-phrase test sees the first SAMPLE users: enough, and bounded
+        for i, text in enumerate(texts):
+            phrases = set(self._phrases(text))
+            self.df_.update(phrases)
+            if i < SAMPLE:
+                sample.append(phrases)
+        self.stop_ = even_phrases(sample, seed=self.seed)
         return self
 
+    def _phrases(self, text: str) -> list[str]:
+        known = getattr(self, "known_", None) or {p for p in self.df_ if " " not in p}
+        return [canonical(p, known) for p in surface_phrases(text)]
+
+    def surfaces(self, text: str) -> dict[str, str]:
+        """Canonical phrase → the first form this text writes it in (for verbatim quotes)."""
+        out: dict[str, str] = {}
+        for surface, canon in zip(surface_phrases(text), self._phrases(text), strict=True):
+            out.setdefault(canon, surface)
+        return out
+
     def candidates(self, text: str) -> list[str]:
-        counts = Counter(_phrases(text))
+        stop = getattr(self, "stop_", frozenset())
+        counts = Counter(p for p in self._phrases(text) if p not in stop)
         scored = []
         for phrase, tf in counts.items():
             df = self.df_.get(phrase, 1)
@@ -69,3 +73,50 @@ class CandidateExtractor:
             scored.append((tf * math.log1p(self.n_ / df) * shared * (1.3 if " " in phrase else 1.0), phrase))
         scored.sort(key=lambda s: (-s[0], s[1]))
         return [phrase for _, phrase in scored[: self.per_user]]
+
+
+def even_phrases(phrase_sets: Sequence[set[str]], *, seed: int = 0) -> frozenset[str]:
+    """Common phrases whose users are spread over rough topic groups as evenly as all users are."""
+    n = len(phrase_sets)
+    df = Counter(p for phrases in phrase_sets for p in phrases)
+    least = max(MIN_TESTED_USERS, math.ceil(MIN_TESTED_SHARE * n))
+    tested = sorted(p for p, c in df.items() if c >= least)
+    groups = _rough_groups(phrase_sets, df, seed)
+    if groups is None or not tested:
+        return frozenset()
+    k = int(groups.max()) + 1
+    share = np.bincount(groups, minlength=k) / n
+    index = {p: j for j, p in enumerate(tested)}
+    counts = np.zeros((len(tested), k))
+    for i, phrases in enumerate(phrase_sets):
+        for p in phrases & index.keys():
+            counts[index[p], groups[i]] += 1
+    # Lift of a phrase in group g = its users' share there / all users' share there. Its
+    # variance over the groups is ~(k-1)/df for users picked at random, so that much is taken off.
+    lift = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1) / share
+    spread = (share * (lift - 1.0) ** 2).sum(axis=1)
+    stop = {p for p, s in zip(tested, spread, strict=True) if s < MIN_LIFT_VARIANCE}
+    return frozenset(stop)
+
+
+def _rough_groups(phrase_sets: Sequence[set[str]], df: Counter, seed: int) -> np.ndarray | None:
+    """k-means on tf-idf of a sample of users (k = sqrt(n)/2): topic groups good enough to test
+    whether a phrase gathers in some of them."""
+    from scipy import sparse
+    from sklearn.cluster import KMeans
+    from sklearn.decomposition import TruncatedSVD
+    from sklearn.preprocessing import normalize
+
+    sets = list(phrase_sets)
+    n = len(sets)
+    k = max(2, round(math.sqrt(n) / 2))
+    vocab = {p: j for j, p in enumerate(sorted(p for p, c in df.items() if c >= 2))}
+    if n < MIN_USERS or len(vocab) < k:
+        return None
+    cols = [vocab[p] for s in sets for p in sorted(s) if p in vocab]
+    rows = [i for i, s in enumerate(sets) for p in sorted(s) if p in vocab]
+    idf = np.log1p(len(phrase_sets) / np.array([df[p] for p in vocab], float))
+    matrix = normalize(sparse.csr_matrix((idf[cols], (rows, cols)), shape=(n, len(vocab))))
+    dims = min(50, len(vocab) - 1, n - 1)
+    reduced = normalize(TruncatedSVD(dims, random_state=seed).fit_transform(matrix))
+    return KMeans(k, n_init=4, random_state=seed).fit_predict(reduced)

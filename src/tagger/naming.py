@@ -1,6 +1,12 @@
-"""Segments → readable names. The LLM sees each segment's most characteristic tags, a few
-members' evidence quotes and what the nearest segments are about (so names contrast), and
-answers under a schema. Unusable answers fall back to the segment's top tags or terms.
+"""Segments → readable names, contrastive and grounded.
+
+A segment's profile holds what sets it apart from the other users (tags and phrases ranked by
+share × lift, a c-TF-IDF, as Clio's contrastive naming does). The names it may take are built
+from those phrases deterministically, as noun phrases with a role noun ("dog owners", "board
+game fans"; prompts/data/roles.toml); the LLM's schema admits only those labels (an enum per
+segment), so no few-shot word can become a name. The LLM picks one and writes a one-sentence
+description; a description that is cut off, copied or off-topic becomes a template sentence
+about the segment's tags. Without a usable answer the first built label is the name.
 """
 
 from __future__ import annotations
@@ -8,25 +14,27 @@ from __future__ import annotations
 import json
 import math
 import re
+import tomllib
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
 
 import numpy as np
 
 from tagger.cache import ResultCache
 from tagger.llm.base import Engine, GenerationParams
+from tagger.canon import STOPWORDS, canonical, surface_phrases, vocabulary
 from tagger.llm.structured import CallStats, Rejected, run_structured
-from tagger.prompts import PromptTemplate
+from tagger.prompts import PromptTemplate, search_path
 from tagger.schemas import LLMSegmentName, TaggedUser, UserDocument
 
-NAME_VARIABLES = {"tags", "quotes", "neighbour_tags", "size", "language"}
+NAME_VARIABLES = {"tags", "quotes", "neighbour_tags", "size", "language", "options"}
+MAX_OPTIONS = 8
+MAX_LABEL_CHARS = 40
 _CJK = re.compile(r"[\u3400-\u9fff]")
-_WORD = re.compile(r"[a-z][a-z'-]{3,}")
-_STOP = set("""this that with have from they them were been very just like will your when what than
-then also only some more most much such into over well good great nice really would could should
-about after again because before being does doing each other same their there these those
-through until while which product item bought buy price works work used using use love""".split())
+_SENTENCE_END = tuple(".!?。！？")
 
 
 @dataclass
@@ -39,22 +47,21 @@ class SegmentProfile:
     neighbours: list[int]
 
 
-def characteristic(counts_in: Counter, size: int, counts_all: Counter, n_all: int, top: int) -> list[str]:
+def characteristic(counts_in: Counter, size: int, counts_all: Counter, n_all: int, top: int,
+                   min_count: int = 2) -> list[str]:
     """Rank by share in the segment × log lift over everyone (a c-TF-IDF); ties by name."""
     def score(item: str) -> float:
         share = counts_in[item] / size
         lift = share / (counts_all[item] / n_all)
         return share * math.log1p(lift)
 
-    ranked = sorted((t for t, c in counts_in.items() if c >= 2 or size < 4), key=lambda t: (-score(t), t))
+    ranked = sorted((t for t, c in counts_in.items() if c >= min_count or size < 4), key=lambda t: (-score(t), t))
     return ranked[:top]
 
 
-def _terms(text: str) -> list[str]:
-    if _CJK.search(text):
-        chars = [c for c in text if _CJK.match(c)]
-        return list({a + b for a, b in zip(chars, chars[1:], strict=False)})
-    return list({w for w in _WORD.findall(text.lower()) if w not in _STOP})
+def _terms(text: str, known: set[str]) -> list[str]:
+    """The text's distinct phrases in canonical form (Chinese: jieba words, not bigrams)."""
+    return list({canonical(p, known) for p in surface_phrases(text) if p not in STOPWORDS})
 
 
 def profile_segments(
@@ -64,8 +71,10 @@ def profile_segments(
 ) -> list[SegmentProfile]:
     n = len(tagged_users)
     tags_all: Counter = Counter(t for u in tagged_users for t in {x.tag for x in u.tags})
-    terms_per_user = [_terms(d.text) for d in documents]
+    known = vocabulary(d.text for d in documents)
+    terms_per_user = [_terms(d.text, known) for d in documents]
     terms_all: Counter = Counter(t for terms in terms_per_user for t in terms)
+    items_all: Counter = Counter(i for d in documents for i in set(d.items))
     similarity = centroids @ centroids.T if len(centroids) else np.zeros((0, 0))
     profiles = []
     for seg in range(int(labels.max()) + 1 if len(labels) else 0):
@@ -86,21 +95,68 @@ def profile_segments(
             if len(picked) >= quotes:
                 break
         order = [int(j) for j in np.argsort(-similarity[seg]) if j != seg][:2]
-        profiles.append(SegmentProfile(seg, len(members), top_tags,
-                                       characteristic(terms_in, len(members), terms_all, n, top), picked, order))
+        # Members that share no tag still share words, or at least items: every segment gets
+        # something of its own to be named from.
+        top_terms = (characteristic(terms_in, len(members), terms_all, n, top)
+                     or characteristic(terms_in, len(members), terms_all, n, top, min_count=1)
+                     or characteristic(Counter(i for m in members for i in set(documents[m].items)),
+                                       len(members), items_all, n, top, min_count=1))
+        profiles.append(SegmentProfile(seg, len(members), top_tags, top_terms, picked, order))
     return profiles
 
 
+@cache
+def _roles(override: str | None = None) -> dict:
+    for folder in search_path(override):
+        path = Path(folder) / "data" / "roles.toml"
+        if path.exists():
+            return tomllib.loads(path.read_text(encoding="utf-8"))
+    return {}
+
+
+def label_options(profile: SegmentProfile, language: str = "en") -> list[str]:
+    """The names a segment may take: its distinctive phrases (tags first) as noun phrases."""
+    table = _roles().get("zh" if language == "zh" else "en", {})
+    # Tags first: the model chose them as interests; a segment's terms (any words its members
+    # share, "feel", "cute") only fill in when it has fewer than two tags.
+    phrases = list(dict.fromkeys([*profile.top_tags[:3], *profile.top_terms[:3]]))
+    phrases = phrases[:3] if len(profile.top_tags) >= 2 else phrases[:2]
+    options = []
+    for phrase in phrases:
+        head = phrase.split()[-1]
+        matched = [role for role, heads in table.get("roles", {}).items()
+                   if head in heads or (language == "zh" and any(phrase.endswith(h) for h in heads))]
+        for role in matched or table.get("default", ["buyers"]):
+            if language == "zh":
+                options.append(f"{phrase}{role}")
+            elif role.startswith(head[:4]):  # "garden" + "gardeners": "gardeners", not "garden gardeners"
+                options.append(" ".join([*phrase.split()[:-1], role]))
+            else:
+                options.append(f"{phrase} {role}")
+    return [o for o in dict.fromkeys(options) if len(o) <= MAX_LABEL_CHARS][:MAX_OPTIONS]
+
+
+def template_description(profile: SegmentProfile, language: str = "en") -> str:
+    """A complete sentence about the segment's tags (else terms), for when the model's is unusable."""
+    listed = (profile.top_tags or profile.top_terms)[:4]
+    if language == "zh":
+        return f"评论主要关于：{'、'.join(listed) or '没有共同标签'}。"
+    if not listed:
+        return "Users whose comments share no common tags."
+    words = listed[0] if len(listed) == 1 else f"{', '.join(listed[:-1])} and {listed[-1]}"
+    return f"Customers whose reviews are mostly about {words}."
+
+
 def fallback_name(profile: SegmentProfile, language: str = "en") -> tuple[str, str]:
-    """The segment's own most characteristic tags (else terms): always readable, in the data's language."""
+    """Named without the LLM: the first built label (English), the top two tags (Chinese, whose
+    role nouns read less naturally); always readable, in the data's language."""
     words = profile.top_tags[:2] or profile.top_terms[:3]
     if language == "zh":
         label = "、".join(words) if words else f"用户群 {profile.segment_id}"
-        listed = "、".join((profile.top_tags or profile.top_terms)[:5]) or "没有共同标签"
-        return label[:30], f"评论主要关于：{listed}。"
-    label = " & ".join(words) if words else f"segment {profile.segment_id}"
-    listed = ", ".join((profile.top_tags or profile.top_terms)[:5]) or "no common tags"
-    return label[:60], f"Users whose comments are mostly about: {listed}."
+        return label[:30], template_description(profile, language)
+    options = label_options(profile, language)
+    label = options[0] if options else f"segment {profile.segment_id}"
+    return label, template_description(profile, language)
 
 
 def name_segments(
@@ -109,61 +165,54 @@ def name_segments(
     use_llm: bool = True,
 ) -> list[tuple[str, str, str]]:
     """(label, description, named_by) per profile; labels are unique. `use_llm=False` names
-    every segment by its top tags (the pipeline does so where the model is known to be weak)."""
+    every segment without it (the pipeline does so where the model is known to be weak)."""
     template.check_variables(NAME_VARIABLES)
     by_id = {p.segment_id: p for p in profiles}
+    options = [label_options(p, language) for p in profiles]
     results: list[tuple[str, str, str]] = [(*fallback_name(p, language), "fallback") for p in profiles]
-    askable = [i for i, p in enumerate(profiles) if p.top_tags or p.top_terms]
+    askable = [i for i, p in enumerate(profiles) if options[i]]
     if engine is not None and askable and use_llm:
         chats, shown = [], []
         for i in askable:
             p = profiles[i]
             neighbour_tags = [t for j in p.neighbours for t in (by_id[j].top_tags or by_id[j].top_terms)[:3]]
-            chats.append(template.render(tags=p.top_tags or p.top_terms, quotes=p.quotes,
+            chats.append(template.render(tags=p.top_tags or p.top_terms, quotes=p.quotes, options=options[i],
                                          neighbour_tags=neighbour_tags, size=p.size, language=language))
             shown.append(" ".join([*p.top_tags, *p.top_terms]))
-
         example_texts = _example_texts(template)
-        example_stems = set().union(*(_stems(t) for t in example_texts if len(t.split()) <= 6)) if example_texts else set()
 
-        def parse(i: int, answer: LLMSegmentName) -> tuple[str, str]:
-            label = " ".join(answer.label.split()).strip(" .\"'")
-            if len(label) < 2:
-                raise Rejected("the label is empty")
-            if len(label.split()) > 6:
-                raise Rejected("the label must be 2-4 words")
-            if language == "zh" and not _CJK.search(label):
-                raise Rejected("the label is not in Chinese")
-            # Chinese has no spaces, so the word limit above never fires: the 135M model then
-            # answers with a run of keywords or a copied English example (measured on zh-shopping).
-            if sum(label.count(c) for c in "，,、;；") >= 2:
-                raise Rejected("the label must be a short phrase, not a list")
-            if language == "zh" and len(label) > 12:
-                raise Rejected("the label must be a short phrase of at most 12 characters")
-            if not _shares_a_word(label, shown[i]):
-                raise Rejected("the label must name the interests listed")
-            description = " ".join(answer.description.split())
-            if language == "zh" and not _CJK.search(description):  # e.g. a copied English example
-                description = fallback_name(profiles[askable[i]], language)[1]
-            # A small model sometimes copies the few-shot answer or loops on a phrase; the
-            # tag-based description is better than either.
-            if description.lower() in example_texts or _repeats(description):
-                description = fallback_name(profiles[askable[i]], language)[1]
-            if label.lower() in example_texts:
-                raise Rejected("the label copies the example; name this group")
-            # "controller players" for a group about controllers: "players" came from the
-            # few-shot label, not from this group's interests.
-            borrowed = _stems(label) & example_stems - _stems(shown[i])
-            if borrowed:
-                raise Rejected("the label borrows words from the example; use this group's interests")
-            return label, description
+        def parse(k: int, answer: LLMSegmentName) -> tuple[str, str]:
+            profile = profiles[askable[k]]
+            if answer.label not in options[askable[k]]:  # the schema's enum, checked again
+                raise Rejected("the label must be one of the listed names")
+            return answer.label, _description(answer.description, profile, shown[k], example_texts, language)
 
         outcomes = run_structured(engine, chats, LLMSegmentName, parse, params=params, cache=cache,
-                                  stats=stats, retry_message=template.retry_message)
+                                  stats=stats, retry_message=template.retry_message,
+                                  schemas=[name_schema(options[i]) for i in askable])
         for i, outcome in zip(askable, outcomes, strict=True):
             if outcome.value:
                 results[i] = (*outcome.value, "llm")
-    return _unique(results, profiles)
+    return _unique(results, profiles, options)
+
+
+def name_schema(options: Sequence[str]) -> dict:
+    schema = LLMSegmentName.model_json_schema()
+    schema["properties"]["label"] = {"type": "string", "enum": list(options)}
+    return schema
+
+
+def _description(text: str, profile: SegmentProfile, shown: str, example_texts: set[str], language: str) -> str:
+    """The model's sentence when it is complete, its own and about the segment; else the template."""
+    description = " ".join(text.split())
+    # A sentence cut by the length limit has no end mark; a Chinese run needs a Chinese sentence
+    # (not a copied English example).
+    complete = description.endswith(_SENTENCE_END) and (
+        bool(_CJK.search(description)) if language == "zh" else len(description.split()) >= 3)
+    usable = complete and description.lower() not in example_texts and not _repeats(description)
+    if not usable or not _shares_a_word(description, shown):
+        return template_description(profile, language)
+    return description
 
 
 def _example_texts(template: PromptTemplate) -> set[str]:
@@ -196,15 +245,20 @@ def _shares_a_word(label: str, shown: str) -> bool:
     return bool(_stems(label) & _stems(shown))
 
 
-def _unique(results, profiles):
-    seen: Counter = Counter(label.lower() for label, _, _ in results)
-    out, used = [], set()
-    for (label, description, by), profile in zip(results, profiles, strict=True):
-        if seen[label.lower()] > 1 or label.lower() in used:
-            extra = next((t for t in profile.top_tags + profile.top_terms if t.lower() not in label.lower()), None)
-            label = f"{label} ({extra})" if extra else label
+def _unique(results, profiles, options):
+    """Names unique: a repeated name goes to the larger segment; the others take their next
+    unused label, else the name plus a distinctive tag, else plus the segment id."""
+    used: set[str] = set()
+    out: list = [None] * len(results)
+    for i in sorted(range(len(results)), key=lambda i: -profiles[i].size):
+        label, description, by = results[i]
+        if label.lower() in used:
+            spare = next((o for o in options[i] if o.lower() not in used), None)
+            own = profiles[i].top_tags + profiles[i].top_terms
+            extra = next((t for t in own if t.lower() not in label.lower()), None)
+            label = spare or (f"{label} ({extra})" if extra else label)
             if label.lower() in used:
-                label = f"{label} #{profile.segment_id}"
+                label = f"{label} #{profiles[i].segment_id}"
         used.add(label.lower())
-        out.append((label, description, by))
+        out[i] = (label, description, by)
     return out

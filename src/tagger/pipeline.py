@@ -34,7 +34,7 @@ from tagger.privacy import quotes_users
 from tagger.progress import Reporter
 from tagger.recommend import top_items_by_lift
 from tagger.schemas import Segment, TaggedUser, UserDocument
-from tagger.tagging import TAG_MODES, tag_users
+from tagger.tagging import TAG_MODES, canonical_tags, tag_users
 
 NAMING_MAX_TOKENS = 120
 # Share of the model context kept for the prompt's fixed part and the answer.
@@ -93,6 +93,7 @@ def segment(
         with reporter.stage("tagging", total=len(documents)) as advance:
             tagged = tag_users(documents, engine, tag_template, params=params, cache=cache, mode=config.tag_mode,
                                batch_size=config.batch_size, on_batch=advance, stats=tag_stats, extractor=extractor)
+            tagged = canonical_tags(tagged)
 
         language = "zh" if mostly_cjk([d.text for d in documents]) else "en"
         texts_to_embed = len({t.tag for u in tagged for t in u.tags})

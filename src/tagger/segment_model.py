@@ -90,6 +90,7 @@ class SegmentModel:
         from collections import Counter
 
         extractor.df_ = Counter(self.document_frequencies)
+        extractor.stop_ = frozenset(self.manifest["candidates"].get("stop_phrases", []))
         return extractor
 
     @property
@@ -147,7 +148,8 @@ def build_model(
         model.document_frequencies = dict(kept[:MAX_DF_PHRASES])
         model.manifest["candidates"] = {"per_user": extractor.per_user, "n_documents": extractor.n_,
                                         "phrases": len(model.document_frequencies),
-                                        "truncated": len(kept) > MAX_DF_PHRASES}
+                                        "truncated": len(kept) > MAX_DF_PHRASES,
+                                        "stop_phrases": sorted(getattr(extractor, "stop_", ()))}
     else:
         model.manifest["candidates"] = {"per_user": 20, "n_documents": 0, "phrases": 0, "truncated": False}
     return model

