@@ -34,7 +34,7 @@ DATA = Path("/work/shared/data/amazon-2023/reviews.csv")
 
 
 def load_users(n: int, model: str):
-    from tagger.data import Columns, build_documents, read_table
+    from tagger.stages.data import Columns, build_documents, read_table
     from tagger.llm.models import token_counter
 
     columns = Columns(time="timestamp_ms")
@@ -46,7 +46,7 @@ def record_prompts(documents, template, params):
     """The chats and schemas of tagger's main pass, captured from tag_users itself."""
     from tagger.cache import ResultCache
     from tagger.llm.fake import FakeEngine
-    from tagger.tagging import tag_users
+    from tagger.stages.tagging import tag_users
 
     recorder = FakeEngine()
     captured = {}
@@ -105,7 +105,7 @@ def naive_run(llm, chats, sampling, n: int) -> dict:
 def tagger_run(documents, engine, template, params) -> dict:
     from tagger.cache import ResultCache
     from tagger.llm.structured import CallStats
-    from tagger.tagging import tag_users
+    from tagger.stages.tagging import tag_users
 
     engine._llm.reset_prefix_cache()
     inside = {"s": 0.0}
@@ -175,7 +175,7 @@ def main() -> None:
     documents, source = load_users(args.users, model)
     template = prompts.load("tag")
     params = GenerationParams(max_tokens=args.max_tokens)
-    from tagger.candidates import CandidateExtractor
+    from tagger.stages.candidates import CandidateExtractor
 
     # Users without a single candidate phrase send no request: leave them out of every run.
     extractor = CandidateExtractor().fit([d.text for d in documents])

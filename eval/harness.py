@@ -109,7 +109,7 @@ def comment_vectors(documents, encoder: CachedEncoder) -> tuple[np.ndarray, floa
 
 def _fallback_names(result, labels) -> dict[int, str]:
     """What the segments would be called without the LLM (their top tags), to measure naming."""
-    from tagger.naming import fallback_name, profile_segments
+    from tagger.stages.naming import fallback_name, profile_segments
 
     vectors = result.vectors
     k = int(labels.max()) + 1 if len(labels) else 0
@@ -132,7 +132,7 @@ def _row(method: str, labels, truth, names, encoder, stages: dict[str, float], *
 def evaluate(path: Path, *, engine, config_values: dict, methods: Sequence[str], embed_cache: Path | None,
              sweep: bool = False, seed: int = 0, log=print) -> dict:
     from tagger.config import make_config
-    from tagger.embedding import create_encoder
+    from tagger.stages.embedding import create_encoder
     from tagger.pipeline import segment
     from tagger.progress import Reporter
 
@@ -203,7 +203,7 @@ def evaluate(path: Path, *, engine, config_values: dict, methods: Sequence[str],
             rows.append(_row(method, labels_b, truth, names_b, encoder, {"embedding": doc_s, "clustering": seconds}))
             log(f"  {method}: NMI {rows[-1]['nmi']:.3f}, {rows[-1]['segments']} segments")
     if "hdbscan-raw" in methods:
-        from tagger.clustering import default_min_segment_size
+        from tagger.stages.clustering import default_min_segment_size
 
         run("hdbscan-raw", lambda: baselines.hdbscan_raw(raw, default_min_segment_size(len(raw))), embed_s)
 
@@ -227,8 +227,8 @@ SWEEP = [
 
 def run_sweep(result, encoder, truth, seed: int, log) -> list[dict]:
     """Clustering settings on this run's tags and documents; min segment size = sqrt(n) / divisor."""
-    from tagger.clustering import Segmenter
-    from tagger.embedding import user_vectors
+    from tagger.stages.clustering import Segmenter
+    from tagger.stages.embedding import user_vectors
 
     rows = []
     cache: dict[tuple, tuple] = {}

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from tagger.data import Columns, LoadStats, build_documents, clean_text, read_table
+from tagger.stages.data import Columns, LoadStats, build_documents, clean_text, read_table
 from tagger.errors import InputError
 from tagger.llm.models import word_counter
 

@@ -7,9 +7,9 @@ import pandas as pd
 import pytest
 
 from tagger.cli import main
-from tagger.drift import drift, shares_by_period, to_datetime
+from tagger.lifecycle.drift import drift, shares_by_period, to_datetime
 from tagger.errors import ModelError
-from tagger.segment_model import MODEL_DIR
+from tagger.lifecycle.segment_model import MODEL_DIR
 
 FAST = ["--engine", "fake", "--embedder", "hash"]
 

@@ -9,7 +9,7 @@ import pandas as pd
 
 from eval.harness import main
 from eval.metrics import cluster_scores, name_quality, true_segments
-from tagger.embedding import HashEncoder
+from tagger.stages.embedding import HashEncoder
 
 from conftest import AMAZON_SAMPLE, ZH_SAMPLE
 

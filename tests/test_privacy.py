@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 
 from tagger.config import RunConfig
-from tagger.embedding import create_encoder
+from tagger.stages.embedding import create_encoder
 from tagger.llm.fake import FakeEngine
 from tagger.pipeline import segment
 from tagger.privacy import luhn_valid, quotes_users, redact_text

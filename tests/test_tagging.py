@@ -8,7 +8,7 @@ from tagger.llm.base import Completion, GenerationParams
 from tagger.llm.fake import FakeEngine
 from tagger.llm.structured import CallStats
 from tagger.schemas import LLMTag, LLMTagList, UserDocument
-from tagger.tagging import ground_evidence, ground_tags, quote_for_tag, tag_users
+from tagger.stages.tagging import ground_evidence, ground_tags, quote_for_tag, tag_users
 
 DOC = UserDocument(user_id="u1", comments=["My guitar strings stay in tune.", "Great dog leash for walks"], n_comments=2)
 

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from tagger.data import Columns, clean_text
+from tagger.stages.data import Columns, clean_text
 
 PLACEHOLDERS = {"url": "[URL]", "email": "[EMAIL]", "card": "[CARD]", "phone": "[PHONE]"}
 

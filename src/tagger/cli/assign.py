@@ -27,7 +27,7 @@ def command(run_dir, source, out, force, no_cache, **options) -> None:
     """
     from rich.console import Console
 
-    from tagger.assign import assign
+    from tagger.lifecycle.assign import assign
     from tagger.paths import demo_file
     from tagger.progress import RichReporter
 

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from tagger.errors import ConfigError, ModelError
-from tagger.segment_model import current_names, load_model
+from tagger.lifecycle.segment_model import current_names, load_model
 
 PERIODS = {"day": "D", "week": "W", "month": "M", "quarter": "Q", "year": "Y"}
 MIN_SIMILARITY = 0.5
@@ -162,7 +162,7 @@ def drift(old_run: Path, new_run: Path, *, min_similarity: float = MIN_SIMILARIT
 
 def shares_for_run(source, config, users: pd.DataFrame):
     """Per-period shares for a finished run's users table, from the comments' --time-col."""
-    from tagger.data import Columns, _as_id, read_table
+    from tagger.stages.data import Columns, _as_id, read_table
 
     columns = Columns(config.user_col, config.text_col, config.time_col, config.item_col)
     frame = source if isinstance(source, pd.DataFrame) else read_table(Path(source), columns, config.encoding)

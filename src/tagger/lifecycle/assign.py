@@ -27,16 +27,16 @@ import pandas as pd
 from tagger import prompts as prompt_files
 from tagger.cache import ResultCache
 from tagger.config import RunConfig
-from tagger.embedding import Encoder, create_encoder, user_vectors
+from tagger.stages.embedding import Encoder, create_encoder, user_vectors
 from tagger.errors import ConfigError, ModelError
 from tagger.llm.base import Engine, GenerationParams, create_engine
 from tagger.llm.structured import CallStats
-from tagger.outputs import RunFolder, check_destination
+from tagger.run.folder import RunFolder, check_destination
 from tagger.paths import tagger_home
 from tagger.progress import Reporter
 from tagger.schemas import TaggedUser
-from tagger.segment_model import SegmentModel, check_embedder, current_names, load_model
-from tagger.tagging import TAG_MODES, tag_users
+from tagger.lifecycle.segment_model import SegmentModel, check_embedder, current_names, load_model
+from tagger.stages.tagging import TAG_MODES, tag_users
 
 NONE = -1
 NONE_NAME = "none"

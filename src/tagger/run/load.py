@@ -13,8 +13,8 @@ from typing import Any
 import pandas as pd
 
 from tagger.errors import InputError
-from tagger.naming import SegmentProfile
-from tagger.outputs import RUN_MARKER
+from tagger.stages.naming import SegmentProfile
+from tagger.run.folder import RUN_MARKER
 from tagger.schemas import TaggedUser
 
 REQUIRED_FILES = (RUN_MARKER, "users.parquet", "segments.parquet", "tags.jsonl")
@@ -159,7 +159,7 @@ def rename_run(path: Path | str, prompts: Path | str | None = None, *, engine=No
     from tagger.cache import ResultCache
     from tagger.llm.base import GenerationParams
     from tagger.llm.structured import CallStats
-    from tagger.naming import name_segments
+    from tagger.stages.naming import name_segments
     from tagger.paths import tagger_home
     from tagger.pipeline import NAMING_MAX_TOKENS
 
@@ -213,8 +213,8 @@ def _replace_files(run: Run) -> None:
     failure while writing leaves the old run untouched."""
     import os
 
-    from tagger.outputs import RunFolder
-    from tagger.report_html import render_report
+    from tagger.run.folder import RunFolder
+    from tagger.run.report_html import render_report
 
     folder = RunFolder(run.path, force=True)
     try:

@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 
 from tagger.cache import ResultCache
 from tagger.llm.base import Engine, GenerationParams
-from tagger.candidates import CandidateExtractor
+from tagger.stages.candidates import CandidateExtractor
 from tagger.errors import ConfigError
 from tagger.llm.structured import CallStats, Outcome, Rejected, run_structured
 from tagger.prompts import PromptTemplate
