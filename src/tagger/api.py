@@ -16,7 +16,8 @@ from typing import Any
 
 import pandas as pd
 
-from tagger.run.load import Run, load_run, rename_run, segment_detail, segment_overview, user_detail
+from tagger.run.load import Run, load_run, segment_detail, segment_overview, user_detail
+from tagger.run.rename import rename_run
 
 
 @dataclass

