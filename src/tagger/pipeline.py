@@ -30,7 +30,7 @@ from tagger.llm.structured import CallStats
 from tagger.stages.naming import NAMING_MAX_TOKENS, fallback_name, name_segments, profile_segments
 from tagger.run.folder import RunFolder, check_destination
 from tagger.paths import tagger_home
-from tagger.privacy import quotes_users
+from tagger.privacy import quotes_users, withhold_small_segments
 from tagger.progress import Reporter
 from tagger.stages.recommend import top_items_by_lift
 from tagger.schemas import Segment, TaggedUser, UserDocument
@@ -131,15 +131,11 @@ def segment(
         with reporter.stage("recommend"):
             items = top_items_by_lift(labels, documents) if config.item_col else {}
 
-        segments = [
-            Segment(segment_id=p.segment_id, name=label if p.size >= config.k_anonymity else f"segment {p.segment_id} (withheld)",
-                    description=description if p.size >= config.k_anonymity else f"Fewer than {config.k_anonymity} users; not described.",
-                    size=p.size, top_tags=p.top_tags if p.size >= config.k_anonymity else [],
-                    top_items=[i for i, _, _ in items.get(p.segment_id, [])] if p.size >= config.k_anonymity else [],
-                    evidence=p.quotes if p.size >= config.k_anonymity else [],
-                    named_by=by if p.size >= config.k_anonymity else "withheld")
+        segments = withhold_small_segments([
+            Segment(segment_id=p.segment_id, name=label, description=description, size=p.size, top_tags=p.top_tags,
+                    top_items=[i for i, _, _ in items.get(p.segment_id, [])], evidence=p.quotes, named_by=by)
             for p, (label, description, by) in zip(profiles, named, strict=True)
-        ]
+        ], config.k_anonymity)
     finally:
         if own_engine and engine is not None:
             engine.close()
