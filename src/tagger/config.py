@@ -40,7 +40,7 @@ class RunConfig(BaseModel):
     # features and clustering
     embedder: str = "auto"
     # 0: tags name and explain segments but do not shape them; on the dev sets (eval/) any tag
-    # weight from the embedded 135M model lowered NMI on average (README, Evaluation).
+    # weight from the embedded 135M model lowered NMI on average (eval/README.md).
     tag_weight: float = Field(default=0.0, ge=0.0, le=1.0)
     whole_document: bool = Field(default=True,
                                  description="add the embedding of the user's whole document to the comment mean")
