@@ -74,7 +74,7 @@ def test_top_level_holds_only_the_shared_modules():
 
 def test_every_stage_is_in_the_pipeline_order():
     stages = {n.rpartition(".")[2] for n in MODULES if area(n) == "tagger.stages" and n != "tagger.stages"}
-    assert stages == set(STAGE_ORDER)
+    assert stages == set(STAGE_ORDER), "list every stage in STAGE_ORDER and in tagger/stages/__init__.py, in pipeline order"
 
 
 @pytest.mark.parametrize("stage", STAGE_ORDER)
