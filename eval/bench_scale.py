@@ -107,10 +107,10 @@ def synthetic_users(n: int, seed: int = 0):
 
 
 def run_one(n: int, embedder: str, out_dir: Path, seed: int, consensus: int = 0, stability_runs: int = 0) -> dict:
-    from tagger.clustering import NOISE, Segmenter
-    from tagger.embedding import create_encoder, user_vectors
-    from tagger.naming import profile_segments
-    from tagger.outputs import RunFolder
+    from tagger.stages.clustering import NOISE, Segmenter
+    from tagger.stages.embedding import create_encoder, user_vectors
+    from tagger.stages.naming import profile_segments
+    from tagger.run.folder import RunFolder
     from tagger.pipeline import _tables
     from tagger.schemas import Segment
 
@@ -160,7 +160,7 @@ def run_one(n: int, embedder: str, out_dir: Path, seed: int, consensus: int = 0,
     with stage("cluster"):
         seg = TimedSegmenter(seed=seed, consensus=consensus).fit(vectors[has])
     if stability_runs >= 2:
-        from tagger.stability import stability
+        from tagger.lifecycle.stability import stability
 
         def refit(part, run_seed):
             return Segmenter(seed=run_seed, consensus=consensus).fit(part).labels_
@@ -200,8 +200,8 @@ def ari_sample_vs_full(n: int, embedder: str, seed: int) -> dict:
     """Same vectors, same settings: fit on a 50k seeded sample + approximate_predict vs fit on all."""
     from sklearn.metrics import adjusted_rand_score
 
-    from tagger.clustering import Segmenter
-    from tagger.embedding import create_encoder, user_vectors
+    from tagger.stages.clustering import Segmenter
+    from tagger.stages.embedding import create_encoder, user_vectors
 
     tagged, documents, topic = synthetic_users(n, seed)
     vectors, has, _ = user_vectors(tagged, documents, create_encoder(embedder), tag_weight=1.0)
@@ -228,8 +228,8 @@ def ari_sample_vs_full(n: int, embedder: str, seed: int) -> dict:
 
 def comment_embedding_cost(embedder: str, sample: int, path: Path) -> dict:
     """Per-user cost of tag_weight<1: embedding every kept comment of real users."""
-    from tagger.data import Columns, build_documents, read_table
-    from tagger.embedding import create_encoder, encode_in_chunks
+    from tagger.stages.data import Columns, build_documents, read_table
+    from tagger.stages.embedding import create_encoder, encode_in_chunks
     from tagger.llm.models import word_counter
 
     docs = build_documents(read_table(path, Columns()), Columns(), word_counter, 384)[:sample]

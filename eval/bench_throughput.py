@@ -49,7 +49,7 @@ SETTINGS = {
 
 
 def load_users(source: Path, n: int, model: str):
-    from tagger.data import Columns, build_documents, read_table
+    from tagger.stages.data import Columns, build_documents, read_table
     from tagger.llm.models import token_counter
 
     columns = Columns(time="timestamp_ms")
@@ -60,7 +60,7 @@ def record_prompts(documents, template, params):
     """The chats and schemas of tagger's main pass, captured from tag_users itself."""
     from tagger.cache import ResultCache
     from tagger.llm.fake import FakeEngine
-    from tagger.tagging import tag_users
+    from tagger.stages.tagging import tag_users
 
     recorder = FakeEngine()
     captured = {}
@@ -108,7 +108,7 @@ def raw_run(llm, chats, sampling, name: str) -> dict:
 def tagger_run(documents, engine, template, params, name: str, **options) -> dict:
     from tagger.cache import ResultCache
     from tagger.llm.structured import CallStats
-    from tagger.tagging import tag_users
+    from tagger.stages.tagging import tag_users
 
     engine._llm.reset_prefix_cache()
     inside = {"s": 0.0}
@@ -155,7 +155,7 @@ def thread_binding() -> dict[str, list[str]]:
 def worker(args) -> dict:
     """One setting: its own engine (the thread variables come from the parent), four runs."""
     from tagger import prompts
-    from tagger.candidates import CandidateExtractor
+    from tagger.stages.candidates import CandidateExtractor
     from tagger.llm.base import GenerationParams
     from tagger.llm.models import resolve_model
     from tagger.llm.vllm_engine import VLLMEngine

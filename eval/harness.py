@@ -116,7 +116,7 @@ def comment_vectors(documents, encoder: CachedEncoder) -> tuple[np.ndarray, floa
 
 def _fallback_names(result, labels) -> dict[int, str]:
     """What the segments would be called without the LLM (their top tags), to measure naming."""
-    from tagger.naming import fallback_name, profile_segments
+    from tagger.stages.naming import fallback_name, profile_segments
 
     vectors = result.vectors
     k = int(labels.max()) + 1 if len(labels) else 0
@@ -149,7 +149,7 @@ def dataset_names(paths: Sequence[Path]) -> list[str]:
 def evaluate(path: Path, *, engine, config_values: dict, methods: Sequence[str], embed_cache: Path | None,
              sweep: bool = False, seed: int = 0, log=print, name: str | None = None) -> dict:
     from tagger.config import make_config
-    from tagger.embedding import create_encoder
+    from tagger.stages.embedding import create_encoder
     from tagger.pipeline import segment
     from tagger.progress import Reporter
 
@@ -205,7 +205,7 @@ def evaluate(path: Path, *, engine, config_values: dict, methods: Sequence[str],
     if any(m.startswith("bertopic") for m in methods):
         rows += bertopic_rows(documents, encoder, truth, methods, seed, log)
     if "hdbscan-raw" in methods:
-        from tagger.clustering import default_min_segment_size
+        from tagger.stages.clustering import default_min_segment_size
 
         run("hdbscan-raw", lambda: baselines.hdbscan_raw(raw, default_min_segment_size(len(raw))), embed_s)
 
@@ -220,7 +220,7 @@ def evaluate(path: Path, *, engine, config_values: dict, methods: Sequence[str],
 def bertopic_rows(documents, encoder, truth, methods: Sequence[str], seed: int, log) -> list[dict]:
     """BERTopic with its defaults (one seed), and fairly configured: tagger's segment-size rule as
     `min_topic_size`, best and median over FAIR_SEEDS UMAP seeds."""
-    from tagger.clustering import default_min_segment_size
+    from tagger.stages.clustering import default_min_segment_size
 
     texts = [d.text for d in documents]
     vectors = encoder.encode(texts)
@@ -288,8 +288,8 @@ SWEEP = [
 
 def run_sweep(result, encoder, truth, seed: int, log) -> list[dict]:
     """Clustering settings on this run's tags and documents; min segment size = sqrt(n) / divisor."""
-    from tagger.clustering import Segmenter
-    from tagger.embedding import user_vectors
+    from tagger.stages.clustering import Segmenter
+    from tagger.stages.embedding import user_vectors
 
     rows = []
     cache: dict[tuple, tuple] = {}

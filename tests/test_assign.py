@@ -6,9 +6,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tagger.assign import NONE, place
+from tagger.lifecycle.assign import NONE, place
 from tagger.cli import main
-from tagger.segment_model import build_model
+from tagger.lifecycle.segment_model import build_model
 
 FAST = ["--engine", "fake", "--embedder", "hash"]
 

@@ -2,12 +2,12 @@ import random
 
 from tagger import prompts
 from tagger.cache import ResultCache
-from tagger.candidates import CandidateExtractor
-from tagger.canon import canonical, chinese_words
+from tagger.stages.candidates import CandidateExtractor
+from tagger.stages.canon import canonical, chinese_words
 from tagger.llm.base import GenerationParams
 from tagger.llm.fake import FakeEngine
 from tagger.schemas import Tag, TaggedUser, UserDocument
-from tagger.tagging import canonical_tags, tag_users
+from tagger.stages.tagging import canonical_tags, tag_users
 
 TOPICS = {
     "dog": ["dog", "leash", "kibble", "puppy", "collar", "fetch"],

@@ -3,7 +3,7 @@ from __future__ import annotations
 import numpy as np
 from sklearn.metrics import adjusted_rand_score
 
-from tagger.clustering import NOISE, Segmenter, default_min_segment_size
+from tagger.stages.clustering import NOISE, Segmenter, default_min_segment_size
 
 
 def blobs(n_per=40, k=4, dim=32, seed=0):

@@ -5,7 +5,7 @@ import re
 import pandas as pd
 import pytest
 
-from tagger.data import Columns, LoadStats, build_documents, clean_text, has_usable_text, read_table
+from tagger.stages.data import Columns, LoadStats, build_documents, clean_text, has_usable_text, read_table
 from tagger.errors import InputError
 from tagger.llm.models import word_counter
 

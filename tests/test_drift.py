@@ -7,9 +7,9 @@ import pandas as pd
 import pytest
 
 from tagger.cli import main
-from tagger.drift import MOVED_SHARE, drift, shares_by_period, to_datetime
+from tagger.lifecycle.drift import MOVED_SHARE, drift, shares_by_period, to_datetime
 from tagger.errors import ModelError
-from tagger.segment_model import MODEL_DIR
+from tagger.lifecycle.segment_model import MODEL_DIR
 
 FAST = ["--engine", "fake", "--embedder", "hash"]
 
@@ -88,11 +88,11 @@ def test_drift_refuses_runs_with_different_embedders(comments_csv, tmp_path, cap
 
 
 def test_segment_reads_its_input_once(comments_csv, tmp_path, capsys, monkeypatch):
-    import tagger.data
+    import tagger.stages.data
 
     reads = []
-    original = tagger.data._read
-    monkeypatch.setattr(tagger.data, "_read", lambda *args: reads.append(args) or original(*args))
+    original = tagger.stages.data._read
+    monkeypatch.setattr(tagger.stages.data, "_read", lambda *args: reads.append(args) or original(*args))
     segment(capsys, comments_csv, tmp_path / "run", "--time-col", "ts")
     assert len(reads) == 1 and (tmp_path / "run" / "segment_shares.parquet").exists()
 

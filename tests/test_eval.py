@@ -11,8 +11,8 @@ import pandas as pd
 from eval import baselines
 from eval.harness import dataset_names, main
 from eval.metrics import cluster_scores, name_quality, true_segments
-from tagger.clustering import default_min_segment_size
-from tagger.embedding import HashEncoder
+from tagger.stages.clustering import default_min_segment_size
+from tagger.stages.embedding import HashEncoder
 
 from conftest import AMAZON_SAMPLE, ZH_SAMPLE
 

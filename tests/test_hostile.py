@@ -15,8 +15,8 @@ import pytest
 
 from tagger.cli import main
 from tagger.config import RunConfig
-from tagger.data import LoadStats
-from tagger.embedding import create_encoder
+from tagger.stages.data import LoadStats
+from tagger.stages.embedding import create_encoder
 from tagger.llm.fake import FakeEngine
 from tagger.paths import prompts_dir
 from tagger.pipeline import segment
@@ -292,12 +292,12 @@ def test_unexpected_failures_are_still_one_line(capsys, tmp_path, monkeypatch):
     def disk_full(*args, **kwargs):
         raise OSError(28, "No space left on device", str(tmp_path / "out"))
 
-    monkeypatch.setattr("tagger.outputs.RunFolder.write_table", disk_full)
+    monkeypatch.setattr("tagger.run.folder.RunFolder.write_table", disk_full)
     code, _, errors = cli(capsys, "segment", data, "--out", tmp_path / "out", *FAST)
     assert code == 74 and len(errors) == 1 and "No space left on device" in errors[0]
     assert not (tmp_path / "out").exists() and not list(tmp_path.glob(".out.partial-*"))
 
-    monkeypatch.setattr("tagger.outputs.RunFolder.write_table", lambda *a, **k: 1 / 0)
+    monkeypatch.setattr("tagger.run.folder.RunFolder.write_table", lambda *a, **k: 1 / 0)
     code, _, errors = cli(capsys, "segment", data, "--out", tmp_path / "out", *FAST)
     assert code == 70 and "internal error (ZeroDivisionError" in errors[0] and "TAGGER_DEBUG=1" in errors[0]
 

@@ -8,8 +8,8 @@ from tagger import prompts
 from tagger.cache import ResultCache
 from tagger.llm.base import GenerationParams
 from tagger.llm.fake import FakeEngine
-from tagger.naming import SegmentProfile, label_options, name_segments, profile_segments
-from tagger.recommend import top_items_by_lift
+from tagger.stages.naming import SegmentProfile, label_options, name_segments, profile_segments
+from tagger.stages.recommend import top_items_by_lift
 from tagger.schemas import Tag, TaggedUser, UserDocument
 
 

@@ -8,10 +8,11 @@ import pandas as pd
 import pytest
 
 from tagger.config import RunConfig
-from tagger.embedding import create_encoder
+from tagger.stages.embedding import create_encoder
 from tagger.llm.fake import FakeEngine
 from tagger.pipeline import segment
-from tagger.privacy import luhn_valid, quotes_users, redact_text
+from tagger.privacy import luhn_valid, quotes_users, redact_text, withhold_small_segments
+from tagger.schemas import Segment
 
 
 @pytest.mark.parametrize("text,expected", [
@@ -90,6 +91,20 @@ def test_redact_pii_keeps_pii_from_the_llm_and_every_output_file(tmp_path):
     evidence = [t.evidence for u in result.tagged_users for t in u.tags] + list(result.segments["evidence"].sum())
     assert evidence and not any(any(s in e for s in PII) for e in evidence)
     assert result.summary["config"]["redact_pii"] is True
+
+
+def test_withhold_small_segments_keeps_only_id_and_size_below_k():
+    def described(segment_id, size):
+        return Segment(segment_id=segment_id, name=f"name {segment_id}", description="about it", size=size,
+                       top_tags=["tag"], top_items=["item"], evidence=["a quote"], named_by="llm")
+
+    big, small = described(0, 3), described(1, 2)
+    kept, withheld = withhold_small_segments([big, small], k=3)
+    assert kept == big
+    assert (withheld.segment_id, withheld.size, withheld.named_by) == (1, 2, "withheld")
+    assert withheld.name == "segment 1 (withheld)" and "about it" not in withheld.description
+    assert withheld.top_tags == withheld.top_items == withheld.evidence == []
+    assert withhold_small_segments([big, small], k=1) == [big, small]
 
 
 def test_k_floor_withholds_small_segments_everywhere(tmp_path):

@@ -9,11 +9,11 @@ pytest.importorskip("ray.data")
 
 from tagger import prompts  # noqa: E402
 from tagger.cache import ResultCache  # noqa: E402
-from tagger.data import Columns, build_documents, read_table  # noqa: E402
+from tagger.stages.data import Columns, build_documents, read_table  # noqa: E402
 from tagger.llm.base import GenerationParams, create_engine  # noqa: E402
 from tagger.llm.fake import FakeEngine  # noqa: E402
 from tagger.llm.models import word_counter  # noqa: E402
-from tagger.tagging import tag_users  # noqa: E402
+from tagger.stages.tagging import tag_users  # noqa: E402
 
 from tests.conftest import AMAZON_SAMPLE  # noqa: E402
 

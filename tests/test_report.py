@@ -9,8 +9,8 @@ import pandas as pd
 import pytest
 
 from tagger.cli import main
-from tagger.report_html import _json_for_script, render_report
-from tagger.runs import load_run
+from tagger.run.report_html import _json_for_script, render_report
+from tagger.run.load import load_run
 
 FAST = ["--engine", "fake", "--embedder", "hash"]
 # Entities survive cleaning as literal markup: the report must show them as text, never run them.
@@ -100,7 +100,7 @@ def test_report_renders_in_headless_chromium_without_console_errors(hostile_run,
 
 
 def test_large_runs_map_a_sample_of_users(hostile_run, monkeypatch):
-    from tagger import report_html
+    from tagger.run import report_html
 
     monkeypatch.setattr(report_html, "MAX_MAP_USERS", 5)
     text = render_report(load_run(hostile_run))

@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 
 from tagger.config import RunConfig
-from tagger.embedding import create_encoder
+from tagger.stages.embedding import create_encoder
 from tagger.llm.fake import FakeEngine
 from tagger.paths import prompts_dir, tagger_home
 from tagger.pipeline import segment

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from tagger.clustering import Segmenter
-from tagger.embedding import HashEncoder, user_vectors
+from tagger.stages.clustering import Segmenter
+from tagger.stages.embedding import HashEncoder, user_vectors
 from tagger.schemas import Tag, TaggedUser, UserDocument
 
 

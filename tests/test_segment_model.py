@@ -5,11 +5,11 @@ import json
 import numpy as np
 import pytest
 
-from tagger.candidates import CandidateExtractor
+from tagger.stages.candidates import CandidateExtractor
 from tagger.cli import main
-from tagger.embedding import HashEncoder
+from tagger.stages.embedding import HashEncoder
 from tagger.errors import ModelError
-from tagger.segment_model import MODEL_DIR, check_embedder, load_clusterer, load_model
+from tagger.lifecycle.segment_model import MODEL_DIR, check_embedder, load_clusterer, load_model
 
 FAST = ["--engine", "fake", "--embedder", "hash"]
 
@@ -37,7 +37,7 @@ def test_segment_saves_a_loadable_model(run_dir):
 
 
 def test_saved_frequencies_reproduce_training_candidates(run_dir, comments_csv):
-    from tagger.assign import run_config
+    from tagger.lifecycle.assign import run_config
     from tagger.pipeline import load_documents
 
     documents, _, _ = load_documents(comments_csv, run_config(run_dir))

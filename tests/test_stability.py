@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from tagger.cli import main
-from tagger.stability import best_match_jaccard, stability
+from tagger.lifecycle.stability import best_match_jaccard, stability
 
 FAST = ["--engine", "fake", "--embedder", "hash"]
 TABLES = ["users.parquet", "users.csv", "segments.parquet", "segments.csv"]
@@ -29,7 +29,7 @@ def blobs(k=3, n_per=30, dim=16, spread=0.1, seed=0):
 
 
 def test_separated_groups_are_stable_and_random_labels_are_not():
-    from tagger.clustering import Segmenter
+    from tagger.stages.clustering import Segmenter
 
     x, _ = blobs()
     labels = Segmenter(seed=0).fit(x).labels_

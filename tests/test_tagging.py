@@ -11,7 +11,7 @@ from tagger.llm.fake import FakeEngine
 from tagger.errors import EngineDown
 from tagger.llm.structured import CallStats, Pacer, run_structured
 from tagger.schemas import LLMSegmentName, LLMTag, LLMTagList, UserDocument
-from tagger.tagging import ground_evidence, ground_tags, quote_for_tag, tag_users
+from tagger.stages.tagging import ground_evidence, ground_tags, quote_for_tag, tag_users
 
 DOC = UserDocument(user_id="u1", comments=["My guitar strings stay in tune.", "Great dog leash for walks"], n_comments=2)
 

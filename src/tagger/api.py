@@ -16,7 +16,8 @@ from typing import Any
 
 import pandas as pd
 
-from tagger.runs import Run, load_run, rename_run, segment_detail, segment_overview, user_detail
+from tagger.run.load import Run, load_run, segment_detail, segment_overview, user_detail
+from tagger.run.rename import rename_run
 
 
 @dataclass
@@ -44,7 +45,7 @@ class Segmentation:
 
     def report_html(self) -> str:
         """The self-contained HTML report as a string (e.g. for IPython.display.HTML)."""
-        from tagger.report_html import render_report
+        from tagger.run.report_html import render_report
 
         return render_report(self._run)
 

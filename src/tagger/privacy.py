@@ -1,4 +1,5 @@
-"""`--redact-pii`: replace emails, URLs, card numbers and phone numbers with placeholders.
+"""Privacy floors. `--redact-pii` replaces emails, URLs, card numbers and phone numbers with
+placeholders; `--k-anonymity K` withholds what describes a segment of fewer than K users.
 
 Redaction runs on the loaded table, before documents are built, so no later stage (the LLM,
 tags, evidence quotes, segment profiles, output files) can see a redacted span. It errs on
@@ -12,7 +13,8 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-from tagger.data import Columns, clean_text
+from tagger.schemas import Segment
+from tagger.stages.data import Columns, clean_text
 
 PLACEHOLDERS = {"url": "[URL]", "email": "[EMAIL]", "card": "[CARD]", "phone": "[PHONE]"}
 
@@ -101,3 +103,11 @@ def quotes_users(label: str, quotes: list[str], tags: list[str]) -> bool:
         return False
     phrase = f" {' '.join(words)} "
     return any(phrase in f" {' '.join(_WORDS.findall(q.lower()))} " for q in quotes)
+
+
+def withhold_small_segments(segments: list[Segment], k: int) -> list[Segment]:
+    """`segments` with each one of fewer than `k` users reduced to its id and size: its name,
+    description, tags, items and evidence quotes could single out its few members."""
+    return [s if s.size >= k else s.model_copy(update={
+        "name": f"segment {s.segment_id} (withheld)", "description": f"Fewer than {k} users; not described.",
+        "top_tags": [], "top_items": [], "evidence": [], "named_by": "withheld"}) for s in segments]

@@ -28,10 +28,10 @@ def command(run_dir, source, out, force, no_cache, quiet, **options) -> None:
     """
     from rich.console import Console
 
-    from tagger.assign import assign
+    from tagger.lifecycle.assign import assign
     from tagger.paths import demo_file
     from tagger.progress import make_reporter
-    from tagger.report_text import rows_line
+    from tagger.run.report_text import rows_line
 
     if no_cache:
         options["cache"] = False

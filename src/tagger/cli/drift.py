@@ -22,7 +22,7 @@ def command(old_run, new_run, min_similarity, as_json) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from tagger.drift import drift
+    from tagger.lifecycle.drift import drift
 
     report = drift(old_run, new_run, min_similarity=min_similarity)
     if as_json:

@@ -69,7 +69,7 @@ def render_command(name, data_file, user_id, run_dir, segment_ref, prompts, as_j
     The request is built by the pipeline's own code (same cleaning, token budget and candidate
     phrases over all users of the file) and captured where it would be sent to the engine.
     """
-    from tagger.prompt_render import render_naming_request, render_tag_request
+    from tagger.cli.prompt_render import render_naming_request, render_tag_request
 
     if name == "name":
         if run_dir is None or segment_ref is None:
@@ -99,7 +99,7 @@ def check_command(names, prompts) -> None:
     """
     from tagger import prompts as prompt_files
     from tagger.errors import ConfigError
-    from tagger.prompt_render import check_template
+    from tagger.cli.prompt_render import check_template
 
     found = prompt_files.available(prompts)
     problems = []

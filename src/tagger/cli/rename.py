@@ -15,7 +15,8 @@ def command(run_dir, prompts) -> None:
 
     Rewrites the segment and user tables, run.json and report.html in RUN_DIR.
     """
-    from tagger.runs import load_run, rename_run, segment_overview
+    from tagger.run.load import load_run, segment_overview
+    from tagger.run.rename import rename_run
 
     before = {s["segment_id"]: s["name"] for s in segment_overview(load_run(run_dir))}
     run = rename_run(run_dir, prompts)

@@ -52,7 +52,7 @@ def command(source, out, force, config_file, keep_noise, no_cache, redact_pii, n
     """
     from tagger.pipeline import segment
     from tagger.progress import make_reporter
-    from tagger.report_text import print_segments
+    from tagger.run.report_text import print_segments
 
     values = load_config_file(config_file) if config_file else {}
     values.update({k: v for k, v in options.items() if v is not None})

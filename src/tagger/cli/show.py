@@ -17,7 +17,7 @@ import click
 def command(run_dir, segment_ref, user_id, sample, as_json) -> None:
     """Print the segments of a run folder, or one segment or user in detail."""
     from tagger.errors import ConfigError
-    from tagger.runs import load_run, segment_detail, segment_overview, user_detail
+    from tagger.run.load import load_run, segment_detail, segment_overview, user_detail
 
     if segment_ref is not None and user_id is not None:
         raise ConfigError("pass either --segment or --user, not both")

@@ -1,7 +1,7 @@
 """Place users in a finished run's segments without re-clustering.
 
 Rule (the same for a new user and for a user seen in training):
-0. a user with no tags and no usable text (`tagger.data.has_usable_text`) gets no vector and
+0. a user with no tags and no usable text (`tagger.stages.data.has_usable_text`) gets no vector and
    is `unsegmented` (segment -1, empty name, a reason), as in `tagger segment`;
 1. reduce the user's vector with the saved PCA; among the 10 users HDBSCAN clustered that are
    nearest to it, take the nearest one that the user is at least as close to as that
@@ -29,16 +29,16 @@ import pandas as pd
 from tagger import prompts as prompt_files
 from tagger.cache import ResultCache
 from tagger.config import RunConfig
-from tagger.embedding import Encoder, create_encoder, unsegmented_reasons, user_vectors
+from tagger.stages.embedding import Encoder, create_encoder, unsegmented_reasons, user_vectors
 from tagger.errors import ConfigError, ModelError
 from tagger.llm.base import Engine, GenerationParams, create_engine
 from tagger.llm.structured import CallStats
-from tagger.outputs import RunFolder, check_destination
+from tagger.run.folder import RunFolder, check_destination
 from tagger.paths import tagger_home
 from tagger.progress import Reporter
 from tagger.schemas import TaggedUser
-from tagger.segment_model import SegmentModel, check_embedder, current_names, load_model
-from tagger.tagging import TAG_MODES, tag_users
+from tagger.lifecycle.segment_model import SegmentModel, check_embedder, current_names, load_model
+from tagger.stages.tagging import TAG_MODES, tag_users
 
 NONE = -1
 NONE_NAME = "none"

@@ -25,11 +25,13 @@ import numpy as np
 
 from tagger.cache import ResultCache
 from tagger.llm.base import Engine, GenerationParams
-from tagger.canon import STOPWORDS, canonical, surface_phrases, vocabulary
+from tagger.stages.canon import STOPWORDS, canonical, surface_phrases, vocabulary
 from tagger.llm.structured import CallStats, Rejected, run_structured
 from tagger.prompts import PromptTemplate, search_path
 from tagger.schemas import LLMSegmentName, TaggedUser, UserDocument
 
+# Output budget of one naming answer: a short label and a one-sentence description under a schema.
+NAMING_MAX_TOKENS = 120
 NAME_VARIABLES = {"tags", "quotes", "neighbour_tags", "size", "language", "options"}
 MAX_OPTIONS = 8
 MAX_LABEL_CHARS = 40

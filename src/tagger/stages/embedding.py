@@ -17,7 +17,7 @@ from typing import Protocol
 
 import numpy as np
 
-from tagger.data import NO_USABLE_TEXT, has_usable_text
+from tagger.stages.data import NO_USABLE_TEXT, has_usable_text
 from tagger.errors import ConfigError, ModelError
 from tagger.schemas import TaggedUser, UserDocument
 

@@ -12,8 +12,8 @@ from collections.abc import Callable, Sequence
 
 from tagger.cache import ResultCache
 from tagger.llm.base import Engine, GenerationParams
-from tagger.candidates import CandidateExtractor
-from tagger.canon import canonical
+from tagger.stages.candidates import CandidateExtractor
+from tagger.stages.canon import canonical
 from tagger.errors import ConfigError
 from tagger.llm.structured import CallStats, Outcome, Pacer, Rejected, run_structured
 from tagger.prompts import PromptTemplate

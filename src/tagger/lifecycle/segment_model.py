@@ -3,7 +3,7 @@
 Written by `segment` into `RUN/model/` as plain arrays (`.npy`) and JSON, which survive library
 upgrades; the fitted HDBSCAN object is also pickled with prediction data, but only as an extra
 that `load_clusterer` refuses when the library versions differ. Placement itself
-(`tagger.assign`) needs only the portable files:
+(`tagger.lifecycle.assign`) needs only the portable files:
 
 | file | what |
 |---|---|
@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from tagger.candidates import CandidateExtractor
+from tagger.stages.candidates import CandidateExtractor
 from tagger.errors import ModelError
 
 FORMAT_VERSION = 1

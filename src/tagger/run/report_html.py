@@ -15,7 +15,7 @@ from html import escape
 from pathlib import Path
 
 from tagger.errors import OutputError
-from tagger.runs import Run, load_run
+from tagger.run.load import Run, load_run
 
 PALETTE = ("#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7",
            "#9c755f", "#2f4b7c", "#a05195", "#d45087", "#665191", "#008080", "#bc5090", "#7a5195")

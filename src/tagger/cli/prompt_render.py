@@ -41,14 +41,14 @@ def render_tag_request(name: str, data_file: str, user_id: str, prompts: Path | 
     from tagger.config import make_config
     from tagger.paths import demo_file
     from tagger.pipeline import load_documents
-    from tagger.tagging import tag_users
+    from tagger.stages.tagging import tag_users
 
     if name not in MODES_BY_TEMPLATE:
         raise ConfigError(f"cannot render '{name}' for a user; tagging uses: {', '.join(MODES_BY_TEMPLATE)} "
                           "(render 'name' with --run and --segment)")
     values: dict[str, Any] = {}
     if run_dir is not None:
-        from tagger.runs import load_run
+        from tagger.run.load import load_run
 
         values.update(load_run(run_dir).summary.get("config", {}))
     if data_file == "demo":
@@ -82,9 +82,8 @@ def render_tag_request(name: str, data_file: str, user_id: str, prompts: Path | 
 def render_naming_request(run_dir: Path, segment_ref: str, prompts: Path | None = None) -> dict[str, Any]:
     """{messages, schema} of the naming request for one segment of a run (as `rename` would send)."""
     from tagger.cache import ResultCache
-    from tagger.naming import name_segments
-    from tagger.pipeline import NAMING_MAX_TOKENS
-    from tagger.runs import load_run
+    from tagger.stages.naming import NAMING_MAX_TOKENS, name_segments
+    from tagger.run.load import load_run
 
     run = load_run(run_dir)
     seg = int(run.find_segment(segment_ref).segment_id)
@@ -105,8 +104,8 @@ def render_naming_request(run_dir: Path, segment_ref: str, prompts: Path | None 
 
 def check_template(name: str, path: Path) -> list[str]:
     """Problems with one template file, one line each (empty when it is fine)."""
-    from tagger.naming import NAME_VARIABLES
-    from tagger.tagging import TAG_VARIABLES
+    from tagger.stages.naming import NAME_VARIABLES
+    from tagger.stages.tagging import TAG_VARIABLES
 
     try:
         template = prompt_files.parse(path, name)

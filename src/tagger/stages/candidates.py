@@ -17,7 +17,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from tagger.canon import canonical, surface_phrases, vocabulary
+from tagger.stages.canon import canonical, surface_phrases, vocabulary
 
 # Fewer users than this give groups too coarse to tell "everywhere" from "in some groups".
 MIN_USERS = 50

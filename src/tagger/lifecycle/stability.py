@@ -101,7 +101,7 @@ def stability_for_run(config, vectors: np.ndarray, labels: np.ndarray, names: di
     times in all (main run included)."""
     import inspect
 
-    from tagger.clustering import Segmenter
+    from tagger.stages.clustering import Segmenter
 
     params = {}
     if segmenter is not None:

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from tagger.errors import ConfigError, ModelError
-from tagger.segment_model import current_names, load_model
+from tagger.lifecycle.segment_model import current_names, load_model
 
 PERIODS = {"day": "D", "week": "W", "month": "M", "quarter": "Q", "year": "Y"}
 MIN_SIMILARITY = 0.5
@@ -162,7 +162,7 @@ def drift(old_run: Path, new_run: Path, *, min_similarity: float = MIN_SIMILARIT
 def shares_for_run(frame: pd.DataFrame, config, users: pd.DataFrame):
     """Per-period shares for a finished run's users table, from the loaded input frame's --time-col.
     Only users placed in a segment count, as in the segments table's shares."""
-    from tagger.data import _as_id
+    from tagger.stages.data import _as_id
 
     activity = pd.DataFrame({"user_id": frame[config.user_col].map(_as_id), "time": frame[config.time_col]})
     placed = users[users["segment_id"] >= 0]
