@@ -104,34 +104,15 @@ def segment(
                                                   whole_document=config.whole_document, on_chunk=advance)
 
         with reporter.stage("clustering"):
-            labels = np.full(len(documents), NOISE)
-            strengths = np.zeros(len(documents))
-            assigned_by = np.full(len(documents), "unsegmented", dtype=object)
-            rows = np.flatnonzero(has_vector)
-            segmenter = None
-            if len(rows) >= 2:
-                segmenter = Segmenter(min_segment_size=config.min_segment_size, min_samples=config.min_samples,
-                                      reduce_dims=config.reduce_dims, consensus=config.consensus,
-                                      assign_noise=config.assign_noise, seed=config.seed).fit(vectors if len(rows) == len(vectors) else vectors[rows])
-                labels[rows], strengths[rows], assigned_by[rows] = segmenter.labels_, segmenter.strengths_, segmenter.assigned_by_
-            elif len(rows) == 1:
-                labels[rows], strengths[rows], assigned_by[rows] = 0, 1.0, "cluster"
-            centroids = segmenter.centroids_ if segmenter is not None else vectors[rows][:1]
+            clusters = cluster_users(vectors, has_vector, config)
 
         name_stats = CallStats()
         with reporter.stage("naming"):
-            profiles = profile_segments(labels, strengths, centroids, tagged, documents)
-            # The embedded 135M model's Chinese names matched their segments far worse than the
-            # segments' own top tags (name quality 0.65 vs 1.0 on zh-shopping, README Evaluation).
-            named = name_segments(profiles, engine, name_template, language=language, cache=cache, stats=name_stats,
-                                  use_llm=not (language == "zh" and config.model == "embedded"),
-                                  params=GenerationParams(max_tokens=NAMING_MAX_TOKENS, temperature=config.temperature, seed=config.seed))
-            # A name repeating a member's words verbatim may be text planted in a comment.
-            named = [(*fallback_name(p, language), "fallback") if by == "llm" and quotes_users(label, p.quotes, p.top_tags)
-                     else (label, description, by) for p, (label, description, by) in zip(profiles, named, strict=True)]
+            profiles = profile_segments(clusters.labels, clusters.strengths, clusters.centroids, tagged, documents)
+            named = name_profiles(profiles, engine, name_template, config, language, cache, name_stats)
 
         with reporter.stage("recommend"):
-            items = top_items_by_lift(labels, documents) if config.item_col else {}
+            items = top_items_by_lift(clusters.labels, documents) if config.item_col else {}
 
         segments = withhold_small_segments([
             Segment(segment_id=p.segment_id, name=label, description=description, size=p.size, top_tags=p.top_tags,
@@ -143,13 +124,14 @@ def segment(
             engine.close()
         cache.close()
 
+    labels, strengths, assigned_by = clusters.labels, clusters.strengths, clusters.assigned_by
     users_table, segments_table = _tables(documents, tagged, labels, strengths, assigned_by, segments, has_vector)
     users_table["x"], users_table["y"] = _map_xy(vectors, has_vector)
     summary = _summary(config, engine, tag_template, name_template, load_stats, tagged, segments, labels,
                        assigned_by, tag_stats, name_stats, cache, reporter, started, language, encoder)
     result = RunResult(users_table, segments_table, tagged, documents, summary, vectors)
-    lasting = _lasting(frame, config, summary, vectors, has_vector, labels, strengths, assigned_by, centroids,
-                       segmenter, segments, extractor, encoder, users_table, reporter, save=folder is not None)
+    lasting = _lasting(frame, config, summary, vectors, has_vector, labels, strengths, assigned_by, clusters.centroids,
+                       clusters.segmenter, segments, extractor, encoder, users_table, reporter, save=folder is not None)
     if folder is not None:
         try:
             with reporter.stage("write"):
@@ -171,6 +153,50 @@ def segment(
             folder.abandon()
             raise
     return result
+
+
+@dataclass
+class Clusters:
+    """Every user's segment (NOISE for users without a vector), strength and how they were placed."""
+
+    labels: np.ndarray
+    strengths: np.ndarray
+    assigned_by: np.ndarray
+    centroids: np.ndarray
+    segmenter: Segmenter | None = None
+
+
+def cluster_users(vectors: np.ndarray, has_vector: np.ndarray, config: RunConfig) -> Clusters:
+    """The clustering stage: users without a vector stay unsegmented."""
+    n = len(has_vector)
+    clusters = Clusters(np.full(n, NOISE), np.zeros(n), np.full(n, "unsegmented", dtype=object), vectors[:0])
+    rows = np.flatnonzero(has_vector)
+    if len(rows) >= 2:
+        segmenter = Segmenter(min_segment_size=config.min_segment_size, min_samples=config.min_samples,
+                              reduce_dims=config.reduce_dims, consensus=config.consensus,
+                              assign_noise=config.assign_noise, seed=config.seed)
+        segmenter.fit(vectors if len(rows) == len(vectors) else vectors[rows])
+        clusters.labels[rows], clusters.strengths[rows] = segmenter.labels_, segmenter.strengths_
+        clusters.assigned_by[rows] = segmenter.assigned_by_
+        clusters.centroids, clusters.segmenter = segmenter.centroids_, segmenter
+    elif len(rows) == 1:
+        clusters.labels[rows], clusters.strengths[rows], clusters.assigned_by[rows] = 0, 1.0, "cluster"
+        clusters.centroids = vectors[rows][:1]
+    return clusters
+
+
+def name_profiles(profiles, engine, template, config: RunConfig, language: str, cache: ResultCache,
+                  stats: CallStats) -> list[tuple[str, str, str]]:
+    """The naming stage: (label, description, named_by) per profile."""
+    # The embedded 135M model's Chinese names matched their segments far worse than the
+    # segments' own top tags (name quality 0.65 vs 1.0 on zh-shopping, eval/README.md).
+    named = name_segments(profiles, engine, template, language=language, cache=cache, stats=stats,
+                          use_llm=not (language == "zh" and config.model == "embedded"),
+                          params=GenerationParams(max_tokens=NAMING_MAX_TOKENS, temperature=config.temperature,
+                                                  seed=config.seed))
+    # A name repeating a member's words verbatim may be text planted in a comment.
+    return [(*fallback_name(p, language), "fallback") if by == "llm" and quotes_users(label, p.quotes, p.top_tags)
+            else (label, description, by) for p, (label, description, by) in zip(profiles, named, strict=True)]
 
 
 def load_documents(source: Path | pd.DataFrame, config: RunConfig) -> tuple[list[UserDocument], LoadStats, str]:
