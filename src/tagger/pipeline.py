@@ -22,13 +22,13 @@ from tagger.stages.candidates import CandidateExtractor
 from tagger.stages.clustering import NOISE, Segmenter
 from tagger.config import RunConfig
 from tagger.stages.data import Columns, LoadStats, build_documents, check_column_types, read_table
-from tagger.stages.embedding import Encoder, create_encoder, mostly_cjk, unsegmented_reasons, user_vectors
+from tagger.stages.embedding import Encoder, create_encoder, mostly_cjk, user_vectors
 from tagger.errors import InputError
 from tagger.llm.base import Engine, GenerationParams, create_engine
 from tagger.llm.models import resolve_model, token_counter, word_counter
 from tagger.llm.structured import CallStats
 from tagger.stages.naming import NAMING_MAX_TOKENS, fallback_name, name_segments, profile_segments
-from tagger.run.folder import RunFolder, check_destination
+from tagger.run.folder import RunFolder, check_destination, users_frame
 from tagger.paths import tagger_home
 from tagger.privacy import quotes_users, withhold_small_segments
 from tagger.progress import Reporter
@@ -294,18 +294,7 @@ def _write_lasting(folder: RunFolder, lasting: dict[str, Any]) -> None:
 
 def _tables(documents, tagged, labels, strengths, assigned_by, segments, has_vector):
     names = {s.segment_id: s.name for s in segments}
-    users = pd.DataFrame({
-        "user_id": [d.user_id for d in documents],
-        "segment_id": labels.astype(int),
-        # no vector: no segment name at all, unlike noise users left out by --keep-noise
-        "segment_name": [names.get(int(x), "unsegmented") if has else "" for x, has in zip(labels, has_vector)],
-        "strength": np.round(strengths, 4),
-        "assigned_by": list(assigned_by),
-        "status": [u.status for u in tagged],
-        "tags": [[t.tag for t in u.tags] for u in tagged],
-        "error": [u.error for u in tagged],
-        "reason": unsegmented_reasons(tagged, documents, has_vector),
-    })
+    users = users_frame(documents, tagged, labels, strengths, assigned_by, names, has_vector, "unsegmented")
     total = max(int((labels >= 0).sum()), 1)  # shares of the users placed in a segment
     segs = pd.DataFrame([{**s.model_dump(), "share": round(s.size / total, 4)} for s in segments],
                         columns=[*Segment.model_fields, "share"])

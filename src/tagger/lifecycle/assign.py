@@ -29,11 +29,11 @@ import pandas as pd
 from tagger import prompts as prompt_files
 from tagger.cache import ResultCache
 from tagger.config import RunConfig
-from tagger.stages.embedding import Encoder, create_encoder, unsegmented_reasons, user_vectors
+from tagger.stages.embedding import Encoder, create_encoder, user_vectors
 from tagger.errors import ConfigError, ModelError
 from tagger.llm.base import Engine, GenerationParams, create_engine
 from tagger.llm.structured import CallStats
-from tagger.run.folder import RunFolder, check_destination
+from tagger.run.folder import RunFolder, check_destination, users_frame
 from tagger.paths import tagger_home
 from tagger.progress import Reporter
 from tagger.schemas import TaggedUser
@@ -172,17 +172,7 @@ def assign(
         labels[rows], strengths[rows], how[rows] = place(model, vectors[rows], assign_noise=config.assign_noise)
 
     names = current_names(run_dir, model)
-    users = pd.DataFrame({
-        "user_id": [d.user_id for d in documents],
-        "segment_id": labels.astype(int),
-        "segment_name": [names.get(int(x), NONE_NAME) if has else "" for x, has in zip(labels, has_vector)],
-        "strength": np.round(strengths, 4),
-        "assigned_by": list(how),
-        "status": [u.status for u in tagged],
-        "tags": [[t.tag for t in u.tags] for u in tagged],
-        "error": [u.error for u in tagged],
-        "reason": unsegmented_reasons(tagged, documents, has_vector),
-    })
+    users = users_frame(documents, tagged, labels, strengths, how, names, has_vector, NONE_NAME)
     placed = users[users["segment_id"] != NONE]
     summary = {
         "run": str(run_dir),
