@@ -44,11 +44,12 @@ def default_engine_options(on_gpu: bool) -> dict[str, Any]:
 
 
 # vLLM-CPU binds the worker's OpenMP threads to all cores but one, which it keeps for its
-# scheduler. Measured with eval/bench_throughput.py (eval/results/bench_throughput.md) on a
-# busy 2-core machine: all cores (VLLM_CPU_NUM_OF_RESERVED_CPU=0) ran ~3x slower, unbound
-# threads (VLLM_CPU_OMP_THREADS_BIND=nobind) no faster, so tagger keeps vLLM's default; a
-# measured winner goes here, and a user's own setting of either variable always wins.
-CPU_THREAD_ENV: dict[str, str] = {}
+# scheduler, so on 2 cores the model ran on one. Measured with eval/bench_throughput.py on a quiet
+# 2-core machine (eval/results/bench_throughput_quiet.md, same 93 users, A/B/A order): all cores
+# (VLLM_CPU_NUM_OF_RESERVED_CPU=0) 2.08 users/s vs 1.12 with the reserved core (×1.85). Beside
+# other CPU-heavy jobs pinned to the same cores the same setting ran ~3x slower
+# (bench_throughput.md): a user's own setting of either variable always wins.
+CPU_THREAD_ENV: dict[str, str] = {"VLLM_CPU_NUM_OF_RESERVED_CPU": "0"}
 THREAD_VARIABLES = ("VLLM_CPU_NUM_OF_RESERVED_CPU", "VLLM_CPU_OMP_THREADS_BIND")
 
 
