@@ -97,22 +97,32 @@ def test_segment_reads_its_input_once(comments_csv, tmp_path, capsys, monkeypatc
     assert len(reads) == 1 and (tmp_path / "run" / "segment_shares.parquet").exists()
 
 
-def test_drift_between_two_samples_of_the_demo_is_only_noise(tmp_path, capsys):
+@pytest.mark.parametrize("tag_weight", [
+    0.0,
+    # Issue 13, open: with the tags weighing in (the default), one large segment changes share by
+    # more than 5 points between the two samples ("gift shoppers" 13.9 % → 7.2 %); strict, so
+    # a fix shows up as an unexpected pass.
+    pytest.param(0.3, marks=pytest.mark.xfail(strict=True, reason="issue 13: a segment's share moves > 5 points")),
+])
+def test_drift_between_two_samples_of_the_demo_is_only_noise(tmp_path, tag_weight):
     """Two seeded 90 % user samples of the demo: the same people, so drift must find no moved
-    segment and no new or vanished one above 5 % share. Run at tag weight 0, so that user vectors
-    come only from comment embeddings: the fake engine's made-up tags cannot move them, and what
-    is tested is the clustering's stability under resampling."""
-    from tagger.paths import demo_file
+    segment and no new or vanished one above 5 % share. The real embedded model's answers for
+    these samples are replayed from tests/data (recorded by `python -m tests.replay`)."""
+    from replay import DEMO_SAMPLES, SAMPLE_SEEDS, ReplayEngine, demo_sample
 
-    frame = pd.read_csv(demo_file(), dtype={"user_id": str})
-    users = frame["user_id"].unique()
+    from tagger.config import make_config
+    from tagger.pipeline import segment as run_pipeline
+
+    engine = ReplayEngine(DEMO_SAMPLES)
     runs = []
-    for seed in (1, 2):
-        keep = np.random.default_rng(seed).choice(users, round(len(users) * 0.9), replace=False)
-        path = tmp_path / f"sample{seed}.csv"
-        frame[frame["user_id"].isin(keep)].to_csv(path, index=False)
-        runs.append(segment(capsys, path, tmp_path / f"run{seed}", "--engine", "fake", "--embedder", "minilm",
-                            "--tag-weight", "0"))
+    for seed in SAMPLE_SEEDS:
+        result = run_pipeline(demo_sample(seed), make_config(engine="vllm", embedder="minilm", cache=False,
+                                                             tag_weight=tag_weight),
+                              out=tmp_path / f"run{seed}", engine=engine, report=False)
+        assert result.summary["config"]["tag_weight"] == tag_weight
+        runs.append(tmp_path / f"run{seed}")
+    if tag_weight == 0.3:  # the default's tagging and naming requests were all recorded
+        assert engine.misses == 0, "the recorded answers are stale (an edited prompt?): rerun python -m tests.replay"
     report = drift(*runs)
     assert report["moved"] == []
     assert [s for s in report["new"] if s["share"] > MOVED_SHARE] == []

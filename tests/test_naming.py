@@ -122,3 +122,63 @@ def test_copied_example_and_looping_descriptions_are_replaced():
                              label("dog owners", "They love the dog, love the dog, love the dog, love the dog.")]))
     assert names[0][0] == "guitar players" and names[0][1] != example["description"]
     assert "love the dog, love the dog, love the dog" not in names[1][1]
+
+
+class KeywordEncoder:
+    """Each text is the sum of one axis per known word it contains (unit length): similarities
+    are fixed by construction, so the ranking below has exactly one right answer."""
+
+    AXES = {"dog": 0, "pet": 0, "leash": 0, "guitar": 1, "music": 1, "amplifier": 1, "bike": 2, "cyclists": 2}
+
+    def encode(self, texts):
+        out = np.zeros((len(texts), 4), np.float32)
+        for i, text in enumerate(texts):
+            for word in text.lower().split():
+                out[i, self.AXES.get(word, 3)] += 1
+        return out / np.linalg.norm(out, axis=1, keepdims=True)
+
+
+def test_interest_names_go_to_the_one_segment_they_point_at_and_must_be_grounded():
+    from tagger.stages.naming import rank_options
+
+    ps = profiles()  # 0: guitar, amplifier; 1: dog, leash
+    centroids = np.array([[0, 1, 0, 0], [1, 0, 0, 0]], np.float32)
+    rank_options(ps, centroids, KeywordEncoder(), interests=["pet owners", "music lovers", "cyclists"])
+    assert ps[0].options[0] == "music lovers" and ps[1].options[0] == "pet owners"
+    # "cyclists" points at neither segment, and each interest name goes to one segment only
+    assert not any("cyclists" in p.options for p in ps)
+    assert "pet owners" not in ps[0].options and "music lovers" not in ps[1].options
+    # after the interest names come the segment's own built names, so none is lost
+    assert ps[1].options[1:] == [o for o in ps[1].options[1:] if o in label_options(ps[1])]
+    assert names_of(ps) == ["music lovers", "pet owners"]
+
+
+def test_an_interest_near_the_segment_but_far_from_its_phrases_is_not_offered():
+    from tagger.stages.naming import rank_options
+
+    # The segment's centroid leans to the bike axis, but none of its phrases is about bikes.
+    ps = [SegmentProfile(0, 10, ["guitar"], [], [], []), SegmentProfile(1, 10, ["dog"], [], [], [])]
+    centroids = np.array([[0, 0.6, 0.8, 0], [1, 0, 0, 0]], np.float32)
+    rank_options(ps, centroids, KeywordEncoder(), interests=["cyclists"])
+    assert ps[0].options == label_options(ps[0])
+
+
+def names_of(ps):
+    return [n[0] for n in name(None, ps=ps)]
+
+
+def test_a_prompts_folder_brings_its_own_interest_names(tmp_path):
+    import pytest
+
+    from tagger.errors import ConfigError
+    from tagger.stages.naming import _interests, rank_options
+
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "interests.toml").write_text('[en]\nnames = ["dog lovers"]\n')
+    ps = profiles()
+    rank_options(ps, np.array([[0, 1, 0, 0], [1, 0, 0, 0]], np.float32), KeywordEncoder(), prompts=tmp_path)
+    assert ps[1].options[0] == "dog lovers" and "pet owners" not in ps[1].options
+    (tmp_path / "data" / "interests.toml").write_text("names = [")
+    _interests.cache_clear()
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        _interests("en", tmp_path)

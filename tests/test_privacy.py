@@ -128,7 +128,7 @@ def test_k_floor_withholds_small_segments_everywhere(tmp_path):
         else:
             assert row["named_by"] != "withheld"
     profiles = json.loads((tmp_path / "b" / "out" / "segment_profiles.json").read_text())
-    assert all(p["quotes"] == [] and p["top_tags"] == [] for p in profiles if p["size"] < k)
+    assert all(p["quotes"] == [] and p["top_tags"] == [] and p["options"] == [] for p in profiles if p["size"] < k)
     files = written(tmp_path / "b")
     for name in small:
         assert f'"{name}"' not in files and f",{name}," not in files

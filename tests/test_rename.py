@@ -34,7 +34,7 @@ def test_rename_reruns_only_naming_and_rewrites_tables(capsys, run_dir, tmp_path
     before = {name: (run_dir / name).read_bytes() for name in KEPT}
     old_segments = pd.read_parquet(run_dir / "segments.parquet")
     old_users = pd.read_parquet(run_dir / "users.parquet")
-    # The fake engine picks the built name whose phrase the prompt mentions first: reversing
+    # The fake engine picks the admitted name with a word the prompt mentions first: reversing
     # the tags in the template must change the names.
     prompts = edited_name_template(tmp_path / "p", "Interests, least typical first: {{ tags | reverse | join(', ') }}\n"
                                    "{{ quotes | length }} {{ neighbour_tags | length }} {{ options | length }}")

@@ -27,7 +27,7 @@ from tagger.errors import InputError
 from tagger.llm.base import Engine, GenerationParams, create_engine
 from tagger.llm.models import resolve_model, token_counter, word_counter
 from tagger.llm.structured import CallStats
-from tagger.stages.naming import NAMING_MAX_TOKENS, fallback_name, name_segments, profile_segments
+from tagger.stages.naming import NAMING_MAX_TOKENS, fallback_name, name_segments, profile_segments, rank_options
 from tagger.run.folder import RunFolder, check_destination, users_frame
 from tagger.paths import tagger_home
 from tagger.privacy import quotes_users, withhold_small_segments
@@ -109,6 +109,7 @@ def segment(
         name_stats = CallStats()
         with reporter.stage("naming"):
             profiles = profile_segments(clusters.labels, clusters.strengths, clusters.centroids, tagged, documents)
+            rank_options(profiles, clusters.centroids, encoder, language, prompts=config.prompts)
             named = name_profiles(profiles, engine, name_template, config, language, cache, name_stats)
 
         with reporter.stage("recommend"):
@@ -234,10 +235,11 @@ def documents_from_frame(frame: pd.DataFrame, config: RunConfig) -> tuple[list[U
 
 
 def _public_profile(profile, k: int) -> dict[str, Any]:
-    """A segment below the k floor keeps only its id, size and neighbours: no tags, terms or quotes."""
+    """A segment below the k floor keeps only its id, size and neighbours: no tags, terms, quotes
+    or candidate names."""
     data = dict(vars(profile))
     if profile.size < k:
-        data.update(top_tags=[], top_terms=[], quotes=[])
+        data.update(top_tags=[], top_terms=[], quotes=[], options=[])
     return data
 
 

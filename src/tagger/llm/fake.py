@@ -19,8 +19,8 @@ class FakeEngine:
     """`responses` are returned first, in order (str, or Completion for full control).
 
     After the queue runs out, a tag request gets the user's most frequent long words as tags
-    (evidence = that word), and a naming request gets the name its schema admits whose phrase the prompt mentions first
-    (else its first two tags).
+    (evidence = that word), and a naming request gets the name its schema admits with a word
+    the prompt mentions first (else its first two tags).
     """
 
     def __init__(self, responses: Iterable[str | Completion] = (), model_id: str = "fake", **_: Any):
@@ -62,7 +62,12 @@ class FakeEngine:
         tags = [t.strip() for t in (match.group(1) if match else "group").split(",")][:2]
         label = " & ".join(tags)[:40]
         names = properties.get("label", {}).get("enum")
-        if names:  # the built name whose phrase the prompt mentions first
+        if names:  # the admitted name with a word (its first 4 letters) the prompt mentions first
             text = match.group(1) if match else ""
-            label = min(names, key=lambda n: (text.find(n.rsplit(" ", 1)[0]) % (len(text) + 1), names.index(n)))
+
+            def first_mention(name: str) -> int:
+                found = [i for i in (text.find(w[:4]) for w in name.split()) if i >= 0]
+                return min(found, default=len(text) + 1)
+
+            label = min(names, key=lambda n: (first_mention(n), names.index(n)))
         return json.dumps({"label": label, "description": f"Users interested in {', '.join(tags)}."})

@@ -1,10 +1,11 @@
 """Segments → readable names, contrastive and grounded.
 
 A segment's profile holds what sets it apart from the other users (tags and phrases ranked by
-share × lift, a c-TF-IDF, as Clio's contrastive naming does). The names it may take are built
-from those phrases deterministically, as noun phrases with a role noun ("dog owners", "board
-game fans"; prompts/data/roles.toml); the LLM's schema admits only those labels (an enum per
-segment), so no few-shot word can become a name. The LLM picks one and writes a one-sentence
+share × lift, a c-TF-IDF, as Clio's contrastive naming does). The names it may take are interest
+names (prompts/data/interests.toml) grounded in those phrases, then the phrases themselves as
+noun phrases with a role noun ("dog owners"; prompts/data/roles.toml), ranked by how clearly
+each points at its segment in the encoder's space (rank_options); the LLM's schema admits only
+the best few (an enum per segment), so no few-shot word can become a name. The LLM picks one and writes a one-sentence
 description; a description that is cut off, copied or off-topic becomes a template sentence
 about the segment's tags. Without a usable answer the first built label is the name.
 """
@@ -17,13 +18,14 @@ import re
 import tomllib
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 
 import numpy as np
 
 from tagger.cache import ResultCache
+from tagger.errors import ConfigError
 from tagger.llm.base import Engine, GenerationParams
 from tagger.stages.canon import STOPWORDS, canonical, surface_phrases, vocabulary
 from tagger.llm.structured import CallStats, Rejected, run_structured
@@ -34,6 +36,15 @@ from tagger.schemas import LLMSegmentName, TaggedUser, UserDocument
 NAMING_MAX_TOKENS = 120
 NAME_VARIABLES = {"tags", "quotes", "neighbour_tags", "size", "language", "options"}
 MAX_OPTIONS = 8
+# Names the LLM chooses among: the best few by rank (a longer list only gave the 135M model
+# more ways to pick a worse one).
+LLM_OPTIONS = 4
+# An interest name must be this close (cosine) to one of the segment's own distinctive phrases:
+# the encoder's nearest segment alone can put "cyclists" on a segment about screws and bulbs.
+GROUNDING = 0.3
+GROUNDING_PHRASES = 6
+# Share of a description's own words that must come from the segment's name, phrases or quotes.
+GROUNDED_SHARE = 0.6
 MAX_LABEL_CHARS = 40
 _CJK = re.compile(r"[\u3400-\u9fff]")
 _SENTENCE_END = tuple(".!?。！？")
@@ -47,6 +58,8 @@ class SegmentProfile:
     top_terms: list[str]
     quotes: list[str]
     neighbours: list[int]
+    # The names it may take, best first (rank_options); empty: built from its phrases alone.
+    options: list[str] = field(default_factory=list)
 
 
 def characteristic(counts_in: Counter, size: int, counts_all: Counter, n_all: int, top: int,
@@ -107,18 +120,73 @@ def profile_segments(
     return profiles
 
 
-@cache
-def _roles(override: str | None = None) -> dict:
+def _data_file(name: str, override: str | Path | None) -> dict:
+    """prompts/data/<name>, first found on the prompt search path ({} when none is)."""
     for folder in search_path(override):
-        path = Path(folder) / "data" / "roles.toml"
+        path = Path(folder) / "data" / name
         if path.exists():
-            return tomllib.loads(path.read_text(encoding="utf-8"))
+            try:
+                return tomllib.loads(path.read_text(encoding="utf-8"))
+            except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+                raise ConfigError(f"{path} is not valid TOML ({exc}); fix it or delete it to use the shipped one") from None
     return {}
 
 
-def label_options(profile: SegmentProfile, language: str = "en") -> list[str]:
+@cache
+def _roles(override: str | Path | None = None) -> dict:
+    return _data_file("roles.toml", override)
+
+
+@cache
+def _interests(language: str, override: str | Path | None = None) -> tuple[str, ...]:
+    names = _data_file("interests.toml", override).get("zh" if language == "zh" else "en", {}).get("names", [])
+    return tuple(str(n) for n in names)
+
+
+def rank_options(profiles: Sequence[SegmentProfile], centroids: np.ndarray, encoder, language: str = "en",
+                 interests: Sequence[str] | None = None, prompts: str | Path | None = None) -> None:
+    """Set each profile's `options`: the names it may take, best first.
+
+    A name is scored by how much nearer it is to its own segment's centroid than to the nearest
+    other segment's, in the encoder's space the users were clustered in: a good name points at
+    its segment and at no other, so no two segments share one. Candidates are the interest names
+    (prompts/data/interests.toml) that point at the segment, are close to one of its distinctive
+    phrases, and so read as a marketer's segment ("board game players"); then the names built
+    from its phrases ("bulb buyers"), so a segment outside the list still gets its own name."""
+    interests = list(_interests(language, prompts) if interests is None else interests)
+    built = [label_options(p, language, prompts) for p in profiles]
+    phrases = [list(dict.fromkeys([*p.top_tags[:GROUNDING_PHRASES], *p.top_terms[:GROUNDING_PHRASES]]))
+               for p in profiles]
+    texts = list(dict.fromkeys([*interests, *(o for b in built for o in b), *(t for ph in phrases for t in ph)]))
+    if not texts or not len(centroids):
+        for p, b in zip(profiles, built, strict=True):
+            p.options = b
+        return
+    vectors = np.asarray(encoder.encode(texts), np.float32)
+    vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+    row = {t: i for i, t in enumerate(texts)}
+    to_segments = vectors @ np.asarray(centroids, np.float32).T
+    for p, b, ph in zip(profiles, built, phrases, strict=True):
+        def margin(names: Sequence[str]) -> np.ndarray:
+            sims = to_segments[[row[n] for n in names]]
+            others = np.delete(sims, p.segment_id, axis=1)
+            return sims[:, p.segment_id] - (others.max(axis=1) if others.shape[1] else 0.0)
+
+        picked: list[str] = []
+        if interests and ph:
+            score = margin(interests)
+            grounded = (vectors[[row[n] for n in interests]] @ vectors[[row[t] for t in ph]].T).max(axis=1)
+            picked = [interests[i] for i in np.argsort(-score, kind="stable")
+                      if score[i] > 0 and grounded[i] >= GROUNDING]
+        if b:
+            score = margin(b)
+            picked += [b[i] for i in np.argsort(-score, kind="stable")]
+        p.options = list(dict.fromkeys(picked))[:MAX_OPTIONS]
+
+
+def label_options(profile: SegmentProfile, language: str = "en", prompts: str | Path | None = None) -> list[str]:
     """The names a segment may take: its distinctive phrases (tags first) as noun phrases."""
-    table = _roles().get("zh" if language == "zh" else "en", {})
+    table = _roles(prompts).get("zh" if language == "zh" else "en", {})
     # Tags first: the model chose them as interests; a segment's terms (any words its members
     # share, "feel", "cute") only fill in when it has fewer than two tags.
     phrases = list(dict.fromkeys([*profile.top_tags[:3], *profile.top_terms[:3]]))
@@ -156,7 +224,7 @@ def fallback_name(profile: SegmentProfile, language: str = "en") -> tuple[str, s
     if language == "zh":
         label = "、".join(words) if words else f"用户群 {profile.segment_id}"
         return label[:30], template_description(profile, language)
-    options = label_options(profile, language)
+    options = profile.options or label_options(profile, language)
     label = options[0] if options else f"segment {profile.segment_id}"
     return label, template_description(profile, language)
 
@@ -170,7 +238,8 @@ def name_segments(
     every segment without it (the pipeline does so where the model is known to be weak)."""
     template.check_variables(NAME_VARIABLES)
     by_id = {p.segment_id: p for p in profiles}
-    options = [label_options(p, language) for p in profiles]
+    every = [p.options or label_options(p, language) for p in profiles]
+    options = [o[:LLM_OPTIONS] for o in every]
     results: list[tuple[str, str, str]] = [(*fallback_name(p, language), "fallback") for p in profiles]
     askable = [i for i, p in enumerate(profiles) if options[i]]
     if engine is not None and askable and use_llm:
@@ -187,7 +256,8 @@ def name_segments(
             profile = profiles[askable[k]]
             if answer.label not in options[askable[k]]:  # the schema's enum, checked again
                 raise Rejected("the label must be one of the listed names")
-            return answer.label, _description(answer.description, profile, shown[k], example_texts, language)
+            return answer.label, _description(answer.description, profile, shown[k], example_texts, language,
+                                              answer.label)
 
         outcomes = run_structured(engine, chats, LLMSegmentName, parse, params=params, cache=cache,
                                   stats=stats, retry_message=template.retry_message,
@@ -195,7 +265,7 @@ def name_segments(
         for i, outcome in zip(askable, outcomes, strict=True):
             if outcome.value:
                 results[i] = (*outcome.value, "llm")
-    return _unique(results, profiles, options)
+    return _unique(results, profiles, every)
 
 
 def name_schema(options: Sequence[str]) -> dict:
@@ -204,7 +274,8 @@ def name_schema(options: Sequence[str]) -> dict:
     return schema
 
 
-def _description(text: str, profile: SegmentProfile, shown: str, example_texts: set[str], language: str) -> str:
+def _description(text: str, profile: SegmentProfile, shown: str, example_texts: set[str], language: str,
+                 label: str = "") -> str:
     """The model's sentence when it is complete, its own and about the segment; else the template."""
     description = " ".join(text.split())
     # A sentence cut by the length limit has no end mark; a Chinese run needs a Chinese sentence
@@ -214,7 +285,24 @@ def _description(text: str, profile: SegmentProfile, shown: str, example_texts: 
     usable = complete and description.lower() not in example_texts and not _repeats(description)
     if not usable or not _shares_a_word(description, shown):
         return template_description(profile, language)
+    if language != "zh" and not _grounded(description, " ".join([label, shown, *profile.quotes])):
+        return template_description(profile, language)
     return description
+
+
+# Words any description of a customer group may use; the rest must come from what was shown.
+_GENERIC = frozenset("""customer customers people person users user buyers shoppers owners fans group members
+who whose enjoy enjoys like likes love loves use uses buy buys interested interest interests products product
+items item things their they them and also are is for with about into of the to in on at from that this
+these those often mostly many most some all various different kinds types other others""".split())
+
+
+def _grounded(description: str, shown: str) -> bool:
+    """Most of a description's own words (not the generic ones) appear in what the model was shown:
+    "... the magazine and read the stories and the books" wanders off a magazine segment."""
+    words = {w for w in re.findall(r"[a-z]{3,}", description.lower()) if w not in _GENERIC and w not in STOPWORDS}
+    known = _stems(shown)
+    return bool(words) and sum(w[:4] in known for w in words) >= GROUNDED_SHARE * len(words)
 
 
 def _example_texts(template: PromptTemplate) -> set[str]:
