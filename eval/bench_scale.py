@@ -178,7 +178,7 @@ def run_one(n: int, embedder: str, out_dir: Path, seed: int, consensus: int = 0,
     with stage("write"):
         segments = [Segment(segment_id=p.segment_id, name=f"segment {p.segment_id}", description="", size=p.size,
                             top_tags=p.top_tags, evidence=p.quotes, named_by="fallback") for p in profiles]
-        users_table, segments_table = _tables(documents, tagged, labels, strengths, assigned, segments)
+        users_table, segments_table = _tables(documents, tagged, labels, strengths, assigned, segments, has)
         folder = RunFolder(out_dir / f"run-{n}", force=True)
         folder.write_table("users", users_table)
         folder.write_table("segments", segments_table)
