@@ -5,9 +5,10 @@ share × lift, a c-TF-IDF, as Clio's contrastive naming does). The names it may 
 names (prompts/data/interests.toml) grounded in those phrases, then the phrases themselves as
 noun phrases with a role noun ("dog owners"; prompts/data/roles.toml), ranked by how clearly
 each points at its segment in the encoder's space (rank_options); the LLM's schema admits only
-the best few (an enum per segment), so no few-shot word can become a name. The LLM picks one and writes a one-sentence
-description; a description that is cut off, copied or off-topic becomes a template sentence
-about the segment's tags. Without a usable answer the first built label is the name.
+the best few (an enum per segment), so no few-shot word can become a name. The LLM picks one
+and writes a one-sentence description; a description that is cut off, copied, looping or
+wandering off what it was shown becomes a template sentence about the segment's tags. Without
+a usable answer the best-ranked name is the name.
 """
 
 from __future__ import annotations
@@ -36,8 +37,8 @@ from tagger.schemas import LLMSegmentName, TaggedUser, UserDocument
 NAMING_MAX_TOKENS = 120
 NAME_VARIABLES = {"tags", "quotes", "neighbour_tags", "size", "language", "options"}
 MAX_OPTIONS = 8
-# Names the LLM chooses among: the best few by rank (a longer list only gave the 135M model
-# more ways to pick a worse one).
+# Names the LLM chooses among: the best few by rank (not tuned; with 4 its pick and the
+# top-ranked name scored the same on average over two Amazon taggings, eval/README.md).
 LLM_OPTIONS = 4
 # An interest name must be this close (cosine) to one of the segment's own distinctive phrases:
 # the encoder's nearest segment alone can put "cyclists" on a segment about screws and bulbs.
