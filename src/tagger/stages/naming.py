@@ -168,19 +168,16 @@ def rank_options(profiles: Sequence[SegmentProfile], centroids: np.ndarray, enco
     row = {t: i for i, t in enumerate(texts)}
     to_segments = vectors @ np.asarray(centroids, np.float32).T
     for p, b, ph in zip(profiles, built, phrases, strict=True):
-        def margin(names: Sequence[str]) -> np.ndarray:
-            sims = to_segments[[row[n] for n in names]]
-            others = np.delete(sims, p.segment_id, axis=1)
-            return sims[:, p.segment_id] - (others.max(axis=1) if others.shape[1] else 0.0)
-
+        others = np.delete(to_segments, p.segment_id, axis=1)
+        margin = to_segments[:, p.segment_id] - (others.max(axis=1) if others.shape[1] else 0.0)
         picked: list[str] = []
         if interests and ph:
-            score = margin(interests)
+            score = margin[[row[n] for n in interests]]
             grounded = (vectors[[row[n] for n in interests]] @ vectors[[row[t] for t in ph]].T).max(axis=1)
             picked = [interests[i] for i in np.argsort(-score, kind="stable")
                       if score[i] > 0 and grounded[i] >= GROUNDING]
         if b:
-            score = margin(b)
+            score = margin[[row[n] for n in b]]
             picked += [b[i] for i in np.argsort(-score, kind="stable")]
         p.options = list(dict.fromkeys(picked))[:MAX_OPTIONS]
 
