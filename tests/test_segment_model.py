@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from tagger.stages.candidates import CandidateExtractor
@@ -46,6 +47,30 @@ def test_saved_frequencies_reproduce_training_candidates(run_dir, comments_csv):
     saved = load_model(run_dir).extractor()
     assert saved.n_ == fresh.n_
     for text in texts + ["a guitar amplifier for my dog"]:
+        assert saved.candidates(text) == fresh.candidates(text)
+
+
+def test_saved_model_merges_plurals_as_training_did(comments_csv, tmp_path, capsys):
+    # In training "shampoos" became "shampoo" because the text also holds "shampoo"; a phrase
+    # held by one user is not among the saved frequencies, yet the model must still know the
+    # singular, or a training user gets other candidates (a new prompt, no cached answer) when
+    # assigned again. On a 90 % sample of the demo 16 of 180 users did.
+    frame = pd.read_csv(comments_csv)
+    extra = pd.DataFrame([{"user_id": "hair-0", "text": "these shampoos smell nice, the shampoos lather, a fine shampoo",
+                           "ts": 1, "item": "x"}])
+    source = tmp_path / "plurals.csv"
+    pd.concat([frame, extra]).to_csv(source, index=False)
+    out = tmp_path / "run"
+    assert main(["segment", str(source), "--out", str(out), "--no-report", *FAST]) == 0
+    capsys.readouterr()
+    from tagger.lifecycle.assign import run_config
+    from tagger.pipeline import load_documents
+
+    texts = [d.text for d in load_documents(source, run_config(out))[0]]
+    fresh = CandidateExtractor().fit(texts)
+    saved = load_model(out).extractor()
+    assert "shampoo" in fresh.candidates(texts[-1]) and fresh.df_["shampoo"] == 1
+    for text in texts:
         assert saved.candidates(text) == fresh.candidates(text)
 
 

@@ -16,6 +16,7 @@ that `load_clusterer` refuses when the library versions differ. Placement itself
 | `member_centroids.npy` | centroids of the clustered users alone: noise joined the nearest of these in training |
 | `segments.json` | per segment: name, size, radius (loosest member link), strength floor |
 | `document_frequencies.json` | the candidate extractor's training document frequencies (phrases held by >= 2 users) |
+| `singulars.json` | the singulars training merged plurals into ("shampoos" → "shampoo"), so placement merges them alike |
 | `clusterer.pkl` | the fitted HDBSCAN with prediction data (optional, version-locked) |
 """
 
@@ -31,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from tagger.stages.candidates import CandidateExtractor
+from tagger.stages.canon import singular
 from tagger.errors import ModelError
 
 FORMAT_VERSION = 1
@@ -74,6 +76,7 @@ class SegmentModel:
     pca_mean: np.ndarray | None = None
     user_mean: np.ndarray | None = None
     document_frequencies: dict[str, int] = field(default_factory=dict)
+    singulars: list[str] = field(default_factory=list)
     path: Path | None = None
 
     def reduce(self, vectors: np.ndarray) -> np.ndarray:
@@ -91,6 +94,9 @@ class SegmentModel:
 
         extractor.df_ = Counter(self.document_frequencies)
         extractor.stop_ = frozenset(self.manifest["candidates"].get("stop_phrases", []))
+        # The frequencies alone miss a singular written by one user only: that user's plurals
+        # would then stay plural, and their candidates differ from training.
+        extractor.known_ = {p for p in self.document_frequencies if " " not in p} | set(self.singulars)
         return extractor
 
     @property
@@ -146,6 +152,8 @@ def build_model(
     if extractor is not None:
         kept = sorted(((p, c) for p, c in extractor.df_.items() if c >= 2), key=lambda pc: (-pc[1], pc[0]))
         model.document_frequencies = dict(kept[:MAX_DF_PHRASES])
+        known = getattr(extractor, "known_", None) or set()
+        model.singulars = sorted({one for word in known if (one := singular(word)) != word and one in known})
         model.manifest["candidates"] = {"per_user": extractor.per_user, "n_documents": extractor.n_,
                                         "phrases": len(model.document_frequencies),
                                         "truncated": len(kept) > MAX_DF_PHRASES,
@@ -185,13 +193,14 @@ def save_model(model: SegmentModel, folder: Path, clusterer: Any = None) -> None
     (folder / "segments.json").write_text(json.dumps(model.segments, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     (folder / "document_frequencies.json").write_text(
         json.dumps(model.document_frequencies, ensure_ascii=False, separators=(",", ":")) + "\n", encoding="utf-8")
+    (folder / "singulars.json").write_text(json.dumps(model.singulars, ensure_ascii=False) + "\n", encoding="utf-8")
     fingerprint = model.manifest.get("embedder_fingerprint")
     if fingerprint:
         files["embedder_fingerprint.npy"] = np.asarray(fingerprint, np.float32)
     for name, array in files.items():
         np.save(folder / name, array, allow_pickle=False)
     manifest = {**{k: v for k, v in model.manifest.items() if k != "embedder_fingerprint"},
-                "format_version": FORMAT_VERSION, "files": sorted([*files, "segments.json", "document_frequencies.json"])}
+                "format_version": FORMAT_VERSION, "files": sorted([*files, "segments.json", "document_frequencies.json", "singulars.json"])}
     if clusterer is not None:
         try:
             if getattr(clusterer, "prediction_data_", None) is None:
@@ -222,6 +231,9 @@ def load_model(run_dir: Path) -> SegmentModel:
         arrays = {name: np.load(folder / name, allow_pickle=False) for name in manifest["files"] if name.endswith(".npy")}
         segments = json.loads((folder / "segments.json").read_text(encoding="utf-8"))
         frequencies = json.loads((folder / "document_frequencies.json").read_text(encoding="utf-8"))
+        # absent in models saved before it was added: those merge plurals by the frequencies alone
+        singulars = (json.loads((folder / "singulars.json").read_text(encoding="utf-8"))
+                     if "singulars.json" in manifest["files"] else [])
     except (OSError, ValueError, KeyError) as exc:
         raise ModelError(f"segment model in {run_dir} is incomplete ({type(exc).__name__}: {exc}); "
                          "rerun `tagger segment`") from None
@@ -232,7 +244,7 @@ def load_model(run_dir: Path) -> SegmentModel:
                         members_radius=arrays["members_radius.npy"], member_centroids=arrays["member_centroids.npy"],
                         pca_components=arrays.get("pca_components.npy"), pca_mean=arrays.get("pca_mean.npy"),
                         user_mean=arrays.get("user_mean.npy"),
-                        document_frequencies=frequencies, path=folder)
+                        document_frequencies=frequencies, singulars=singulars, path=folder)
 
 
 def check_embedder(model: SegmentModel, encoder) -> None:
