@@ -77,3 +77,20 @@ def test_canonical_tags_merge_forms_across_users_and_keep_evidence():
     merged = canonical_tags(users)
     assert [(t.tag, t.evidence) for t in merged[0].tags] == [("mic", "my mics")]
     assert [t.tag for t in merged[1].tags] == ["mic"]
+
+
+def test_a_previous_runs_statistics_keep_a_returning_users_candidates():
+    # Next month the only other user who wrote "banjo" has left and a tenth of the rest with
+    # them: fitted afresh, "banjo" is then this user's alone and drops down the list (a new
+    # prompt, no cached answer); with last month's statistics the list is the one they had.
+    texts = corpus()
+    me = "The guitar and the banjo here. My strings, the chord. Shipping was quick. A pick."
+    last_month = CandidateExtractor().fit([me, *texts, "My banjo slipped."])
+    had = last_month.candidates(me)
+    newcomers = ["A ukulele for my son.", "The ukulele strings.", "Tuning my ukulele.", "A kazoo!"]
+    this_month = [me, *(t for i, t in enumerate(texts) if i % 20 not in (0, 1)), *newcomers]
+    assert CandidateExtractor().fit(this_month).candidates(me) != had
+    kept = last_month.update(this_month)
+    assert kept.candidates(me) == had
+    # a phrase new since then counts once three users write it (a segment needs at least three)
+    assert kept.df_["ukulele"] == 3 and "kazoo" not in kept.df_

@@ -60,6 +60,8 @@ def write(tmp_path, name, data: bytes):
     ("latin1.csv", b"user_id,text\nu1,caf\xe9 au lait\n", [], "--encoding"),
     ("c.csv", b"user_id,text\nu1,hi\n", ["--time-col", "when"], "column 'when' not found"),
     ("c.csv", b"user_id,text\nu1,hi\n", ["--tag-weight", "3"], "invalid setting tag_weight"),
+    ("c.csv", b"user_id,text\nu1,hi\n", ["--candidates-from", "no-such-run"], "has no saved segment model"),
+    ("c.csv", b"user_id,text\nu1,hi\n", ["--candidates-from", "r", "--tag-mode", "free"], "needs --tag-mode grounded"),
 ])
 def test_bad_input_is_one_line_nonzero_and_writes_nothing(capsys, tmp_path, name, data, extra, message):
     path = tmp_path / name if data is None else write(tmp_path, name, data)
@@ -92,3 +94,22 @@ def test_quiet_silences_progress(capsys, comments_csv, tmp_path):
     code, stdout, err = run(capsys, "segment", str(comments_csv), "--out", str(tmp_path / "run"), "--quiet", *FAST)
     assert code == 0 and "segments of 12 users" in stdout
     assert not [line for line in err.splitlines() if line.startswith("[")]
+
+
+def test_a_rerun_with_the_previous_runs_candidates_serves_returning_users_from_the_cache(capsys, comments_csv, tmp_path):
+    frame = pd.read_csv(comments_csv)
+    assert run(capsys, "segment", str(comments_csv), "--out", str(tmp_path / "june"), *FAST, "--no-report")[0] == 0
+    later = tmp_path / "july.csv"
+    stayed = frame[frame["user_id"] != "dog-3"]
+    newcomer = pd.DataFrame([{"user_id": "new-0", "text": "my cat loves this scratching post", "ts": 1, "item": "x"}])
+    pd.concat([stayed, newcomer]).to_csv(later, index=False)
+    code, out, err = run(capsys, "segment", str(later), "--out", str(tmp_path / "july"), *FAST, "--no-report",
+                         "--candidates-from", str(tmp_path / "june"))
+    assert code == 0, err
+    summary = json.loads((tmp_path / "july" / "run.json").read_text())
+    assert summary["config"]["candidates_from"] == str(tmp_path / "june")
+    # the 11 returning users' tag requests are June's, answered from the cache; the newcomer's is not
+    assert summary["cache"]["hits"] >= 11 and summary["cache"]["misses"] >= 1
+    june = {u["user_id"]: u["tags"] for u in map(json.loads, (tmp_path / "june" / "tags.jsonl").read_text().splitlines())}
+    july = {u["user_id"]: u["tags"] for u in map(json.loads, (tmp_path / "july" / "tags.jsonl").read_text().splitlines())}
+    assert all(july[u] == june[u] for u in july if u != "new-0")

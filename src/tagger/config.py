@@ -31,6 +31,8 @@ class RunConfig(BaseModel):
     request_timeout: float = Field(default=120.0, gt=0)
     api_key: SecretStr | None = Field(default=None, exclude=True)
     prompts: Path | None = None
+    # A previous run whose phrase statistics build this run's candidate lists (issue 13)
+    candidates_from: Path | None = None
     doc_tokens: int = Field(default=384, ge=16, le=32_000, description="token budget of one user's comments")
     max_tokens: int = Field(default=160, ge=16, le=4096, description="output budget of one tag answer")
     batch_size: int = Field(default=256, ge=1)

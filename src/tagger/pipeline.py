@@ -23,7 +23,7 @@ from tagger.stages.clustering import NOISE, Segmenter
 from tagger.config import RunConfig
 from tagger.stages.data import Columns, LoadStats, build_documents, check_column_types, read_table
 from tagger.stages.embedding import Encoder, create_encoder, mostly_cjk, user_vectors
-from tagger.errors import InputError
+from tagger.errors import ConfigError, InputError
 from tagger.llm.base import Engine, GenerationParams, create_engine
 from tagger.llm.models import resolve_model, token_counter, word_counter
 from tagger.llm.structured import CallStats
@@ -72,6 +72,7 @@ def segment(
     tag_template = prompt_files.load(TAG_MODES[config.tag_mode], config.prompts)
     name_template = prompt_files.load("name", config.prompts)
 
+    previous = previous_candidates(config)
     with reporter.stage("load"):
         frame = read_input(source, config)  # the only read: shares over time use this frame too
         documents, load_stats, model = documents_from_frame(frame, config)
@@ -88,7 +89,10 @@ def segment(
         tag_stats = CallStats()
         params = GenerationParams(max_tokens=config.max_tokens, temperature=config.temperature, seed=config.seed)
         # Fitted here, not inside tag_users, so the segment model can save its frequencies.
-        extractor = CandidateExtractor().fit([d.text for d in documents]) if config.tag_mode == "grounded" else None
+        texts = [d.text for d in documents]
+        extractor = None
+        if config.tag_mode == "grounded":
+            extractor = previous.update(texts) if previous is not None else CandidateExtractor().fit(texts)
         with reporter.stage("tagging", total=len(documents)) as advance:
             tagged = tag_users(documents, engine, tag_template, params=params, cache=cache, mode=config.tag_mode,
                                batch_size=config.batch_size, on_batch=advance, stats=tag_stats, extractor=extractor)
@@ -184,6 +188,24 @@ def cluster_users(vectors: np.ndarray, has_vector: np.ndarray, config: RunConfig
         clusters.labels[rows], clusters.strengths[rows], clusters.assigned_by[rows] = 0, 1.0, "cluster"
         clusters.centroids = vectors[rows][:1]
     return clusters
+
+
+def previous_candidates(config: RunConfig) -> CandidateExtractor | None:
+    """--candidates-from RUN: that run's phrase statistics, so a user it saw, writing what they
+    wrote then, gets the same candidate list: the same prompt, the cached answer and the same
+    tags. Fitted afresh, the list depends on everyone else in the data, and two 90 % samples of
+    the demo gave the same user the same tags for 40 of 162 users (162 of 162 with this)."""
+    if config.candidates_from is None:
+        return None
+    if config.tag_mode != "grounded":
+        raise ConfigError("--candidates-from needs --tag-mode grounded: free tagging has no candidate lists")
+    from tagger.lifecycle.segment_model import load_model
+
+    model = load_model(config.candidates_from)
+    if not model.manifest.get("candidates", {}).get("n_documents"):
+        raise ConfigError(f"{config.candidates_from} saved no candidate statistics (it ran with --tag-mode free); "
+                          "pass a run made with --tag-mode grounded")
+    return model.extractor()
 
 
 def name_profiles(profiles, engine, template, config: RunConfig, language: str, cache: ResultCache,

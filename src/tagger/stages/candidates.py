@@ -29,6 +29,7 @@ MIN_TESTED_SHARE = 0.02
 # 0.5 means "in two thirds of the groups or more": everywhere.
 MIN_LIFT_VARIANCE = 1.0
 SAMPLE = 4000
+NEW_PHRASE_USERS = 3
 
 
 class CandidateExtractor:
@@ -49,6 +50,17 @@ class CandidateExtractor:
             if i < SAMPLE:
                 sample.append(phrases)
         self.stop_ = even_phrases(sample, seed=self.seed)
+        return self
+
+    def update(self, texts: Sequence[str]) -> CandidateExtractor:
+        """Apply a saved run's statistics to new data: the phrases it counted keep their counts
+        and the stop list stays, so a returning user gets the candidates (the prompt, and the
+        cached answer) they had; a phrase it did not count (new, or written by one user then)
+        is counted in `texts`."""
+        new: Counter = Counter()
+        for text in texts:
+            new.update(p for p in set(self._phrases(text)) if p not in self.df_)
+        self.df_.update({p: c for p, c in new.items() if c >= NEW_PHRASE_USERS})
         return self
 
     def _phrases(self, text: str) -> list[str]:
