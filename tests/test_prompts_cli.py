@@ -66,6 +66,29 @@ def test_render_is_exactly_what_the_pipeline_sends(capsys, comments_csv, tmp_pat
     assert code == 0 and text.startswith("--- system ---") and "--- JSON schema" in text
 
 
+def test_render_for_a_rerun_with_candidates_from_is_what_that_run_sent(capsys, tmp_path):
+    # June: "banjo" is shared with one other user; in July that user is gone, so a fresh fit
+    # would rank it as this user's alone. The rendered request must be the one July sent.
+    rows = [("me", "The guitar and the banjo here. My strings, the chord. A pick."), ("b", "My banjo slipped.")]
+    rows += [(f"g{i}", "guitar strings and a chord chart, a pick") for i in range(4)]
+    rows += [(f"d{i}", "dog leash and dog treats") for i in range(4)]
+    june_csv, july_csv = tmp_path / "june.csv", tmp_path / "july.csv"
+    pd.DataFrame(rows, columns=["user_id", "text"]).to_csv(june_csv, index=False)
+    pd.DataFrame([r for r in rows if r[0] != "b"], columns=["user_id", "text"]).to_csv(july_csv, index=False)
+    june = tmp_path / "june"
+    segment(june_csv, make_config(engine="fake", embedder="hash"), out=june, engine=FakeEngine(), report=False)
+    engine = FakeEngine()
+    segment(july_csv, make_config(engine="fake", embedder="hash", candidates_from=june, cache=False),
+            out=tmp_path / "july", engine=engine, report=False)
+    sent = engine.calls[0][sorted(u for u, _ in rows if u != "b").index("me")]
+    code, out, err = cli(capsys, "prompts", "render", "tag", "--run", tmp_path / "july", "--data", july_csv,
+                         "--user", "me", "--json")
+    assert code == 0, err
+    assert json.loads(out)["messages"] == sent
+    code, out, _ = cli(capsys, "prompts", "render", "tag", "--data", july_csv, "--user", "me", "--engine", "fake", "--json")
+    assert json.loads(out)["messages"] != sent  # fitted afresh on July alone, the list differs
+
+
 def test_render_name_and_errors(capsys, comments_csv, tmp_path):
     run = tmp_path / "run"
     assert cli(capsys, "segment", comments_csv, "--out", run, "--no-report", *FAST)[0] == 0
