@@ -70,7 +70,7 @@ class Segmenter:
                  reduce_dims: int = 16, assign_noise: bool = True, selection: str = "eom",
                  max_fit_users: int = 50_000, seed: int = 0, reducer: str = "pca", consensus: int = 0,
                  consensus_sample: float = 0.8, consensus_cut: float = 0.5, max_consensus_users: int = 5_000,
-                 refine: int = 10):
+                 refine: int = 10, consensus_dims: float = 0.9):
         self.min_segment_size = min_segment_size
         self.reducer = reducer
         self.min_samples = min_samples
@@ -84,6 +84,7 @@ class Segmenter:
         self.consensus_cut = consensus_cut
         self.max_consensus_users = max_consensus_users
         self.refine = refine
+        self.consensus_dims = consensus_dims
 
     def fit(self, vectors: np.ndarray) -> Segmenter:
         """Sets labels_ (NOISE = -1), strengths_ (cosine to own centroid, 0..1), assigned_by_
@@ -193,14 +194,24 @@ class Segmenter:
 
     def _co_association(self, vectors: np.ndarray, reduced: np.ndarray, size: int, rng) -> np.ndarray:
         """Share of the resamples holding both users in which they share a segment; each
-        resample's noise users join their nearest segment there, as in a plain run."""
-        n = len(vectors)
+        resample's noise users join their nearest segment there, as in a plain run.
+
+        Each resample also sees a random `consensus_dims` share of the reduced dimensions (14 of
+        16): a split that rests on one direction alone then holds in only some resamples. Mean
+        ARI of 10 reruns on 90 % samples (two seeds): demo 0.735/0.722 -> 0.821/0.792, Amazon
+        0.813/0.802 -> 0.873/0.862, zh 0.928/0.932 -> 0.954/0.927; NMI at the default seed
+        0.642 -> 0.640, 0.635 -> 0.644, 0.944 -> 0.944 (eval/README)."""
+        n, d = reduced.shape
         together = np.zeros((n, n), np.float32)
         seen = np.zeros((n, n), np.float32)
         take = min(n, max(2, round(n * self.consensus_sample)))
+        keep = min(d, max(2, round(d * self.consensus_dims)))
         for _ in range(self.consensus):
             rows = np.sort(rng.choice(n, take, replace=False))
-            labels = self._hdbscan(reduced[rows], max(2, round(size * self.consensus_sample)))[0].labels_.copy()
+            points = reduced[rows]
+            if keep < d:
+                points = _unit(points[:, np.sort(rng.choice(d, keep, replace=False))])
+            labels = self._hdbscan(points, max(2, round(size * self.consensus_sample)))[0].labels_.copy()
             if labels.max() < 0:
                 labels[:] = 0
             noise = labels == NOISE
