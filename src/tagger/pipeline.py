@@ -89,10 +89,7 @@ def segment(
         tag_stats = CallStats()
         params = GenerationParams(max_tokens=config.max_tokens, temperature=config.temperature, seed=config.seed)
         # Fitted here, not inside tag_users, so the segment model can save its frequencies.
-        texts = [d.text for d in documents]
-        extractor = None
-        if config.tag_mode == "grounded":
-            extractor = previous.update(texts) if previous is not None else CandidateExtractor().fit(texts)
+        extractor = fit_candidates(config, [d.text for d in documents], previous)
         with reporter.stage("tagging", total=len(documents)) as advance:
             tagged = tag_users(documents, engine, tag_template, params=params, cache=cache, mode=config.tag_mode,
                                batch_size=config.batch_size, on_batch=advance, stats=tag_stats, extractor=extractor)
@@ -206,6 +203,14 @@ def previous_candidates(config: RunConfig) -> CandidateExtractor | None:
         raise ConfigError(f"{config.candidates_from} saved no candidate statistics (it ran with --tag-mode free); "
                           "pass a run made with --tag-mode grounded")
     return model.extractor()
+
+
+def fit_candidates(config: RunConfig, texts: list[str], previous: CandidateExtractor | None) -> CandidateExtractor | None:
+    """The grounded mode's candidate extractor for `texts`: `previous` (--candidates-from)
+    applied to them, else fitted on them; None in free mode."""
+    if config.tag_mode != "grounded":
+        return None
+    return previous.update(texts) if previous is not None else CandidateExtractor().fit(texts)
 
 
 def name_profiles(profiles, engine, template, config: RunConfig, language: str, cache: ResultCache,

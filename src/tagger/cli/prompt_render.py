@@ -40,7 +40,7 @@ def render_tag_request(name: str, data_file: str, user_id: str, prompts: Path | 
     from tagger.cache import ResultCache
     from tagger.config import make_config
     from tagger.paths import demo_file
-    from tagger.pipeline import load_documents, previous_candidates
+    from tagger.pipeline import fit_candidates, load_documents, previous_candidates
     from tagger.stages.tagging import tag_users
 
     if name not in MODES_BY_TEMPLATE:
@@ -68,9 +68,8 @@ def render_tag_request(name: str, data_file: str, user_id: str, prompts: Path | 
         raise InputError(f"no user '{user_id}' in {data_file} (after cleaning and --max-users); e.g. {sample}")
     engine = CapturingEngine()
     params = GenerationParams(max_tokens=config.max_tokens, temperature=config.temperature, seed=config.seed)
-    extractor = None
-    if config.tag_mode == "grounded" and config.candidates_from is not None:
-        extractor = previous_candidates(config).update([d.text for d in documents])
+    previous = previous_candidates(config) if config.tag_mode == "grounded" else None
+    extractor = fit_candidates(config, [d.text for d in documents], previous)
     tagged = tag_users(documents, engine, template, params=params, cache=ResultCache(None),
                        mode=config.tag_mode, batch_size=max(len(documents), 1), extractor=extractor)
     askable = [i for i, user in enumerate(tagged) if user.attempts > 0]
