@@ -36,6 +36,15 @@ def test_names_are_built_from_the_segments_own_phrases():
     assert label_options(SegmentProfile(0, 5, ["garden", "seed"], [], [], []))[0] == "gardeners"
 
 
+def test_built_names_need_a_noun_before_the_role():
+    # "install" and "arrive" are only ever verbs, "expensive" only an adjective: a name is built
+    # from the next phrase that can be a noun; an unknown word (a brand) is kept.
+    options = label_options(SegmentProfile(0, 5, ["install", "hose"], ["arrive", "expensive", "nintendo"], [], []))
+    assert {o.split()[0] for o in options} == {"hose", "nintendo"}
+    # with no noun at all the segment still gets a name rather than "segment N"
+    assert label_options(SegmentProfile(0, 5, [], ["arrive", "expensive"], [], []))[0] == "arrive buyers"
+
+
 def test_llm_picks_one_of_the_built_names_and_sees_them_and_the_neighbours():
     engine = FakeEngine([label("guitar players", "Customers who play guitar."),
                          label("leash buyers", "Dog walkers who buy leashes.")])
@@ -106,6 +115,19 @@ def test_profiles_rank_distinctive_tags_and_pick_evidence():
     p0, p1 = profile_segments(labels, np.ones(6), centroids, users, docs)
     assert p0.top_tags[0] == "guitar" and p1.top_tags[0] == "dog"
     assert p0.quotes and p0.neighbours == [1]
+
+
+def test_words_the_data_uses_as_verbs_build_no_name():
+    # Segment 0 writes "wait" only as a verb ("can't wait") and "bowl" only as a noun ("the bowl"),
+    # and both are its tags; a name is built on "bowl" and never on "wait".
+    users = [TaggedUser(user_id=str(i), status="tagged", tags=[Tag(tag="wait", evidence="can't wait"),
+                                                             Tag(tag="bowl", evidence="the bowl")] if i < 3 else
+                        [Tag(tag="leash", evidence="the leash")]) for i in range(6)]
+    docs = [UserDocument(user_id=str(i), comments=["I can't wait to use the bowl. We wait for the bowl." if i < 3
+                                                   else "My dog likes the leash."], n_comments=1) for i in range(6)]
+    p0, p1 = profile_segments(np.array([0, 0, 0, 1, 1, 1]), np.ones(6), np.eye(2), users, docs)
+    assert set(p0.top_tags) == {"wait", "bowl"} and "wait" in p0.verbs and "bowl" not in p0.verbs
+    assert label_options(p0) and all(o.startswith("bowl") for o in label_options(p0))
 
 
 def test_top_items_by_lift():

@@ -28,7 +28,7 @@ import numpy as np
 from tagger.cache import ResultCache
 from tagger.errors import ConfigError
 from tagger.llm.base import Engine, GenerationParams
-from tagger.stages.canon import STOPWORDS, canonical, surface_phrases, vocabulary
+from tagger.stages.canon import STOPWORDS, canonical, never_a_noun, surface_phrases, used_as_verbs, vocabulary
 from tagger.llm.structured import CallStats, Rejected, run_structured
 from tagger.prompts import PromptTemplate, search_path
 from tagger.schemas import LLMSegmentName, TaggedUser, UserDocument
@@ -47,6 +47,7 @@ GROUNDING_PHRASES = 6
 # Share of a description's own words that must come from the segment's name, phrases or quotes.
 GROUNDED_SHARE = 0.6
 MAX_LABEL_CHARS = 40
+VERB_SAMPLE = 20_000
 _CJK = re.compile(r"[\u3400-\u9fff]")
 _SENTENCE_END = tuple(".!?。！？")
 
@@ -61,6 +62,13 @@ class SegmentProfile:
     neighbours: list[int]
     # The names it may take, best first (rank_options); empty: built from its phrases alone.
     options: list[str] = field(default_factory=list)
+    # Words of its phrases the data uses as verbs ("wait", "watch"): no name is built on them.
+    verbs: list[str] = field(default_factory=list)
+
+    def nouns(self, phrases: Sequence[str]) -> list[str]:
+        """The phrases that can name a group of people: their last word can be a noun here."""
+        return [p for p in phrases if _CJK.search(p) or not (
+            p.split()[-1] in self.verbs or never_a_noun(p.split()[-1]))]
 
 
 def characteristic(counts_in: Counter, size: int, counts_all: Counter, n_all: int, top: int,
@@ -118,6 +126,13 @@ def profile_segments(
                      or characteristic(Counter(i for m in members for i in set(documents[m].items)),
                                        len(members), items_all, n, top, min_count=1))
         profiles.append(SegmentProfile(seg, len(members), top_tags, top_terms, picked, order))
+    heads = {p.split()[-1] for profile in profiles for p in [*profile.top_tags, *profile.top_terms]}
+    # Judged on at most VERB_SAMPLE documents (evenly spread): at a million users the counts are
+    # settled long before the end and a full pass would cost as much as the profiles themselves.
+    step = max(1, len(documents) // VERB_SAMPLE)
+    verbs = used_as_verbs(heads, (d.text for d in documents[::step]))
+    for profile in profiles:
+        profile.verbs = sorted({p.split()[-1] for p in [*profile.top_tags, *profile.top_terms]} & verbs)
     return profiles
 
 
@@ -156,7 +171,9 @@ def rank_options(profiles: Sequence[SegmentProfile], centroids: np.ndarray, enco
     from its phrases ("bulb buyers"), so a segment outside the list still gets its own name."""
     interests = list(_interests(language, prompts) if interests is None else interests)
     built = [label_options(p, language, prompts) for p in profiles]
-    phrases = [list(dict.fromkeys([*p.top_tags[:GROUNDING_PHRASES], *p.top_terms[:GROUNDING_PHRASES]]))
+    # An interest name is grounded in the segment's noun phrases: "watch" written as a verb ("to
+    # watch the game") put "watch enthusiasts" on a Nintendo segment.
+    phrases = [list(dict.fromkeys([*p.nouns(p.top_tags)[:GROUNDING_PHRASES], *p.nouns(p.top_terms)[:GROUNDING_PHRASES]]))
                for p in profiles]
     texts = list(dict.fromkeys([*interests, *(o for b in built for o in b), *(t for ph in phrases for t in ph)]))
     if not texts or not len(centroids):
@@ -185,10 +202,15 @@ def rank_options(profiles: Sequence[SegmentProfile], centroids: np.ndarray, enco
 def label_options(profile: SegmentProfile, language: str = "en", prompts: str | Path | None = None) -> list[str]:
     """The names a segment may take: its distinctive phrases (tags first) as noun phrases."""
     table = _roles(prompts).get("zh" if language == "zh" else "en", {})
+    tags, terms = profile.top_tags, profile.top_terms
+    if language != "zh":  # a role noun needs a noun before it: no "install fans", "wait buyers"
+        nouns = profile.nouns(tags), profile.nouns(terms)
+        if nouns[0] or nouns[1]:  # with none at all a verb's name still beats "segment N"
+            tags, terms = nouns
     # Tags first: the model chose them as interests; a segment's terms (any words its members
     # share, "feel", "cute") only fill in when it has fewer than two tags.
-    phrases = list(dict.fromkeys([*profile.top_tags[:3], *profile.top_terms[:3]]))
-    phrases = phrases[:3] if len(profile.top_tags) >= 2 else phrases[:2]
+    phrases = list(dict.fromkeys([*tags[:3], *terms[:3]]))
+    phrases = phrases[:3] if len(tags) >= 2 else phrases[:2]
     options = []
     for phrase in phrases:
         head = phrase.split()[-1]
