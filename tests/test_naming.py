@@ -130,6 +130,20 @@ def test_words_the_data_uses_as_verbs_build_no_name():
     assert label_options(p0) and all(o.startswith("bowl") for o in label_options(p0))
 
 
+def test_a_segment_that_shares_only_verbs_is_named_from_its_items():
+    # Segment 0 shares no tag and only the verb "wait" ("can't wait"); three of its four members
+    # bought a print magazine, which no one in segment 1 did.
+    users = [TaggedUser(user_id=str(i), status="tagged", tags=[] if i < 4 else [Tag(tag="leash", evidence="the leash")])
+             for i in range(8)]
+    items = [["Garden Life Print Magazine"], ["Cooking Print Magazine"], ["Travel Print Magazine"], ["USB cable"]]
+    docs = [UserDocument(user_id=str(i), comments=["I can't wait for the next one." if i < 4 else "My dog likes the leash."],
+                         n_comments=1, items=items[i] if i < 4 else ["Dog leash"]) for i in range(8)]
+    p0, p1 = profile_segments(np.array([0] * 4 + [1] * 4), np.ones(8), np.eye(2), users, docs)
+    assert "wait" in p0.top_terms and "print magazine" in p0.top_terms
+    assert "magazine" in label_options(p0)[0] and not any("wait" in o for o in label_options(p0))
+    assert not any("magazine" in t for t in p1.top_terms)  # a segment with a noun of its own keeps its terms
+
+
 def test_top_items_by_lift():
     docs = [UserDocument(user_id=str(i), comments=["x"], n_comments=1, items=items)
             for i, items in enumerate([["picks", "cable"], ["picks", "cable"], ["cable"], ["bowl"], ["bowl", "cable"]])]

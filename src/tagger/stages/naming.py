@@ -131,8 +131,19 @@ def profile_segments(
     # settled long before the end and a full pass would cost as much as the profiles themselves.
     step = max(1, len(documents) // VERB_SAMPLE)
     verbs = used_as_verbs(heads, (d.text for d in documents[::step]))
+    item_terms: list[list[str]] | None = None
     for profile in profiles:
         profile.verbs = sorted({p.split()[-1] for p in [*profile.top_tags, *profile.top_terms]} & verbs)
+        if profile.nouns(profile.top_tags) or profile.nouns(profile.top_terms):
+            continue
+        # Nothing its members write can name people ("can't wait" is all 8 demo users share):
+        # the words of their items can ("print magazine" for 4 of those 8).
+        if item_terms is None:
+            item_terms = [_terms(" . ".join(d.items), known) for d in documents]
+            items_words = Counter(t for terms in item_terms for t in terms)
+        members = np.flatnonzero(labels == profile.segment_id)
+        profile.top_terms = list(dict.fromkeys([*profile.top_terms, *characteristic(
+            Counter(t for i in members for t in item_terms[i]), len(members), items_words, n, top)]))
     return profiles
 
 
