@@ -8,7 +8,7 @@ from tagger import prompts
 from tagger.cache import ResultCache
 from tagger.llm.base import GenerationParams
 from tagger.llm.fake import FakeEngine
-from tagger.stages.naming import SegmentProfile, label_options, name_segments, profile_segments
+from tagger.stages.naming import SegmentProfile, label_options, name_segments, profile_segments, template_description
 from tagger.stages.recommend import top_items_by_lift
 from tagger.schemas import Tag, TaggedUser, UserDocument
 
@@ -136,12 +136,14 @@ def test_a_segment_that_shares_only_verbs_is_named_from_its_items():
     users = [TaggedUser(user_id=str(i), status="tagged", tags=[] if i < 4 else [Tag(tag="leash", evidence="the leash")])
              for i in range(8)]
     items = [["Garden Life Print Magazine"], ["Cooking Print Magazine"], ["Travel Print Magazine"], ["USB cable"]]
-    docs = [UserDocument(user_id=str(i), comments=["I can't wait for the next one." if i < 4 else "My dog likes the leash."],
-                         n_comments=1, items=items[i] if i < 4 else ["Dog leash"]) for i in range(8)]
+    texts = ["I can't wait for the next one."] * 4 + ["My dog likes the leash."] * 4
+    docs = [UserDocument(user_id=str(i), comments=[texts[i]], n_comments=1, items=items[i] if i < 4 else ["Dog leash"])
+            for i in range(8)]
     p0, p1 = profile_segments(np.array([0] * 4 + [1] * 4), np.ones(8), np.eye(2), users, docs)
     assert "wait" in p0.top_terms and "print magazine" in p0.top_terms
     assert "magazine" in label_options(p0)[0] and not any("wait" in o for o in label_options(p0))
     assert not any("magazine" in t for t in p1.top_terms)  # a segment with a noun of its own keeps its terms
+    assert "wait" not in template_description(p0) and "magazine" in template_description(p0)
 
 
 def test_top_items_by_lift():

@@ -184,8 +184,8 @@ def rank_options(profiles: Sequence[SegmentProfile], centroids: np.ndarray, enco
     built = [label_options(p, language, prompts) for p in profiles]
     # An interest name is grounded in the segment's noun phrases: "watch" written as a verb ("to
     # watch the game") put "watch enthusiasts" on a Nintendo segment.
-    phrases = [list(dict.fromkeys([*p.nouns(p.top_tags)[:GROUNDING_PHRASES], *p.nouns(p.top_terms)[:GROUNDING_PHRASES]]))
-               for p in profiles]
+    phrases = [list(dict.fromkeys([*p.nouns(p.top_tags)[:GROUNDING_PHRASES],
+                                   *p.nouns(p.top_terms)[:GROUNDING_PHRASES]])) for p in profiles]
     texts = list(dict.fromkeys([*interests, *(o for b in built for o in b), *(t for ph in phrases for t in ph)]))
     if not texts or not len(centroids):
         for p, b in zip(profiles, built, strict=True):
@@ -239,7 +239,7 @@ def label_options(profile: SegmentProfile, language: str = "en", prompts: str | 
 
 def template_description(profile: SegmentProfile, language: str = "en") -> str:
     """A complete sentence about the segment's tags (else terms), for when the model's is unusable."""
-    listed = (profile.top_tags or profile.top_terms)[:4]
+    listed = (profile.top_tags or profile.nouns(profile.top_terms) or profile.top_terms)[:4]
     if language == "zh":
         return f"评论主要关于：{'、'.join(listed) or '没有共同标签'}。"
     if not listed:
