@@ -120,7 +120,7 @@ def test_editing_a_template_and_rerunning_changes_the_result(capsys, comments_cs
     assert cli(capsys, "segment", comments_csv, "--out", first, "--no-report", *FAST)[0] == 0
     text = (prompts_dir() / "name.toml").read_text().replace(
         'user = """What sets this group apart: {{ tags | join(", ") }}',
-        'user = """Interests, least typical first: {{ tags | reverse | join(", ") }}')
+        'user = """Names, last first: {{ options | reverse | join("; ") }}\nWhat sets this group apart: {{ tags | join(", ") }}')
     folder = override(tmp_path / "p", "name", text)
     assert cli(capsys, "segment", comments_csv, "--out", second, "--prompts", folder, "--no-report", *FAST)[0] == 0
     before = pd.read_parquet(first / "segments.parquet")

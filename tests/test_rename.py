@@ -34,10 +34,10 @@ def test_rename_reruns_only_naming_and_rewrites_tables(capsys, run_dir, tmp_path
     before = {name: (run_dir / name).read_bytes() for name in KEPT}
     old_segments = pd.read_parquet(run_dir / "segments.parquet")
     old_users = pd.read_parquet(run_dir / "users.parquet")
-    # The fake engine picks the admitted name with a word the prompt mentions first: reversing
-    # the tags in the template must change the names.
-    prompts = edited_name_template(tmp_path / "p", "Interests, least typical first: {{ tags | reverse | join(', ') }}\n"
-                                   "{{ quotes | length }} {{ neighbour_tags | length }} {{ options | length }}")
+    # The fake engine picks the admitted name with a word the prompt's first line mentions first:
+    # listing the names last first there must change the names.
+    prompts = edited_name_template(tmp_path / "p", "Names, last first: {{ options | reverse | join('; ') }}\n"
+                                   "{{ tags | join(', ') }} {{ quotes | length }} {{ neighbour_tags | length }}")
     capsys.readouterr()
     assert main(["rename", str(run_dir), "--prompts", str(prompts)]) == 0
     out = capsys.readouterr().out

@@ -37,9 +37,11 @@ from tagger.schemas import LLMSegmentName, TaggedUser, UserDocument
 NAMING_MAX_TOKENS = 120
 NAME_VARIABLES = {"tags", "quotes", "neighbour_tags", "size", "language", "options"}
 MAX_OPTIONS = 8
-# Names the LLM chooses among: the best few by rank (not tuned; with 4 its pick and the
-# top-ranked name scored the same on average over two Amazon taggings, eval/README.md).
-LLM_OPTIONS = 4
+# Names the LLM chooses among: the best two by rank. With four the 135M model chose weak names
+# it was shown ("magnet fans" over "phone accessory buyers", "personal care shoppers" for greeting
+# cards) in either order; name quality with two against four: demo 0.365 / 0.27, Amazon 0.40 / 0.40
+# on the same segments (an earlier segmentation: 0.45 / 0.36, 0.43 / 0.53); eval/README.md.
+LLM_OPTIONS = 2
 # An interest name must be this close (cosine) to one of the segment's own distinctive phrases:
 # the encoder's nearest segment alone can put "cyclists" on a segment about screws and bulbs.
 GROUNDING = 0.3
