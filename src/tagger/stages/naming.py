@@ -69,8 +69,8 @@ class SegmentProfile:
 
     def nouns(self, phrases: Sequence[str]) -> list[str]:
         """The phrases that can name a group of people: their last word can be a noun here."""
-        return [p for p in phrases if _CJK.search(p) or not (
-            p.split()[-1] in self.verbs or never_a_noun(p.split()[-1]))]
+        return [p for p in phrases
+                if _CJK.search(p) or not ((head := p.split()[-1]) in self.verbs or never_a_noun(head))]
 
 
 def characteristic(counts_in: Counter, size: int, counts_all: Counter, n_all: int, top: int,
@@ -128,14 +128,14 @@ def profile_segments(
                      or characteristic(Counter(i for m in members for i in set(documents[m].items)),
                                        len(members), items_all, n, top, min_count=1))
         profiles.append(SegmentProfile(seg, len(members), top_tags, top_terms, picked, order))
-    heads = {p.split()[-1] for profile in profiles for p in [*profile.top_tags, *profile.top_terms]}
+    heads = [{p.split()[-1] for p in [*profile.top_tags, *profile.top_terms]} for profile in profiles]
     # Judged on at most VERB_SAMPLE documents (evenly spread): at a million users the counts are
     # settled long before the end and a full pass would cost as much as the profiles themselves.
     step = max(1, len(documents) // VERB_SAMPLE)
-    verbs = used_as_verbs(heads, (d.text for d in documents[::step]))
+    verbs = used_as_verbs(set().union(*heads), (d.text for d in documents[::step]))
     item_terms: list[list[str]] | None = None
-    for profile in profiles:
-        profile.verbs = sorted({p.split()[-1] for p in [*profile.top_tags, *profile.top_terms]} & verbs)
+    for profile, own_heads in zip(profiles, heads, strict=True):
+        profile.verbs = sorted(own_heads & verbs)
         if profile.nouns(profile.top_tags) or profile.nouns(profile.top_terms):
             continue
         # Nothing its members write can name people ("can't wait" is all 8 demo users share):
