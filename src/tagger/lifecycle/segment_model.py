@@ -287,6 +287,7 @@ def model_for_run(*, summary: dict[str, Any], config, vectors: np.ndarray, label
         "embedder_fingerprint": embedder_fingerprint(encoder) if encoder is not None else [],
         "tag_mode": config.tag_mode,
         "tag_weight": config.tag_weight,
+        "item_weight": config.item_weight if config.item_col else 0.0,
         "assign_noise": config.assign_noise,
         "prompts": {name: p["sha256"] for name, p in (summary.get("prompts") or {}).items()},
         "packages": summary.get("packages", {}),

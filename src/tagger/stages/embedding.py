@@ -3,7 +3,9 @@
 A user's vector is the normalised mean of the embeddings of their tags (each distinct tag is
 embedded once for the whole run), blended with the normalised mean of their comments'
 embeddings: `tag_weight * tags + (1 - tag_weight) * comments`, normalised again. With
-`tag_weight=1` only tags count and users whose tagging failed have no vector.
+`tag_weight=1` only tags count and users whose tagging failed have no vector. With an item
+column, the comments side first takes in the unit mean of the user's item titles by
+`item_weight`.
 """
 
 from __future__ import annotations
@@ -161,6 +163,27 @@ def unsegmented_reasons(tagged_users: Sequence[TaggedUser], documents: Sequence[
     return ["" if has else reason(u, d) for u, d, has in zip(tagged_users, documents, has_vector, strict=True)]
 
 
+def blend_items(text_unit: np.ndarray, documents: Sequence[UserDocument], encoder: Encoder, weight: float,
+                on_chunk: Callable[[int], None] | None = None) -> np.ndarray:
+    """The text side of users with items becomes `weight * items + (1 - weight) * text`, each
+    side a unit mean; each distinct item is embedded once. Users without items keep their text."""
+    from scipy import sparse
+
+    distinct = sorted({i for d in documents for i in d.items})
+    if not distinct:
+        return text_unit
+    index = {item: k for k, item in enumerate(distinct)}
+    matrix = encode_in_chunks(encoder, distinct, on_chunk=on_chunk)
+    counts = np.fromiter((len(d.items) for d in documents), np.int64, len(documents))
+    columns = np.fromiter((index[i] for d in documents for i in d.items), np.int64, int(counts.sum()))
+    summing = sparse.csr_matrix((np.ones(len(columns), np.float32), columns, np.concatenate([[0], np.cumsum(counts)])),
+                                shape=(len(documents), len(distinct)))
+    items = _unit(np.asarray(summing @ matrix, dtype=np.float32))
+    has = counts > 0
+    text_unit[has] = _unit((1 - weight) * text_unit[has] + weight * items[has])
+    return text_unit
+
+
 def user_vectors(
     tagged_users: Sequence[TaggedUser],
     documents: Sequence[UserDocument],
@@ -168,6 +191,7 @@ def user_vectors(
     *,
     tag_weight: float,
     whole_document: bool = True,
+    item_weight: float = 0.0,
     on_chunk: Callable[[int], None] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
     """(vectors, has_vector mask, tag → embedding). Rows follow `tagged_users`.
@@ -197,6 +221,8 @@ def user_vectors(
             # coming back to); the comment mean sees each one fully. Their sum beat either alone.
             text_unit += encode_in_chunks(encoder, [d.text for d in documents], on_chunk=on_chunk)
             text_unit = _unit(text_unit)
+        if item_weight > 0:
+            text_unit = blend_items(text_unit, documents, encoder, item_weight, on_chunk)
     if tag_matrix is not None:
         dim = tag_matrix.shape[1]
     elif text_unit is not None and len(text_unit):
