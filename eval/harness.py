@@ -306,8 +306,7 @@ def run_sweep(result, encoder, truth, seed: int, log) -> list[dict]:
 
     rows = []
     cache: dict[tuple, tuple] = {}
-    config = result.summary["config"]
-    items = config["item_weight"] if config.get("item_col") else 0.0  # the run's own item share
+    items = result.summary["config"]["item_weight"]  # a no-op where the documents hold no items
     for setting in SWEEP:
         key = (setting["tag_weight"], setting["whole_document"])
         if key not in cache:
