@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Protocol
 
@@ -163,21 +163,28 @@ def unsegmented_reasons(tagged_users: Sequence[TaggedUser], documents: Sequence[
     return ["" if has else reason(u, d) for u, d, has in zip(tagged_users, documents, has_vector, strict=True)]
 
 
+def _membership(counts: np.ndarray, keys: Iterable[str], index: dict[str, int], *, mean: bool = False):
+    """Sparse (rows x index) matrix: 1 (or 1/count with `mean`) where a row holds a key; row r
+    holds the next counts[r] of the flat `keys`. A product with it sums (or averages) the keys'
+    vectors per row without a Python loop per row: at 1M users such a loop cost ~40 s and ~1.6 GB
+    of small arrays."""
+    from scipy import sparse
+
+    columns = np.fromiter((index[k] for k in keys), np.int64, int(counts.sum()))
+    weights = (np.repeat(1.0 / np.maximum(counts, 1), counts) if mean else np.ones(len(columns))).astype(np.float32)
+    return sparse.csr_matrix((weights, columns, np.concatenate([[0], np.cumsum(counts)])), shape=(len(counts), len(index)))
+
+
 def blend_items(text_unit: np.ndarray, documents: Sequence[UserDocument], encoder: Encoder, weight: float,
                 on_chunk: Callable[[int], None] | None = None) -> np.ndarray:
     """The text side of users with items becomes `weight * items + (1 - weight) * text`, each
     side a unit mean; each distinct item is embedded once. Users without items keep their text."""
-    from scipy import sparse
-
     distinct = sorted({i for d in documents for i in d.items})
     if not distinct:
         return text_unit
-    index = {item: k for k, item in enumerate(distinct)}
     matrix = encode_in_chunks(encoder, distinct, on_chunk=on_chunk)
     counts = np.fromiter((len(d.items) for d in documents), np.int64, len(documents))
-    columns = np.fromiter((index[i] for d in documents for i in d.items), np.int64, int(counts.sum()))
-    summing = sparse.csr_matrix((np.ones(len(columns), np.float32), columns, np.concatenate([[0], np.cumsum(counts)])),
-                                shape=(len(documents), len(distinct)))
+    summing = _membership(counts, (i for d in documents for i in d.items), {item: k for k, item in enumerate(distinct)})
     items = _unit(np.asarray(summing @ matrix, dtype=np.float32))
     has = counts > 0
     text_unit[has] = _unit((1 - weight) * text_unit[has] + weight * items[has])
@@ -202,10 +209,7 @@ def user_vectors(
     tag_index = {tag: i for i, tag in enumerate(distinct)}
     tag_vectors = {tag: tag_matrix[i] for tag, i in tag_index.items()} if tag_matrix is not None else {}
 
-    # Vectorised (a sparse user x tag averaging matrix, then in-place blending): a Python loop
-    # per user cost ~40 s and ~1.6 GB of small arrays at 1M users.
-    from scipy import sparse
-
+    # Vectorised: a sparse user x tag averaging matrix (_membership), then in-place blending.
     n = len(tagged_users)
     counts = np.fromiter((len(u.tags) for u in tagged_users), np.int64, n)
     text_unit = None
@@ -230,10 +234,7 @@ def user_vectors(
     else:
         return np.zeros((n, 1), np.float32), np.zeros(n, bool), tag_vectors
     if tag_matrix is not None and tag_weight > 0:
-        columns = np.fromiter((tag_index[t.tag] for u in tagged_users for t in u.tags), np.int64, int(counts.sum()))
-        weights = np.repeat(1.0 / np.maximum(counts, 1), counts).astype(np.float32)
-        averaging = sparse.csr_matrix((weights, columns, np.concatenate([[0], np.cumsum(counts)])),
-                                      shape=(n, len(distinct)))
+        averaging = _membership(counts, (t.tag for u in tagged_users for t in u.tags), tag_index, mean=True)
         vectors = np.asarray(averaging @ tag_matrix, dtype=np.float32)
         vectors *= (tag_weight / np.maximum(_row_norms(vectors), 1e-12))[:, None]
     else:
