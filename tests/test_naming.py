@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 
@@ -54,6 +55,24 @@ def test_llm_picks_one_of_the_built_names_and_sees_them_and_the_neighbours():
     first_prompt = engine.calls[0][0][-1]["content"]
     assert "guitar, amplifier" in first_prompt and "dog" in first_prompt  # contrast with neighbour
     assert "guitar players; amplifier buyers" in first_prompt
+
+
+def test_the_llm_chooses_only_between_names_the_ranking_scores_nearly_alike():
+    ps = profiles()
+    ps[0].options, ps[0].scores = ["music lovers", "guitar players"], [0.20, 0.19]  # a close call
+    ps[1].options, ps[1].scores = ["dog owners", "leash buyers"], [0.20, 0.05]  # a clear winner
+    engine = FakeEngine([label("guitar players", "Customers who play guitar."),
+                         label("dog owners", "Customers who walk their dogs.")])
+    names = name(engine, ps=ps)
+    prompts_sent = [chat[-1]["content"] for chat in engine.calls[0]]
+    assert "Possible names: music lovers; guitar players" in prompts_sent[0]
+    assert prompts_sent[1].endswith("Possible names: dog owners")
+    assert [n[0] for n in names] == ["guitar players", "dog owners"]
+    # a name built from a phrase scored above an interest name is not a close call either
+    ps[1].options, ps[1].scores = ["pet owners", "leash buyers"], [0.10, 0.30]
+    engine = FakeEngine([label("music lovers"), label("pet owners")])
+    name(engine, ps=ps)
+    assert engine.calls[0][1][-1]["content"].endswith("Possible names: pet owners")
 
 
 def test_a_name_outside_the_built_list_is_refused_so_example_words_cannot_leak():
@@ -201,6 +220,38 @@ def test_an_interest_near_the_segment_but_far_from_its_phrases_is_not_offered():
     assert ps[0].options == label_options(ps[0])
 
 
+class SenseEncoder:
+    """Axes: music words, art words, anything else; a text is the unit sum of its words' axes."""
+
+    AXES = {"music": 0, "song": 0, "artist": 0, "artists": 0, "painting": 1, "drawing": 1, "paint": 1}
+
+    def encode(self, texts):
+        out = np.zeros((len(texts), 3), np.float32)
+        for i, text in enumerate(texts):
+            for word in re.findall(r"[a-z]+", text.lower()):
+                out[i, self.AXES.get(word, 2)] += 1
+        return out / np.linalg.norm(out, axis=1, keepdims=True)
+
+
+def test_an_interest_whose_meaning_points_at_another_segment_is_not_offered():
+    from tagger.stages.naming import rank_options
+
+    def segments():  # 0: recording artists and songs; 1: painters
+        return [SegmentProfile(0, 10, ["artist", "song"], [], [], []), SegmentProfile(1, 10, ["paint"], [], [], [])]
+
+    centroids = np.array([[1, 0, 0], [0, 1, 0]], np.float32)
+    # By its word alone "artists" points at the music segment and the tag "artist" grounds it ...
+    ps = segments()
+    rank_options(ps, centroids, SenseEncoder(), interests=["artists", "music lovers"])
+    assert ps[0].options[0] == "artists"
+    # ... its meaning (painting, drawing) points at the painters, so it is offered to neither.
+    ps = segments()
+    rank_options(ps, centroids, SenseEncoder(),
+                 interests={"artists": "painting and drawing", "music lovers": "music and songs"})
+    assert ps[0].options[0] == "music lovers"
+    assert not any("artists" in p.options for p in ps)
+
+
 def names_of(ps):
     return [n[0] for n in name(None, ps=ps)]
 
@@ -220,3 +271,8 @@ def test_a_prompts_folder_brings_its_own_interest_names(tmp_path):
     _interests.cache_clear()
     with pytest.raises(ConfigError, match="not valid TOML"):
         _interests("en", tmp_path)
+    (tmp_path / "data" / "interests.toml").write_text('[en]\nnames = 3\n')
+    _interests.cache_clear()
+    with pytest.raises(ConfigError, match="list of names or a table"):
+        _interests("en", tmp_path)
+    _interests.cache_clear()

@@ -31,6 +31,12 @@ def edited_name_template(folder, user_part: str):
 
 
 def test_rename_reruns_only_naming_and_rewrites_tables(capsys, run_dir, tmp_path):
+    # As saved before the options had scores: the best two names are then both offered (a newer
+    # run offers a clear winner alone), so listing them last first can change the pick.
+    profiles_file = run_dir / "segment_profiles.json"
+    profiles = json.loads(profiles_file.read_text())
+    assert all("scores" in p for p in profiles)
+    profiles_file.write_text(json.dumps([{k: v for k, v in p.items() if k != "scores"} for p in profiles]))
     before = {name: (run_dir / name).read_bytes() for name in KEPT}
     old_segments = pd.read_parquet(run_dir / "segments.parquet")
     old_users = pd.read_parquet(run_dir / "users.parquet")

@@ -269,7 +269,7 @@ def _public_profile(profile, k: int) -> dict[str, Any]:
     or candidate names."""
     data = dict(vars(profile))
     if profile.size < k:
-        data.update(top_tags=[], top_terms=[], quotes=[], options=[], verbs=[])
+        data.update(top_tags=[], top_terms=[], quotes=[], options=[], verbs=[], scores=[])
     return data
 
 

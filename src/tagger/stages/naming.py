@@ -18,7 +18,7 @@ import math
 import re
 import tomllib
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -42,6 +42,11 @@ MAX_OPTIONS = 8
 # cards) in either order; name quality with two against four: demo 0.365 / 0.27, Amazon 0.40 / 0.40
 # on the same segments (an earlier segmentation: 0.45 / 0.36, 0.43 / 0.53); eval/README.md.
 LLM_OPTIONS = 2
+# ... and the second only when the ranking cannot tell them apart: its margin within this share
+# of the first's. The 135M model's pick between clearly unequal names was the worse name about
+# half the time ("holiday decorators" over "gift shoppers" for greeting cards, "motorcycle riders"
+# over "phone accessory buyers" for phone cases; eval/README.md).
+CLOSE_CALL = 0.8
 # An interest name must be this close (cosine) to one of the segment's own distinctive phrases:
 # the encoder's nearest segment alone can put "cyclists" on a segment about screws and bulbs.
 GROUNDING = 0.3
@@ -66,6 +71,8 @@ class SegmentProfile:
     options: list[str] = field(default_factory=list)
     # Words of its phrases the data uses as verbs ("wait", "watch"): no name is built on them.
     verbs: list[str] = field(default_factory=list)
+    # Each option's margin (rank_options): how much nearer its segment than any other it is.
+    scores: list[float] = field(default_factory=list)
 
     def nouns(self, phrases: Sequence[str]) -> list[str]:
         """The phrases that can name a group of people: their last word can be a noun here."""
@@ -167,13 +174,19 @@ def _roles(override: str | Path | None = None) -> dict:
 
 
 @cache
-def _interests(language: str, override: str | Path | None = None) -> tuple[str, ...]:
+def _interests(language: str, override: str | Path | None = None) -> tuple[tuple[str, str], ...]:
+    """(name, meaning) pairs; the meaning is "" where the file gives a plain list of names."""
     names = _data_file("interests.toml", override).get("zh" if language == "zh" else "en", {}).get("names", [])
-    return tuple(str(n) for n in names)
+    if isinstance(names, dict):
+        return tuple((str(n), str(about)) for n, about in names.items())
+    if isinstance(names, list):
+        return tuple((str(n), "") for n in names)
+    raise ConfigError("interests.toml: `names` must be a list of names or a table of name = meaning; fix it or delete it to use the shipped one")
 
 
 def rank_options(profiles: Sequence[SegmentProfile], centroids: np.ndarray, encoder, language: str = "en",
-                 interests: Sequence[str] | None = None, prompts: str | Path | None = None) -> None:
+                 interests: Sequence[str] | Mapping[str, str] | None = None,
+                 prompts: str | Path | None = None) -> None:
     """Set each profile's `options`: the names it may take, best first.
 
     A name is scored by how much nearer it is to its own segment's centroid than to the nearest
@@ -181,14 +194,22 @@ def rank_options(profiles: Sequence[SegmentProfile], centroids: np.ndarray, enco
     its segment and at no other, so no two segments share one. Candidates are the interest names
     (prompts/data/interests.toml) that point at the segment, are close to one of its distinctive
     phrases, and so read as a marketer's segment ("board game players"); then the names built
-    from its phrases ("bulb buyers"), so a segment outside the list still gets its own name."""
-    interests = list(_interests(language, prompts) if interests is None else interests)
+    from its phrases ("bulb buyers"), so a segment outside the list still gets its own name.
+    Where the list gives an interest's meaning, the meaning must point at the segment too: the
+    tag "artist" (a musician) grounds "artists", whose meaning (painting, drawing) does not point
+    at a segment of CD buyers."""
+    if interests is None:
+        pairs = list(_interests(language, prompts))
+    else:
+        pairs = list(interests.items()) if isinstance(interests, Mapping) else [(n, "") for n in interests]
+    interests = [n for n, _ in pairs]
+    senses = [f"{n} ({about})" if about else n for n, about in pairs]
     built = [label_options(p, language, prompts) for p in profiles]
     # An interest name is grounded in the segment's noun phrases: "watch" written as a verb ("to
     # watch the game") put "watch enthusiasts" on a Nintendo segment.
     phrases = [list(dict.fromkeys([*p.nouns(p.top_tags)[:GROUNDING_PHRASES],
                                    *p.nouns(p.top_terms)[:GROUNDING_PHRASES]])) for p in profiles]
-    texts = list(dict.fromkeys([*interests, *(o for b in built for o in b), *(t for ph in phrases for t in ph)]))
+    texts = list(dict.fromkeys([*interests, *senses, *(o for b in built for o in b), *(t for ph in phrases for t in ph)]))
     if not texts or not len(centroids):
         for p, b in zip(profiles, built, strict=True):
             p.options = b
@@ -200,16 +221,19 @@ def rank_options(profiles: Sequence[SegmentProfile], centroids: np.ndarray, enco
     for p, b, ph in zip(profiles, built, phrases, strict=True):
         others = np.delete(to_segments, p.segment_id, axis=1)
         margin = to_segments[:, p.segment_id] - (others.max(axis=1) if others.shape[1] else 0.0)
-        picked: list[str] = []
+        picked: list[tuple[str, float]] = []
         if interests and ph:
             score = margin[[row[n] for n in interests]]
+            sense = margin[[row[n] for n in senses]]
             grounded = (vectors[[row[n] for n in interests]] @ vectors[[row[t] for t in ph]].T).max(axis=1)
-            picked = [interests[i] for i in np.argsort(-score, kind="stable")
-                      if score[i] > 0 and grounded[i] >= GROUNDING]
+            picked = [(interests[i], float(score[i])) for i in np.argsort(-score, kind="stable")
+                      if score[i] > 0 and sense[i] > 0 and grounded[i] >= GROUNDING]
         if b:
             score = margin[[row[n] for n in b]]
-            picked += [b[i] for i in np.argsort(-score, kind="stable")]
-        p.options = list(dict.fromkeys(picked))[:MAX_OPTIONS]
+            picked += [(b[i], float(score[i])) for i in np.argsort(-score, kind="stable")]
+        best = dict(reversed(picked))  # each name keeps its first (best) place and score
+        p.options = list(dict.fromkeys(n for n, _ in picked))[:MAX_OPTIONS]
+        p.scores = [best[n] for n in p.options]
 
 
 def label_options(profile: SegmentProfile, language: str = "en", prompts: str | Path | None = None) -> list[str]:
@@ -272,7 +296,7 @@ def name_segments(
     template.check_variables(NAME_VARIABLES)
     by_id = {p.segment_id: p for p in profiles}
     every = [p.options or label_options(p, language) for p in profiles]
-    options = [o[:LLM_OPTIONS] for o in every]
+    options = [_close_calls(o, p.scores) for o, p in zip(every, profiles, strict=True)]
     results: list[tuple[str, str, str]] = [(*fallback_name(p, language), "fallback") for p in profiles]
     askable = [i for i, p in enumerate(profiles) if options[i]]
     if engine is not None and askable and use_llm:
@@ -299,6 +323,16 @@ def name_segments(
             if outcome.value:
                 results[i] = (*outcome.value, "llm")
     return _unique(results, profiles, every)
+
+
+def _close_calls(options: Sequence[str], scores: Sequence[float]) -> list[str]:
+    """The best option, then those the ranking scores nearly as high (at most LLM_OPTIONS).
+    A later option scored above the first is of the other kind (a name built from a phrase
+    after an interest name, which ranks first by design), so it is not a close call either.
+    Without scores (a run saved before they were) the best LLM_OPTIONS are offered."""
+    if len(scores) < len(options[:LLM_OPTIONS]) or not scores or scores[0] <= 0:
+        return list(options[:LLM_OPTIONS])
+    return [o for o, s in zip(options[:LLM_OPTIONS], scores, strict=False) if CLOSE_CALL * scores[0] <= s <= scores[0]]
 
 
 def name_schema(options: Sequence[str]) -> dict:
