@@ -179,6 +179,10 @@ def test_copied_example_and_looping_descriptions_are_replaced():
                              label("dog owners", "They love the dog, love the dog, love the dog, love the dog.")]))
     assert names[0][0] == "guitar players" and names[0][1] != example["description"]
     assert "love the dog, love the dog, love the dog" not in names[1][1]
+    looping = "Customers who make their own products, using the guitar to make their own products."
+    names = name(FakeEngine([label("guitar players", looping), label("dog owners", "Customers who walk their dog.")]))
+    assert names[0][1] == "Customers whose reviews are mostly about guitar and amplifier."
+    assert names[1][1] == "Customers who walk their dog."
 
 
 class KeywordEncoder:

@@ -385,10 +385,15 @@ def _example_texts(template: PromptTemplate) -> set[str]:
 
 
 def _repeats(text: str, n: int = 3) -> bool:
-    """True when some run of `n` words occurs three times or more (a decoding loop)."""
-    words = text.lower().split()
-    grams = Counter(tuple(words[i : i + n]) for i in range(len(words) - n + 1))
-    return bool(grams) and max(grams.values()) >= 3
+    """True when some run of `n` words occurs three times or more, or of `n + 1` words twice: a
+    decoding loop ("... and make their own products, using the skin care products to make their
+    own products.")."""
+    words = re.findall(r"\w+", text.lower())
+
+    def most(k: int) -> int:
+        return max(Counter(tuple(words[i : i + k]) for i in range(len(words) - k + 1)).values(), default=0)
+
+    return most(n) >= 3 or most(n + 1) >= 2
 
 
 def _stems(text: str) -> set[str]:
