@@ -175,11 +175,15 @@ def _roles(override: str | Path | None = None) -> dict:
 
 @cache
 def _interests(language: str, override: str | Path | None = None) -> tuple[tuple[str, str], ...]:
-    """(name, meaning) pairs; the meaning is "" where the file gives a plain list of names."""
     names = _data_file("interests.toml", override).get("zh" if language == "zh" else "en", {}).get("names", [])
-    if isinstance(names, dict):
+    return _name_meanings(names)
+
+
+def _name_meanings(names: Sequence[str] | Mapping[str, str]) -> tuple[tuple[str, str], ...]:
+    """(name, meaning) pairs from a table of name = meaning, or from a plain list (meaning "")."""
+    if isinstance(names, Mapping):
         return tuple((str(n), str(about)) for n, about in names.items())
-    if isinstance(names, list):
+    if isinstance(names, list | tuple):
         return tuple((str(n), "") for n in names)
     raise ConfigError("interests.toml: `names` must be a list of names or a table of name = meaning; fix it or delete it to use the shipped one")
 
@@ -198,10 +202,7 @@ def rank_options(profiles: Sequence[SegmentProfile], centroids: np.ndarray, enco
     Where the list gives an interest's meaning, the meaning must point at the segment too: the
     tag "artist" (a musician) grounds "artists", whose meaning (painting, drawing) does not point
     at a segment of CD buyers."""
-    if interests is None:
-        pairs = list(_interests(language, prompts))
-    else:
-        pairs = list(interests.items()) if isinstance(interests, Mapping) else [(n, "") for n in interests]
+    pairs = _interests(language, prompts) if interests is None else _name_meanings(interests)
     interests = [n for n, _ in pairs]
     senses = [f"{n} ({about})" if about else n for n, about in pairs]
     built = [label_options(p, language, prompts) for p in profiles]
@@ -231,9 +232,11 @@ def rank_options(profiles: Sequence[SegmentProfile], centroids: np.ndarray, enco
         if b:
             score = margin[[row[n] for n in b]]
             picked += [(b[i], float(score[i])) for i in np.argsort(-score, kind="stable")]
-        best = dict(reversed(picked))  # each name keeps its first (best) place and score
-        p.options = list(dict.fromkeys(n for n, _ in picked))[:MAX_OPTIONS]
-        p.scores = [best[n] for n in p.options]
+        ranked: dict[str, float] = {}
+        for option, margin_of in picked:  # a name found twice keeps its first (best) place and score
+            ranked.setdefault(option, margin_of)
+        p.options = list(ranked)[:MAX_OPTIONS]
+        p.scores = [ranked[o] for o in p.options]
 
 
 def label_options(profile: SegmentProfile, language: str = "en", prompts: str | Path | None = None) -> list[str]:
@@ -330,7 +333,7 @@ def _close_calls(options: Sequence[str], scores: Sequence[float]) -> list[str]:
     A later option scored above the first is of the other kind (a name built from a phrase
     after an interest name, which ranks first by design), so it is not a close call either.
     Without scores (a run saved before they were) the best LLM_OPTIONS are offered."""
-    if len(scores) < len(options[:LLM_OPTIONS]) or not scores or scores[0] <= 0:
+    if not scores or len(scores) < len(options[:LLM_OPTIONS]) or scores[0] <= 0:
         return list(options[:LLM_OPTIONS])
     return [o for o, s in zip(options[:LLM_OPTIONS], scores, strict=False) if CLOSE_CALL * scores[0] <= s <= scores[0]]
 
