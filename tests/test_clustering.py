@@ -76,7 +76,9 @@ def test_consensus_holds_on_resamples():
 
 def test_consensus_on_a_bounded_sample_places_the_rest():
     x, truth = blobs(n_per=150, k=4, seed=4)
-    seg = Segmenter(consensus=5, max_consensus_users=200, seed=0).fit(x)
+    # 20 fits: Louvain splits a structureless blob at random, and a handful of fits do not
+    # average that out (5 fits: 9 groups of 4 blobs)
+    seg = Segmenter(consensus=20, max_consensus_users=200, seed=0).fit(x)
     assert (seg.assigned_by_ == "cluster").sum() == 200
     assert (seg.labels_ >= 0).all() and adjusted_rand_score(truth, seg.labels_) > 0.95
 

@@ -179,7 +179,7 @@ def cluster_users(vectors: np.ndarray, has_vector: np.ndarray, config: RunConfig
     if len(rows) >= 2:
         segmenter = Segmenter(min_segment_size=config.min_segment_size, min_samples=config.min_samples,
                               reduce_dims=config.reduce_dims, consensus=config.consensus,
-                              assign_noise=config.assign_noise, seed=config.seed)
+                              consensus_base=config.consensus_base, assign_noise=config.assign_noise, seed=config.seed)
         segmenter.fit(vectors if len(rows) == len(vectors) else vectors[rows])
         clusters.labels[rows], clusters.strengths[rows] = segmenter.labels_, segmenter.strengths_
         clusters.assigned_by[rows] = segmenter.assigned_by_

@@ -32,7 +32,7 @@ DEMO = "demo"
 @click.option("--tag-weight", type=float, help="weight of tags vs comments in a user's vector, 0..1 [0.3]")
 @click.option("--item-weight", type=float, help="with --item-col: weight of the item titles vs the comments in a user's vector, 0..1 [0.5]")
 @click.option("--min-segment-size", type=int, help="smallest segment HDBSCAN may form [grows with sqrt(users)]")
-@click.option("--consensus", type=int, help="segments = consensus of N HDBSCAN fits on 80% resamples; 0: one fit [100]")
+@click.option("--consensus", type=int, help="segments = consensus of N fits (Louvain on a k-nearest-neighbour graph) on 80% resamples; 0: one HDBSCAN fit [100]")
 @click.option("--doc-tokens", type=int, help="token budget of one user's comments [384]")
 @click.option("--max-tokens", type=int, help="output token budget of one tag answer [160]")
 @click.option("--batch-size", type=int, help="users per engine call; each call's answers are cached at once [256]")

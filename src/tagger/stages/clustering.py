@@ -4,10 +4,11 @@ sklearn-style: `__init__` stores parameters, `fit` sets attributes ending in `_`
 HDBSCAN's cost grows faster than linearly, so above `max_fit_users` it is fitted on a seeded
 sample and the rest are placed with `hdbscan.approximate_predict`.
 
-With `consensus=R` the segments are a consensus of R HDBSCAN fits, each on a seeded share
+With `consensus=R` the segments are a consensus of R fits, each on a seeded share
 `consensus_sample` of the users: how often two users share a segment (co-association), then one
 average-linkage cut. A single HDBSCAN tree (min_samples=1) rebuilds its splits when a tenth of
-the users drop out; the co-association averages that out. The co-association is users x users,
+the users drop out; the co-association averages that out. The fits are Louvain communities of
+the users' k-nearest-neighbour graph by default (`consensus_base`), HDBSCAN on request. The co-association is users x users,
 so it is built on at most `max_consensus_users` and the rest join their nearest segment.
 """
 
@@ -17,6 +18,8 @@ import math
 import os
 
 import numpy as np
+
+from tagger.errors import ConfigError
 
 NOISE = -1
 
@@ -70,7 +73,8 @@ class Segmenter:
                  reduce_dims: int = 16, assign_noise: bool = True, selection: str = "eom",
                  max_fit_users: int = 50_000, seed: int = 0, reducer: str = "pca", consensus: int = 0,
                  consensus_sample: float = 0.8, consensus_cut: float = 0.5, max_consensus_users: int = 5_000,
-                 refine: int = 10, consensus_dims: float = 0.9):
+                 refine: int = 10, consensus_dims: float = 0.9, consensus_base: str = "louvain",
+                 resolution: float = 2.0, neighbours: int = 10):
         self.min_segment_size = min_segment_size
         self.reducer = reducer
         self.min_samples = min_samples
@@ -85,6 +89,11 @@ class Segmenter:
         self.max_consensus_users = max_consensus_users
         self.refine = refine
         self.consensus_dims = consensus_dims
+        if consensus_base not in ("louvain", "hdbscan"):
+            raise ConfigError(f"unknown consensus base '{consensus_base}'; use louvain or hdbscan")
+        self.consensus_base = consensus_base
+        self.resolution = resolution
+        self.neighbours = neighbours
 
     def fit(self, vectors: np.ndarray) -> Segmenter:
         """Sets labels_ (NOISE = -1), strengths_ (cosine to own centroid, 0..1), assigned_by_
@@ -211,7 +220,7 @@ class Segmenter:
             points = reduced[rows]
             if keep < d:
                 points = _unit(points[:, np.sort(rng.choice(d, keep, replace=False))])
-            labels = self._hdbscan(points, max(2, round(size * self.consensus_sample)))[0].labels_.copy()
+            labels = self._base_fit(points, max(2, round(size * self.consensus_sample)), rng)
             if labels.max() < 0:
                 labels[:] = 0
             noise = labels == NOISE
@@ -226,6 +235,39 @@ class Segmenter:
             seen += np.outer(sampled, sampled)
         together /= np.maximum(seen, 1)
         return together
+
+    def _base_fit(self, points: np.ndarray, size: int, rng) -> np.ndarray:
+        """One consensus fit on a resample: HDBSCAN, or Louvain communities of the cosine
+        k-nearest-neighbour graph (communities under `size` users are noise).
+
+        Louvain by default (issue 13): HDBSCAN's tree moves with the few users between two
+        interests, so whole branches flip between resamples; a community is kept by the
+        majority of each user's neighbours. Mean ARI of 10 reruns on 90 % samples (seeds 0 / 1),
+        HDBSCAN -> Louvain at resolution 2: demo 0.834 / 0.841 -> 0.876 / 0.884, Amazon
+        0.846 / 0.846 -> 0.903 / 0.884, zh -> 0.990; NMI Amazon 0.697 -> 0.693 / 0.695, zh
+        0.940 -> 0.944 (eval/README)."""
+        if self.consensus_base == "hdbscan":
+            return self._hdbscan(points, size)[0].labels_.copy()
+        import networkx as nx
+        from sklearn.neighbors import NearestNeighbors
+
+        n = len(points)
+        k = min(self.neighbours, n - 1)
+        # unit points: euclidean neighbours are the cosine ones
+        distance, neighbour = NearestNeighbors(n_neighbors=k + 1).fit(points).kneighbors(points)
+        # a floor: networkx divides by the total weight, 0 when every neighbour is orthogonal
+        weight = np.clip(1.0 - distance[:, 1:] ** 2 / 2.0, 1e-6, None)
+        graph = nx.Graph()
+        graph.add_nodes_from(range(n))
+        graph.add_weighted_edges_from(zip(np.repeat(np.arange(n), k).tolist(), neighbour[:, 1:].ravel().tolist(),
+                                          weight.ravel().tolist()))
+        communities = nx.community.louvain_communities(graph, resolution=self.resolution,
+                                                       seed=int(rng.integers(2**31 - 1)))
+        labels = np.full(n, NOISE)
+        kept = [sorted(c) for c in communities if len(c) >= size]
+        for label, members in enumerate(sorted(kept, key=lambda c: (-len(c), c[0]))):
+            labels[members] = label
+        return labels
 
     def _reduce(self, vectors: np.ndarray) -> np.ndarray:
         dims = min(self.reduce_dims, vectors.shape[1], max(1, len(vectors) - 1))
