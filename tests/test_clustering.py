@@ -1,8 +1,10 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from sklearn.metrics import adjusted_rand_score
 
+from tagger.errors import ConfigError
 from tagger.stages.clustering import NOISE, Segmenter, default_min_segment_size
 
 
@@ -88,3 +90,16 @@ def test_consensus_on_a_handful_of_users():
     for n in (2, 3):
         seg = Segmenter(consensus=5, seed=0).fit(x[:n])
         assert len(seg.labels_) == n and (seg.labels_ >= 0).all()
+
+
+@pytest.mark.parametrize("base", ["louvain", "hdbscan"])
+def test_either_consensus_base_recovers_well_separated_groups(base):
+    x, truth = blobs(n_per=40, k=4, seed=3)
+    seg = Segmenter(consensus=20, consensus_base=base, seed=0).fit(x)
+    assert seg.consensus_base == base
+    assert adjusted_rand_score(truth, seg.labels_) > 0.95
+
+
+def test_an_unknown_consensus_base_is_a_config_error():
+    with pytest.raises(ConfigError, match="unknown consensus base 'kmeans'; use louvain or hdbscan"):
+        Segmenter(consensus_base="kmeans")
