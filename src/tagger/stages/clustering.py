@@ -243,9 +243,9 @@ class Segmenter:
         Louvain by default (issue 13): HDBSCAN's tree moves with the few users between two
         interests, so whole branches flip between resamples; a community is kept by the
         majority of each user's neighbours. Mean ARI of 10 reruns on 90 % samples (seeds 0 / 1),
-        HDBSCAN -> Louvain at resolution 2: demo 0.834 / 0.841 -> 0.876 / 0.884, Amazon
-        0.846 / 0.846 -> 0.903 / 0.884, zh -> 0.990; NMI Amazon 0.697 -> 0.693 / 0.695, zh
-        0.940 -> 0.944 (eval/README)."""
+        HDBSCAN -> Louvain at resolution 2: demo 0.834 / 0.841 -> 0.874 / 0.887, Amazon
+        0.846 / 0.846 -> 0.896 / 0.904, zh 0.954 -> 0.980 / 0.973; NMI Amazon 0.697 -> 0.687 /
+        0.697, zh 0.940 -> 0.944 (eval/README)."""
         if self.consensus_base == "hdbscan":
             return self._hdbscan(points, size)[0].labels_.copy()
         import networkx as nx
