@@ -268,9 +268,9 @@ class Segmenter:
         communities = nx.community.louvain_communities(graph, resolution=self.resolution,
                                                        seed=int(rng.integers(2**31 - 1)))
         labels = np.full(n, NOISE)
-        kept = [sorted(c) for c in communities if len(c) >= size]
-        for label, members in enumerate(sorted(kept, key=lambda c: (-len(c), c[0]))):
-            labels[members] = label
+        # label order is irrelevant: the co-association only asks who shares a community
+        for label, members in enumerate(c for c in communities if len(c) >= size):
+            labels[list(members)] = label
         return labels
 
     def _reduce(self, vectors: np.ndarray) -> np.ndarray:
