@@ -280,3 +280,29 @@ def test_a_prompts_folder_brings_its_own_interest_names(tmp_path):
     with pytest.raises(ConfigError, match="list of names or a table"):
         _interests("en", tmp_path)
     _interests.cache_clear()
+
+
+def test_chinese_names_are_built_on_nouns_never_on_a_verb_or_a_retailer():
+    # jieba files "京东" (the retailer) as a place and "安装" (install) as a verb: neither names
+    # anybody; a product word takes "买家", a hotel "住客", a hobby "爱好者" (prompts/data/roles.toml).
+    assert label_options(SegmentProfile(0, 9, ["京东", "洗发水"], [], [], []), "zh")[0] == "洗发水买家"
+    assert label_options(SegmentProfile(0, 9, ["安装", "热水器"], ["酒店"], [], []), "zh") == ["热水器买家", "酒店住客"]
+    assert label_options(SegmentProfile(0, 9, ["摄影"], [], [], []), "zh") == ["摄影爱好者"]
+
+
+class ZhKeywordEncoder(KeywordEncoder):
+    # Chinese has no spaces: each whole text is one key.
+    AXES = {"洗发水": 0, "洗发水买家": 0, "护发用户": 0, "热水器": 1, "热水器买家": 1}
+
+
+def test_chinese_segments_take_their_own_product_names_before_interest_names():
+    from tagger.stages.naming import fallback_name, rank_options
+
+    ps = [SegmentProfile(0, 9, ["洗发水", "京东"], [], [], [1]), SegmentProfile(1, 9, ["热水器"], [], [], [0])]
+    centroids = np.array([[1, 0, 0, 0], [0, 1, 0, 0]], np.float32)
+    rank_options(ps, centroids, ZhKeywordEncoder(), "zh", interests=["护发用户"])
+    # the hobby-like interest name is grounded and points at segment 0, but comes after its own name
+    assert ps[0].options[:2] == ["洗发水买家", "护发用户"]
+    assert [fallback_name(p, "zh")[0] for p in ps] == ["洗发水买家", "热水器买家"]
+    # a segment with no phrase at all still gets a readable Chinese name
+    assert fallback_name(SegmentProfile(2, 9, [], [], [], []), "zh")[0] == "用户群 2"

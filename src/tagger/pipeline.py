@@ -220,7 +220,8 @@ def name_profiles(profiles, engine, template, config: RunConfig, language: str, 
                   stats: CallStats) -> list[tuple[str, str, str]]:
     """The naming stage: (label, description, named_by) per profile."""
     # The embedded 135M model's Chinese names matched their segments far worse than the
-    # segments' own top tags (name quality 0.65 vs 1.0 on zh-shopping, eval/README.md).
+    # segments' own top tags (name quality 0.65 vs 1.0 on zh-shopping, eval/README.md): Chinese
+    # segments take their best-ranked name ("洗发水买家") and a template sentence.
     named = name_segments(profiles, engine, template, language=language, cache=cache, stats=stats,
                           use_llm=not (language == "zh" and config.model == "embedded"),
                           params=GenerationParams(max_tokens=NAMING_MAX_TOKENS, temperature=config.temperature,

@@ -123,6 +123,25 @@ def chinese_words(text: str) -> list[str]:
     return words
 
 
+# jieba's part-of-speech flags of common nouns: n (noun), nz (other proper noun: products and
+# brands, "洗发水", "蒙牛"), nw (new word), ng (noun morpheme), r (pronoun: jieba files "本书",
+# "this book", there). Verbs ("安装", install), adjectives, and names of places, persons and
+# organisations ("京东", the retailer, is filed as a place) name nobody's interest.
+_ZH_NOUN_FLAGS = frozenset({"n", "nz", "nw", "ng", "r"})
+
+
+@cache
+def chinese_noun(phrase: str) -> bool:
+    """True when jieba's dictionary files the phrase's last word as a common noun. Its flags ship
+    in the wheel with the segmenter's dictionary (no model, no download)."""
+    import jieba
+    import jieba.posseg
+
+    jieba.setLogLevel(logging.WARNING)
+    words = list(jieba.posseg.cut(phrase))
+    return bool(words) and words[-1].flag in _ZH_NOUN_FLAGS
+
+
 def surface_phrases(text: str) -> list[str]:
     """Words (3+ letters) and consecutive two-word phrases, stopwords excluded; Chinese words."""
     out = chinese_words(text) if _CJK.search(text) else []

@@ -28,7 +28,8 @@ import numpy as np
 from tagger.cache import ResultCache
 from tagger.errors import ConfigError
 from tagger.llm.base import Engine, GenerationParams
-from tagger.stages.canon import STOPWORDS, canonical, never_a_noun, surface_phrases, used_as_verbs, vocabulary
+from tagger.stages.canon import (STOPWORDS, canonical, chinese_noun, never_a_noun, surface_phrases, used_as_verbs,
+                                 vocabulary)
 from tagger.llm.structured import CallStats, Rejected, run_structured
 from tagger.prompts import PromptTemplate, search_path
 from tagger.schemas import LLMSegmentName, TaggedUser, UserDocument
@@ -76,8 +77,13 @@ class SegmentProfile:
 
     def nouns(self, phrases: Sequence[str]) -> list[str]:
         """The phrases that can name a group of people: their last word can be a noun here."""
-        return [p for p in phrases
-                if _CJK.search(p) or not ((head := p.split()[-1]) in self.verbs or never_a_noun(head))]
+        def noun(p: str) -> bool:
+            if _CJK.search(p):
+                return chinese_noun(p)
+            head = p.split()[-1]
+            return not (head in self.verbs or never_a_noun(head))
+
+        return [p for p in phrases if noun(p)]
 
 
 def characteristic(counts_in: Counter, size: int, counts_all: Counter, n_all: int, top: int,
@@ -231,7 +237,11 @@ def rank_options(profiles: Sequence[SegmentProfile], centroids: np.ndarray, enco
                       if score[i] > 0 and sense[i] > 0 and grounded[i] >= GROUNDING]
         if b:
             score = margin[[row[n] for n in b]]
-            picked += [(b[i], float(score[i])) for i in np.argsort(-score, kind="stable")]
+            own = [(b[i], float(score[i])) for i in np.argsort(-score, kind="stable")]
+            # Chinese names its segments by their own products first ("洗发水买家", "酒店住客"): the
+            # interest list reads as hobbies, and the nearest hobby of a shampoo segment is
+            # "护发用户", of a Mengniu milk segment "健康饮食者" (eval/README.md, Names).
+            picked = own + picked if language == "zh" else picked + own
         ranked: dict[str, float] = {}
         for option, margin_of in picked:  # a name found twice keeps its first (best) place and score
             ranked.setdefault(option, margin_of)
@@ -243,10 +253,10 @@ def label_options(profile: SegmentProfile, language: str = "en", prompts: str | 
     """The names a segment may take: its distinctive phrases (tags first) as noun phrases."""
     table = _roles(prompts).get("zh" if language == "zh" else "en", {})
     tags, terms = profile.top_tags, profile.top_terms
-    if language != "zh":  # a role noun needs a noun before it: no "install fans", "wait buyers"
-        nouns = profile.nouns(tags), profile.nouns(terms)
-        if nouns[0] or nouns[1]:  # with none at all a verb's name still beats "segment N"
-            tags, terms = nouns
+    # A role noun needs a noun before it: no "install fans", "wait buyers", "安装买家", "京东买家".
+    nouns = profile.nouns(tags), profile.nouns(terms)
+    if nouns[0] or nouns[1]:  # with none at all a verb's name still beats "segment N"
+        tags, terms = nouns
     # Tags first: the model chose them as interests; a segment's terms (any words its members
     # share, "feel", "cute") only fill in when it has fewer than two tags.
     phrases = list(dict.fromkeys([*tags[:3], *terms[:3]]))
@@ -278,13 +288,12 @@ def template_description(profile: SegmentProfile, language: str = "en") -> str:
 
 
 def fallback_name(profile: SegmentProfile, language: str = "en") -> tuple[str, str]:
-    """Named without the LLM: the first built label (English), the top two tags (Chinese, whose
-    role nouns read less naturally); always readable, in the data's language."""
-    words = profile.top_tags[:2] or profile.top_terms[:3]
-    if language == "zh":
+    """Named without the LLM: the best-ranked name; always readable, in the data's language."""
+    options = profile.options or label_options(profile, language)
+    if language == "zh" and not options:
+        words = profile.top_tags[:2] or profile.top_terms[:3]
         label = "、".join(words) if words else f"用户群 {profile.segment_id}"
         return label[:30], template_description(profile, language)
-    options = profile.options or label_options(profile, language)
     label = options[0] if options else f"segment {profile.segment_id}"
     return label, template_description(profile, language)
 
