@@ -306,3 +306,17 @@ def test_chinese_segments_take_their_own_product_names_before_interest_names():
     assert [fallback_name(p, "zh")[0] for p in ps] == ["洗发水买家", "热水器买家"]
     # a segment with no phrase at all still gets a readable Chinese name
     assert fallback_name(SegmentProfile(2, 9, [], [], [], []), "zh")[0] == "用户群 2"
+
+
+def test_a_description_is_kept_when_its_nouns_come_from_the_segment():
+    def described(text):
+        return name(FakeEngine([label("guitar players", text), label("dog owners", "Customers who walk their dog.")]))[0][1]
+
+    template = "Customers whose reviews are mostly about guitar and amplifier."
+    # adjectives qualify and are not judged; "guitars" meets "guitar"; a filler noun is generic
+    kept = "Customers who play guitars through a loud amplifier in a variety of ways."
+    assert described(kept) == kept
+    # a member's review in the first person is no description of the group
+    assert described("This guitar is a good one. I love my amplifier.") == template
+    # two nouns the segment never showed ("perspective", "life") are padding, however many fit
+    assert described("Customers who play guitar and amplifier with a different perspective on life.") == template

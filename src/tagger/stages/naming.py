@@ -28,8 +28,8 @@ import numpy as np
 from tagger.cache import ResultCache
 from tagger.errors import ConfigError
 from tagger.llm.base import Engine, GenerationParams
-from tagger.stages.canon import (STOPWORDS, canonical, chinese_noun, never_a_noun, surface_phrases, used_as_verbs,
-                                 vocabulary)
+from tagger.stages.canon import (STOPWORDS, canonical, chinese_noun, never_a_noun, singular, surface_phrases,
+                                 used_as_verbs, vocabulary)
 from tagger.llm.structured import CallStats, Rejected, run_structured
 from tagger.prompts import PromptTemplate, search_path
 from tagger.schemas import LLMSegmentName, TaggedUser, UserDocument
@@ -54,6 +54,9 @@ GROUNDING = 0.3
 GROUNDING_PHRASES = 6
 # Share of a description's own words that must come from the segment's name, phrases or quotes.
 GROUNDED_SHARE = 0.6
+# ... and at most this many of its nouns may be new: "... provide food and treats to pets, but they
+# have a different perspective on life." holds 3 of 5, two of them padding.
+MAX_UNGROUNDED = 1
 MAX_LABEL_CHARS = 40
 VERB_SAMPLE = 20_000
 _CJK = re.compile(r"[\u3400-\u9fff]")
@@ -361,7 +364,8 @@ def _description(text: str, profile: SegmentProfile, shown: str, example_texts: 
     # (not a copied English example).
     complete = description.endswith(_SENTENCE_END) and (
         bool(_CJK.search(description)) if language == "zh" else len(description.split()) >= 3)
-    usable = complete and description.lower() not in example_texts and not _repeats(description)
+    usable = (complete and description.lower() not in example_texts and not _repeats(description)
+              and not (language != "zh" and _FIRST_PERSON.search(description)))
     if not usable or not _shares_a_word(description, shown):
         return template_description(profile, language)
     if language != "zh" and not _grounded(description, " ".join([label, shown, *profile.quotes])):
@@ -373,15 +377,24 @@ def _description(text: str, profile: SegmentProfile, shown: str, example_texts: 
 _GENERIC = frozenset("""customer customers people person users user buyers shoppers owners fans group members
 who whose enjoy enjoys like likes love loves use uses buy buys interested interest interests products product
 items item things their they them and also are is for with about into of the to in on at from that this
-these those often mostly many most some all various different kinds types other others""".split())
+these those often mostly many most some all various different kinds types other others variety way ways range""".split())
+
+
+# A description speaks of the group; in the first person it is a member's review copied ("This
+# magazine is a good one. I love it.").
+_FIRST_PERSON = re.compile(r"\b(i|i'm|i've|me|my|we|our)\b", re.IGNORECASE)
 
 
 def _grounded(description: str, shown: str) -> bool:
-    """Most of a description's own words (not the generic ones) appear in what the model was shown:
-    "... the magazine and read the stories and the books" wanders off a magazine segment."""
-    words = {w for w in re.findall(r"[a-z]{3,}", description.lower()) if w not in _GENERIC and w not in STOPWORDS}
+    """Most of a description's own nouns (not the generic words) appear in what the model was
+    shown: "... the magazine and read the stories and the books" wanders off a magazine segment.
+    Words that are never nouns ("healthy", "beautiful") only qualify them, so they are not judged:
+    "Customers who use skin care products to keep their skin healthy and beautiful." stands."""
+    words = {w for w in re.findall(r"[a-z]{3,}", description.lower())
+             if w not in _GENERIC and w not in STOPWORDS and not never_a_noun(w)}
     known = _stems(shown)
-    return bool(words) and sum(w[:4] in known for w in words) >= GROUNDED_SHARE * len(words)
+    missing = sum(not (_stem_forms(w) & known) for w in words)
+    return bool(words) and missing <= MAX_UNGROUNDED and len(words) - missing >= GROUNDED_SHARE * len(words)
 
 
 def _example_texts(template: PromptTemplate) -> set[str]:
@@ -408,10 +421,16 @@ def _repeats(text: str, n: int = 3) -> bool:
     return most(n) >= 3 or most(n + 1) >= 2
 
 
+def _stem_forms(word: str) -> set[str]:
+    """A word's first four letters, as written and of its regular singular: "toys" meets "toy",
+    "parties" "party", and "movies" (whose rule-made singular is "movy") still meets "movie"."""
+    return {word[:4], singular(word)[:4]}
+
+
 def _stems(text: str) -> set[str]:
     if _CJK.search(text):
         return {c for c in text if _CJK.match(c)}
-    return {w[:4] for w in re.findall(r"[a-z]{3,}", text.lower())}
+    return {s for w in re.findall(r"[a-z]{3,}", text.lower()) for s in _stem_forms(w)}
 
 
 def _shares_a_word(label: str, shown: str) -> bool:
