@@ -52,7 +52,7 @@ CLOSE_CALL = 0.8
 # the encoder's nearest segment alone can put "cyclists" on a segment about screws and bulbs.
 GROUNDING = 0.3
 GROUNDING_PHRASES = 6
-# Share of a description's own words that must come from the segment's name, phrases or quotes.
+# Share of a description's own nouns that must come from the segment's name, phrases or quotes.
 GROUNDED_SHARE = 0.6
 # ... and at most this many of its nouns may be new: "... provide food and treats to pets, but they
 # have a different perspective on life." holds 3 of 5, two of them padding.
