@@ -112,11 +112,19 @@ def used_as_verbs(words: Collection[str], texts: Iterable[str]) -> set[str]:
     return {w for w in words if verb[w] > noun[w]}
 
 
+@cache
+def _jieba():
+    """jieba, quiet (it prints its dictionary load time otherwise); imported on first Chinese text."""
+    import jieba
+    import jieba.posseg  # noqa: F401  (the part-of-speech cutter, for chinese_noun)
+
+    jieba.setLogLevel(logging.WARNING)
+    return jieba
+
+
 def chinese_words(text: str) -> list[str]:
     """jieba words of two or more Chinese characters, function words excluded."""
-    import jieba
-
-    jieba.setLogLevel(logging.WARNING)  # it prints its dictionary load time otherwise
+    jieba = _jieba()
     words = []
     for run in _CJK_RUN.findall(text):
         words += [w for w in jieba.lcut(run) if len(w) >= 2 and w not in ZH_STOPWORDS]
@@ -134,11 +142,7 @@ _ZH_NOUN_FLAGS = frozenset({"n", "nz", "nw", "ng", "r"})
 def chinese_noun(phrase: str) -> bool:
     """True when jieba's dictionary files the phrase's last word as a common noun. Its flags ship
     in the wheel with the segmenter's dictionary (no model, no download)."""
-    import jieba
-    import jieba.posseg
-
-    jieba.setLogLevel(logging.WARNING)
-    words = list(jieba.posseg.cut(phrase))
+    words = list(_jieba().posseg.cut(phrase))
     return bool(words) and words[-1].flag in _ZH_NOUN_FLAGS
 
 

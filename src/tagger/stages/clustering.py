@@ -8,8 +8,9 @@ With `consensus=R` the segments are a consensus of R fits, each on a seeded shar
 `consensus_sample` of the users: how often two users share a segment (co-association), then one
 average-linkage cut. A single HDBSCAN tree (min_samples=1) rebuilds its splits when a tenth of
 the users drop out; the co-association averages that out. The fits are Louvain communities of
-the users' k-nearest-neighbour graph by default (`consensus_base`), HDBSCAN on request. The co-association is users x users,
-so it is built on at most `max_consensus_users` and the rest join their nearest segment.
+the users' k-nearest-neighbour graph by default (`consensus_base`), HDBSCAN on request. The
+co-association is users x users, so it is built on at most `max_consensus_users` and the rest
+join their nearest segment.
 """
 
 from __future__ import annotations
