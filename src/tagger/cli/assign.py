@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from tagger.cli.options import input_options
+from tagger.cli.options import input_options, verbose_option
 
 
 @click.command("assign")
@@ -19,13 +19,17 @@ from tagger.cli.options import input_options
 @click.option("--api-key", envvar="TAGGER_API_KEY", help="key for --engine openai runs (never written)")
 @click.option("--no-cache", is_flag=True, help="do not read or write the LLM answer cache")
 @click.option("--quiet", is_flag=True, help="no progress output (bars on a terminal, plain lines otherwise)")
-def command(run_dir, source, out, force, no_cache, quiet, **options) -> None:
+@verbose_option
+def command(run_dir, source, out, force, no_cache, quiet, verbose, **options) -> None:
     """Place the users in FILE in the segments of RUN_DIR without re-clustering.
 
     Users are tagged with the run's engine, model, prompt and settings (answers already in
     the cache cost nothing) and join the segment whose members they sit among; a user who
     fits no segment gets segment "none". FILE may be 'demo'.
     """
+    from tagger import logs
+
+    logs.configure(verbose)  # before the libraries are imported
     from rich.console import Console
 
     from tagger.lifecycle.assign import assign

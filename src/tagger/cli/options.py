@@ -28,3 +28,11 @@ def input_options(default_note: str | None = None):
         return command
 
     return apply
+
+
+def verbose_option(command):
+    """--verbose: what vLLM, torch and transformers print (warnings, info lines, the engine
+    processes' output) also reaches the terminal; by default only errors do (tagger.logs)."""
+    return click.option("--verbose", is_flag=True,
+                        help="also show the LLM engine's and libraries' own warnings and info lines "
+                             "(TAGGER_LOG=debug: their debug lines too)")(command)

@@ -6,15 +6,21 @@ from pathlib import Path
 
 import click
 
+from tagger.cli.options import verbose_option
+
 
 @click.command("rename")
 @click.argument("run_dir", type=click.Path(path_type=Path))
 @click.option("--prompts", type=click.Path(path_type=Path), help="folder whose name.toml overrides the built-in [TAGGER_PROMPTS, else the run's]")
-def command(run_dir, prompts) -> None:
+@verbose_option
+def command(run_dir, prompts, verbose) -> None:
     """Re-run only segment naming (e.g. after editing name.toml), reusing the run's tags and clusters.
 
     Rewrites the segment and user tables, run.json and report.html in RUN_DIR.
     """
+    from tagger import logs
+
+    logs.configure(verbose)  # before the libraries are imported
     from tagger.run.load import load_run, segment_overview
     from tagger.run.rename import rename_run
 

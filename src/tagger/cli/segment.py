@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from tagger.cli.options import input_options
+from tagger.cli.options import input_options, verbose_option
 from tagger.config import load_config_file, make_config
 from tagger.paths import demo_file
 
@@ -45,13 +45,17 @@ DEMO = "demo"
 @click.option("--redact-pii", is_flag=True, help="replace emails, phones, URLs and card numbers before the LLM sees text")
 @click.option("--k-anonymity", type=int, help="segments with fewer users are not named or described [1]")
 @click.option("--quiet", is_flag=True, help="no progress output (bars on a terminal, plain lines otherwise)")
+@verbose_option
 def command(source, out, force, config_file, keep_noise, no_cache, redact_pii, no_report=False, quiet=False,
-            **options) -> None:
+            verbose=False, **options) -> None:
     """Tag each user's comments with the LLM, cluster users, and name the segments.
 
     FILE is a CSV, Parquet or JSONL file with one row per comment, or 'demo' for the
     sample of real Amazon reviews shipped with tagger.
     """
+    from tagger import logs
+
+    logs.configure(verbose)  # before the pipeline imports the libraries
     from tagger.pipeline import segment
     from tagger.progress import make_reporter
     from tagger.run.report_text import print_segments

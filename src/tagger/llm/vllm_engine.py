@@ -9,15 +9,20 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import re
 import select
 import signal
 import subprocess
 import sys
+import tempfile
 import time
-from collections.abc import Callable, Mapping, Sequence
+import traceback
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from tagger import logs
 from tagger.errors import ModelError
 from tagger.llm.base import Completion, GenerationParams, Messages
 
@@ -96,7 +101,7 @@ class _AnswerTicks:
 
 class VLLMEngine:
     def __init__(self, model: str, *, seed: int = 0, engine_options: dict[str, Any] | None = None, **_: Any):
-        os.environ.setdefault("VLLM_LOGGING_LEVEL", "WARNING")
+        quiet = logs.current_level() == logs.QUIET  # before vLLM's import: it logs while importing
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
         try:
             import torch
@@ -115,11 +120,30 @@ class VLLMEngine:
         self.model_id = str(model)
         self.options = options if on_gpu else {
             **options, "env": {name: os.environ.get(name, "vLLM default") for name in THREAD_VARIABLES}}
+        # Display only, so not in self.options (run.json): the worker's weight-loading bar.
+        display = {"use_tqdm_on_load": False} if quiet else {}
+        self.log_path = _engine_log_file() if quiet else None
+        self._keep_log = False  # once an error has named the log
         try:
-            self._llm = LLM(model=str(model), seed=seed, **options)
+            with _child_output_to(self.log_path):
+                self._llm = LLM(model=str(model), seed=seed, **{**display, **options})
         except Exception as exc:  # vLLM raises many types while loading
+            if not quiet:
+                traceback.print_exception(exc, file=sys.stderr)
             first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
-            raise ModelError(f"vLLM could not load model '{model}': {first}; check --model and the engine options") from None
+            cause, where = self._engine_log_says(first)
+            raise ModelError(f"vLLM could not load model '{model}': {first}{cause}; check --model and the engine "
+                             f"options{where}") from None
+
+    def _engine_log_says(self, shown: str) -> tuple[str, str]:
+        """What the engine processes' log adds to an error, and where it is: the cause of a failed
+        start is printed by the child ("ValueError: ..."), while vLLM here raises a generic error."""
+        if self.log_path is None:
+            return "", ""
+        self._keep_log = True
+        cause = root_cause(self.log_path)
+        said = f" (engine: {cause})" if cause and cause not in shown else ""
+        return said, f"; the engine's whole output is in {self.log_path}, or rerun with --verbose"
 
     def tokenizer(self):
         return self._llm.get_tokenizer()
@@ -143,7 +167,14 @@ class VLLMEngine:
             # call, at no cost to throughput (the batch still goes to the engine whole).
             ticks = functools.partial(_AnswerTicks, on_answer=on_answer) if on_answer else False
             outputs = self._llm.chat(list(chats), sampling, use_tqdm=ticks)
-        except (ValueError, RuntimeError) as exc:
+        except Exception as exc:
+            # Matched by name: vLLM moves its exception classes between releases.
+            if type(exc).__name__ == "EngineDeadError":  # the engine process died; nothing more will answer
+                cause, where = self._engine_log_says("")
+                raise ModelError(f"the vLLM engine process stopped{cause}; answers of finished batches are "
+                                 f"cached: run the same command again to resume{where}") from None
+            if not isinstance(exc, (ValueError, RuntimeError)):
+                raise
             if len(chats) == 1:
                 return [Completion(text="", finish_reason="error", error=str(exc).splitlines()[0][:300])]
             # One bad request (e.g. too long) fails the whole batch: isolate it.
@@ -174,6 +205,78 @@ class VLLMEngine:
             import gc
 
             gc.collect()
+        log_path = getattr(self, "log_path", None)
+        if log_path is not None and not self._keep_log:  # nothing failed: the output told nothing
+            log_path.unlink(missing_ok=True)
+            self.log_path = None
+
+
+# --- quiet engine processes: what they print goes to a log file, shown when they fail ------
+
+def _engine_log_file() -> Path:
+    handle, name = tempfile.mkstemp(prefix="tagger-vllm-", suffix=".log")
+    os.close(handle)
+    return Path(name)
+
+
+@contextmanager
+def _child_output_to(path: Path | None) -> Iterator[None]:
+    """While vLLM starts its engine processes, point file descriptors 1 and 2 at `path`.
+
+    The children inherit them and keep writing there for their whole life: lines no setting
+    reaches (vLLM's import-time warnings before its logging is set up, C++ writes) and the
+    traceback of a child that fails. This process's own writes during the start go there too;
+    tagger prints nothing then (the "engine start" line comes before, its end after).
+    """
+    if path is None:
+        yield
+        return
+    try:
+        saved = [os.dup(1), os.dup(2)]
+    except OSError:  # no stdout/stderr to redirect (a daemon): nothing would be shown anyway
+        yield
+        return
+    for stream in (sys.stdout, sys.stderr):
+        _flush(stream)
+    target = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    try:
+        os.dup2(target, 1)
+        os.dup2(target, 2)
+        yield
+    finally:
+        for stream in (sys.stdout, sys.stderr):
+            _flush(stream)
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        for fd in (*saved, target):
+            os.close(fd)
+
+
+def _flush(stream: Any) -> None:
+    try:
+        stream.flush()
+    except (AttributeError, OSError, ValueError):
+        pass
+
+
+# "(EngineCore pid=12) ERROR 12-02 22:20:10 [core.py:88] " before each line vLLM logs
+_VLLM_PREFIX = re.compile(r"^\(\S+ pid=\d+\) [A-Z]+ \d\d-\d\d \d\d:\d\d:\d\d \[[^\]]*\] ")
+_EXCEPTION_LINE = re.compile(r"^[A-Za-z_][\w.]*(Error|Exception|Exit)\b(:.*)?$")
+
+
+def root_cause(log_path: Path, tail_bytes: int = 65536) -> str | None:
+    """The last exception line ("ValueError: ...") in the end of an engine log, if any."""
+    try:
+        with open(log_path, "rb") as handle:
+            handle.seek(max(0, handle.seek(0, os.SEEK_END) - tail_bytes))
+            lines = handle.read().decode("utf-8", "replace").splitlines()
+    except OSError:
+        return None
+    for line in reversed(lines):
+        text = _VLLM_PREFIX.sub("", line).strip()
+        if _EXCEPTION_LINE.match(text):
+            return text[:300]
+    return None
 
 
 # --- no orphans: vLLM's EngineCore and worker processes die with us, even on kill -9 ------
