@@ -230,9 +230,8 @@ def comment_embedding_cost(embedder: str, sample: int, path: Path) -> dict:
     """Per-user cost of tag_weight<1: embedding every kept comment of real users."""
     from tagger.stages.data import Columns, build_documents, read_table
     from tagger.stages.embedding import create_encoder, encode_in_chunks
-    from tagger.llm.models import word_counter
 
-    docs = build_documents(read_table(path, Columns()), Columns(), word_counter, 384)[:sample]
+    docs = build_documents(read_table(path, Columns()), Columns())[:sample]
     comments = [c for d in docs for c in d.comments]
     encoder = create_encoder(embedder)
     encoder.encode(comments[:8])

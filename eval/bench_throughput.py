@@ -48,15 +48,22 @@ SETTINGS = {
 }
 
 
-def load_users(source: Path, n: int, model: str):
+def load_users(source: Path, n: int):
     from tagger.stages.data import Columns, build_documents, read_table
-    from tagger.llm.models import token_counter
 
     columns = Columns(time="timestamp_ms")
-    return build_documents(read_table(source, columns), columns, token_counter(model), 384)[:n]
+    return build_documents(read_table(source, columns), columns)[:n]
 
 
-def record_prompts(documents, template, params):
+def prompt_filler(model: str, budget: int = 384):
+    """tagger's prompt filling at the run's default budget, counting with the model's tokenizer."""
+    from tagger.llm.models import token_counter
+    from tagger.stages.excerpts import PromptFiller
+
+    return PromptFiller(token_counter(model), budget)
+
+
+def record_prompts(documents, template, params, filler):
     """The chats and schemas of tagger's main pass, captured from tag_users itself."""
     from tagger.cache import ResultCache
     from tagger.llm.fake import FakeEngine
@@ -73,7 +80,7 @@ def record_prompts(documents, template, params):
 
     recorder.generate = generate
     tag_users(documents, recorder, template, params=params, cache=ResultCache(None), batch_size=len(documents),
-              call_seconds=None)
+              call_seconds=None, filler=filler)
     return captured["chats"], captured["schemas"]
 
 
@@ -161,13 +168,14 @@ def worker(args) -> dict:
     from tagger.llm.vllm_engine import VLLMEngine
 
     model = resolve_model("embedded")
-    documents = load_users(args.data, args.users, model)
+    documents = load_users(args.data, args.users)
+    filler = prompt_filler(model)
     template = prompts.load("tag")
     params = GenerationParams(max_tokens=args.max_tokens)
     # Users without a single candidate phrase send no request: leave them out of every run.
     extractor = CandidateExtractor().fit([d.text for d in documents])
     documents = [d for d in documents if extractor.candidates(d.text)]
-    chats, schemas = record_prompts(documents, template, params)
+    chats, schemas = record_prompts(documents, template, params, filler)
     assert len(chats) == len(documents), "every benchmarked user must send exactly one request"
 
     load_before = os.getloadavg()[0]
@@ -178,8 +186,9 @@ def worker(args) -> dict:
     sampling = sampling_params(schemas, params)
     runs = [raw_run(engine._llm, chats, sampling, "raw (cold grammar cache)")]
     if not args.raw_only:
-        pair = [lambda: tagger_run(documents, engine, template, params, "tagger", call_seconds=30.0),
-                lambda: tagger_run(documents, engine, template, params, "tagger, one call", call_seconds=None)]
+        pair = [lambda: tagger_run(documents, engine, template, params, "tagger", call_seconds=30.0, filler=filler),
+                lambda: tagger_run(documents, engine, template, params, "tagger, one call", call_seconds=None,
+                                          filler=filler)]
         # Alternate which goes first, so neither always meets the same moment of machine load.
         runs += [run() for run in (pair if args.round % 2 else pair[::-1])]
     if args.round <= args.warm_raw_rounds:

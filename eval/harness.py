@@ -45,6 +45,7 @@ class CachedEncoder:
 
     def __init__(self, encoder, folder: Path | None):
         self.inner, self.name = encoder, encoder.name
+        self.window = getattr(encoder, "window", None)
         self.path = folder / f"{encoder.name}.pkl" if folder else None
         self.store: dict[str, tuple[np.ndarray, float]] = {}
         if self.path and self.path.exists():
@@ -104,14 +105,13 @@ def _unit(x: np.ndarray) -> np.ndarray:
 
 
 def comment_vectors(documents, encoder: CachedEncoder) -> tuple[np.ndarray, float]:
-    """Per user: normalised mean of their comments' embeddings (the raw-comment representation)."""
-    comments = [c for d in documents for c in d.comments]
-    owners = np.repeat(np.arange(len(documents)), [len(d.comments) for d in documents])
-    matrix = encoder.encode(comments)
-    seconds = encoder.cost(comments)
-    sums = np.zeros((len(documents), matrix.shape[1]), np.float32)
-    np.add.at(sums, owners, matrix)
-    return _unit(sums), seconds
+    """Per user: normalised mean of the embeddings of every comment they wrote, long ones in
+    pieces that fit the encoder (tagger's own comment mean, so both read the same text)."""
+    from tagger.stages.embedding import comment_means, encoder_window, pieces
+
+    vectors = comment_means(documents, encoder)
+    window = encoder_window(encoder)
+    return vectors, encoder.cost([p for d in documents for c in d.comments for p in pieces(c, window)])
 
 
 def _fallback_names(result, labels) -> dict[int, str]:
@@ -180,8 +180,10 @@ def evaluate(path: Path, *, engine, config_values: dict, methods: Sequence[str],
     # embedding = encoding cost of what tagger encoded (reruns read it from the disk cache)
     encoded = sorted({t.tag for u in result.tagged_users for t in u.tags})
     if config.tag_weight < 1:
-        encoded += [c for d in documents for c in d.comments]
-        encoded += [d.text for d in documents] if config.whole_document else []
+        from tagger.stages.embedding import head, pieces
+
+        encoded += [p for d in documents for c in d.comments for p in pieces(c, encoder.window)]
+        encoded += [head(d.text, encoder.window) for d in documents] if config.whole_document else []
         encoded += sorted({i for d in documents for i in d.items}) if config.item_weight > 0 else []
     stages["embedding"] = encoder.cost(encoded)
     labels = result.users["segment_id"].to_numpy()
@@ -214,7 +216,7 @@ def evaluate(path: Path, *, engine, config_values: dict, methods: Sequence[str],
     if "recipe-true-k" in methods:
         run("recipe-true-k", lambda: baselines.article_recipe(raw, k_true, seed), embed_s)
     if any(m.startswith("bertopic") for m in methods):
-        rows += bertopic_rows(documents, encoder, truth, methods, seed, log, with_items=with_items)
+        rows += bertopic_rows(documents, raw, raw_embed_s, encoder, truth, methods, seed, log, with_items=with_items)
     if "hdbscan-raw" in methods:
         from tagger.stages.clustering import default_min_segment_size
 
@@ -228,16 +230,18 @@ def evaluate(path: Path, *, engine, config_values: dict, methods: Sequence[str],
     return out
 
 
-def bertopic_rows(documents, encoder, truth, methods: Sequence[str], seed: int, log, *,
+def bertopic_rows(documents, vectors, embed_s, encoder, truth, methods: Sequence[str], seed: int, log, *,
                   with_items: bool = False) -> list[dict]:
     """BERTopic with its defaults (one seed), and fairly configured: tagger's segment-size rule as
-    `min_topic_size`, best and median over FAIR_SEEDS UMAP seeds. `with_items`: each document
-    ends with the titles of the user's items, one per line (tagger's run used them too)."""
+    `min_topic_size`, best and median over FAIR_SEEDS UMAP seeds. Its embeddings are `vectors`,
+    the mean of every comment a user wrote (with the items blended in where tagger's run used
+    them): one embedding of the joined text would read only its first 256 word pieces. Its
+    documents (for c-TF-IDF) are the user's comments joined, ending with the titles of their
+    items, one per line, with `with_items`."""
     from tagger.stages.clustering import default_min_segment_size
 
     texts = [d.text + "".join(f"\n{i}" for i in d.items) if with_items else d.text for d in documents]
-    vectors = encoder.encode(texts)
-    scoring = {"truth": truth, "encoder": encoder, "embed_s": encoder.cost(texts)}
+    scoring = {"truth": truth, "encoder": encoder, "embed_s": embed_s}
     configs = {"bertopic": (None, [seed]),
                "bertopic-fair": (default_min_segment_size(len(texts)), list(range(seed, seed + FAIR_SEEDS)))}
     rows = []

@@ -115,7 +115,8 @@ def test_users_without_usable_text_stay_unsegmented_in_assign(run_dir, tmp_path,
                  ).to_csv(new, index=False)
     code, printed, err = run(capsys, "assign", str(run_dir), str(new), "--out", str(tmp_path / "a"))
     assert code == 0, err
-    assert "read 7 rows, used 6 comments; not used: 1 without user id" in " ".join(printed.split())
+    line = " ".join(printed.split())
+    assert "read 7 rows, used 6 comments (6 embedded, 3 with an excerpt in the tagging prompt); not used: 1 without user id" in line
     users = pd.read_parquet(tmp_path / "a" / "users.parquet").set_index("user_id")
     empty = users.loc[["n2", "n3"]]
     assert (empty["segment_id"] == NONE).all() and (empty["segment_name"] == "").all()

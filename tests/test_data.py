@@ -5,9 +5,8 @@ import re
 import pandas as pd
 import pytest
 
-from tagger.stages.data import Columns, LoadStats, build_documents, clean_text, has_usable_text, read_table
+from tagger.stages.data import MAX_COMMENT_CHARS, Columns, LoadStats, build_documents, clean_text, has_usable_text, read_table
 from tagger.errors import InputError
-from tagger.llm.models import word_counter
 
 
 def test_clean_text_removes_html_breaks_and_entities():
@@ -15,39 +14,40 @@ def test_clean_text_removes_html_breaks_and_entities():
     assert clean_text(None) == "" and clean_text(float("nan")) == ""
 
 
-def test_documents_are_deduped_newest_first_and_budgeted():
+def test_documents_are_deduped_newest_first_and_keep_everything():
     frame = pd.DataFrame({
         "user_id": ["u1", "u1", "u1", "u1", "u2"],
         "text": ["old comment", "new comment", "new comment", "middle " * 50, "hello there"],
         "ts": ["1", "3", "3", "2", "1"],
     })
     stats = LoadStats()
-    docs = build_documents(frame, Columns(time="ts"), word_counter, token_budget=30, stats=stats)
+    docs = build_documents(frame, Columns(time="ts"), stats)
     assert [d.user_id for d in docs] == ["u1", "u2"]
     assert docs[0].comments[0] == "new comment"  # newest first
-    assert "old comment" not in docs[0].comments  # the long middle one filled the budget
-    assert stats.duplicate_comments == 1 and stats.comments_cut_by_budget >= 1
+    assert docs[0].comments[-1] == "old comment"  # no budget cuts what is read
+    assert stats.duplicate_comments == 1 and stats.comments_kept == 4
     assert docs[0].n_comments == 3
 
 
-def test_a_single_comment_over_budget_keeps_its_head():
-    frame = pd.DataFrame({"user_id": ["u"], "text": ["word " * 1000]})
-    docs = build_documents(frame, Columns(), word_counter, token_budget=50)
-    assert 0 < len(docs[0].comments[0]) < 400
+def test_a_very_long_comment_is_cut_at_the_character_cap_and_counted():
+    frame = pd.DataFrame({"user_id": ["u", "v"], "text": ["word " * 10_000, "short"]})
+    stats = LoadStats()
+    docs = build_documents(frame, Columns(), stats)
+    assert len(docs[0].comments[0]) == MAX_COMMENT_CHARS and stats.comments_cut_at_max_chars == 1
 
 
 def test_numeric_user_ids_are_kept_as_text(tmp_path):
     path = tmp_path / "c.csv"
     path.write_text("user_id,text\n007,hi there\n7,hello\n")
     frame = read_table(path, Columns())
-    docs = build_documents(frame, Columns(), word_counter, 100)
+    docs = build_documents(frame, Columns())
     assert sorted(d.user_id for d in docs) == ["007", "7"]
 
 
 def test_csv_with_embedded_newlines_and_quotes(tmp_path):
     path = tmp_path / "c.csv"
     path.write_text('user_id,text\nu1,"line one\nline ""two"""\n', encoding="utf-8")
-    docs = build_documents(read_table(path, Columns()), Columns(), word_counter, 100)
+    docs = build_documents(read_table(path, Columns()), Columns())
     assert docs[0].comments == ['line one line "two"']
 
 
@@ -97,7 +97,7 @@ def test_folder_and_unknown_format(tmp_path):
 def test_no_text_anywhere():
     frame = pd.DataFrame({"user_id": ["a", "b"], "text": ["", "   "]})
     with pytest.raises(InputError, match="no row has both"):
-        build_documents(frame, Columns(), word_counter, 100)
+        build_documents(frame, Columns())
 
 
 def every_kind_of_row() -> pd.DataFrame:
@@ -105,7 +105,7 @@ def every_kind_of_row() -> pd.DataFrame:
     rows = [
         ("a", "guitar strings", "3"), ("a", "guitar picks", "2"),          # kept
         ("a", "guitar strings", "1"),                                     # duplicate (older copy)
-        ("a", "middle " * 40, "1"),                                       # cut by the budget
+        ("a", "middle " * 40, "1"),                                       # beyond max_comments=2
         ("", "I love dog food and dog toys", "1"), (None, None, "1"),     # no user id (text or not)
         ("b", "", "1"), ("b", "   ", "1"), ("b", "dog leash", "1"),       # two empty texts, one kept
         ("c", "beyond max users", "1"), ("c", "also beyond", "1"),        # user beyond max_users=2
@@ -115,11 +115,11 @@ def every_kind_of_row() -> pd.DataFrame:
 
 def test_every_row_is_counted_once_by_its_real_reason():
     stats = LoadStats()
-    docs = build_documents(every_kind_of_row(), Columns(time="ts"), word_counter, token_budget=30, stats=stats,
-                           max_users=2)
+    docs = build_documents(every_kind_of_row(), Columns(time="ts"), stats, max_users=2, max_comments=2)
     assert [d.user_id for d in docs] == ["a", "b"]
-    assert stats.row_reasons() == {"missing_user_id_rows": 2, "empty_text_rows": 2, "duplicate_comments": 1,
-                                   "beyond_max_users_rows": 2, "comments_cut_by_budget": 1, "comments_kept": 3}
+    assert stats.row_reasons() == {"missing_user_id_rows": 2, "empty_text_rows": 2, "quoted_only_rows": 0,
+                                   "duplicate_comments": 1, "beyond_max_users_rows": 2,
+                                   "beyond_max_comments_rows": 1, "comments_kept": 3}
     assert sum(stats.row_reasons().values()) == stats.rows == 11
     assert stats.users == 2 and stats.users_beyond_max_users == 1
 
@@ -144,7 +144,7 @@ def write(frame: pd.DataFrame, path):
 def test_a_text_column_of_string_lists_is_joined(tmp_path, suffix):
     frame = pd.DataFrame({"user_id": ["u1", "u2"], "text": [["guitar strings", "new picks"], ["dog leash"]]})
     loaded = read_table(write(frame, tmp_path / f"c{suffix}"), Columns())
-    docs = build_documents(loaded, Columns(), word_counter, 100)
+    docs = build_documents(loaded, Columns())
     assert [d.comments for d in docs] == [["guitar strings; new picks"], ["dog leash"]]
 
 
@@ -176,7 +176,7 @@ def test_nested_user_ids_are_refused_mixed_ones_kept(tmp_path):
     with pytest.raises(InputError, match="column 'user_id' .* nested objects"):
         read_table(path, Columns())
     path = write(pd.DataFrame({"user_id": [1, "u2", 2.0, None], "text": ["ab", "cd", "ef", "gh"]}), tmp_path / "d.jsonl")
-    docs = build_documents(read_table(path, Columns()), Columns(), word_counter, 100)
+    docs = build_documents(read_table(path, Columns()), Columns())
     assert [d.user_id for d in docs] == ["1", "2", "u2"]
 
 
@@ -190,16 +190,16 @@ def test_a_semicolon_separated_csv_gets_a_hint(tmp_path):
 def test_user_ids_all_missing():
     frame = pd.DataFrame({"user_id": [None, ""], "text": ["guitar strings", "dog leash"]})
     with pytest.raises(InputError, match="every row's user id in 'user_id' is empty"):
-        build_documents(frame, Columns(), word_counter, 100)
+        build_documents(frame, Columns())
 
 
 def test_time_column_without_a_single_date():
     frame = pd.DataFrame({"user_id": ["a", "b"], "text": ["guitar", "dog"], "ts": ["yesterday", "soon"]})
     with pytest.raises(InputError, match="no value in --time-col 'ts' is a date or a number \\(e.g. 'yesterday'\\)"):
-        build_documents(frame, Columns(time="ts"), word_counter, 100)
+        build_documents(frame, Columns(time="ts"))
     frame["ts"] = ["2021-01-02", "soon"]
     stats = LoadStats()
-    build_documents(frame, Columns(time="ts"), word_counter, 100, stats)
+    build_documents(frame, Columns(time="ts"), stats)
     assert stats.rows_without_time == 1
 
 

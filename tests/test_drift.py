@@ -100,8 +100,10 @@ def test_segment_reads_its_input_once(comments_csv, tmp_path, capsys, monkeypatc
 # Issue 13 (open): the demo's defaults (tag weight 0.3, item titles) hold on this replayed pair
 # with the consensus of 100 fits (smallest centred similarity 0.82 against the 0.75 line, largest
 # share change 2.8 % against 5 %, no new or vanished segment above 3.3 %); with 50 fits one
-# segment moved (8.9 % -> 3.3 %). Without items one segment still moves; tags alone hold.
-@pytest.mark.parametrize("tag_weight,item_col,holds", [(0.0, None, True), (0.3, None, False), (0.3, "product", True)])
+# segment moved (8.9 % -> 3.3 %). Without items one segment still moves. Comments alone (tag
+# weight 0) held while a user's text was their first 384 tokens; now that every comment is read,
+# one small segment ("crafters") vanishes between the two samples, so that case is known not to hold.
+@pytest.mark.parametrize("tag_weight,item_col,holds", [(0.0, None, False), (0.3, None, False), (0.3, "product", True)])
 def test_drift_between_two_samples_of_the_demo_is_only_noise(tmp_path, tag_weight, item_col, holds):
     """Two seeded 90 % user samples of the demo: the same people, so drift must find no moved
     segment and no new or vanished one above 5 % share. The real embedded model's answers for

@@ -113,7 +113,8 @@ ACCEPTED = [
     ("a 5 MB single comment is cut, not fed whole", "c.csv", huge_comment, [],
      lambda s, u: s["counts"]["users"] == 3 and s["tokens"]["prompt_per_user"] < 2000),
     ("100k comments for one user", "c.csv", many_comments, [],
-     lambda s, u: s["counts"]["rows"] == 100_002 and s["counts"]["comments_cut_by_budget"] > 99_000),
+     lambda s, u: s["counts"]["rows"] == 100_002 and s["counts"]["comments_embedded"] == 100_002
+     and s["counts"]["comments_not_in_prompt"] > 99_000 and s["embedding"]["comments"] == 100_002),
     ("numeric user ids keep leading zeros", "c.csv", b"user_id,text\n007,guitar strings\n7,dog leash\n0.5,guitar picks\n", [],
      lambda s, u: sorted(u["user_id"]) == ["0.5", "007", "7"]),
     ("mixed-type user ids in JSONL", "c.jsonl",
@@ -307,21 +308,25 @@ def test_every_kind_of_dropped_row_is_counted_once_and_named(capsys, tmp_path):
             ("", "I love dog food and dog toys"), ("", ""),               # no user id
             ("w1", ""), ("w1", "  "),                                     # empty text
             ("u0", good_rows()[0][1]), ("v1", good_rows()[3][1]),         # duplicate comments
-            ("u1", "guitar " * 60),                                       # over the budget behind u1's others
+            ("u1", "guitar " * 60),                                       # beyond u1's newest 1 (file order)
+            ("q1", "> a line quoted from another poster\n> and its second line"),  # only quoting others
             ("zz", "a user beyond max users"), ("zz", "and their dog")]   # cut by --max-users (ids sort last)
     path = tmp_path / "c.csv"
     path.write_bytes(csv_bytes(rows))
     out = tmp_path / "out"
-    code, printed, errors = cli(capsys, "segment", path, "--out", out, "--max-users", "8", "--doc-tokens", "20", *FAST)
+    code, printed, errors = cli(capsys, "segment", path, "--out", out, "--max-users", "8",
+                                "--max-comments-per-user", "1", *FAST)
     assert code == 0 and not errors, errors
     counts = json.loads((out / "run.json").read_text())["counts"]
     reasons = {k: counts[k] for k in LoadStats.ROW_REASONS}
-    assert reasons == {"missing_user_id_rows": 2, "empty_text_rows": 2, "duplicate_comments": 2,
-                       "beyond_max_users_rows": 2, "comments_cut_by_budget": 1, "comments_kept": 8}
+    assert reasons == {"missing_user_id_rows": 2, "empty_text_rows": 2, "quoted_only_rows": 1, "duplicate_comments": 2,
+                       "beyond_max_users_rows": 2, "beyond_max_comments_rows": 1, "comments_kept": 8}
     assert sum(reasons.values()) == counts["rows"] == len(rows)
+    assert counts["comments_embedded"] == 8 and counts["comments_in_prompt"] + counts["comments_not_in_prompt"] == 8
     line = " ".join(printed.split())
-    assert ("not used: 2 without user id, 2 with empty text, 2 duplicate comments, 2 of users beyond --max-users, "
-            "1 cut by the --doc-tokens budget") in line
+    assert ("not used: 2 without user id, 2 with empty text, 1 only quoting others (--keep-quotes keeps them), "
+            "2 duplicate comments, 2 of users beyond --max-users, 1 beyond --max-comments-per-user") in line
+    assert "8 embedded, " in line
 
 
 def test_users_with_nothing_to_segment_on_are_never_placed(capsys, tmp_path):

@@ -12,14 +12,13 @@ from tagger.cache import ResultCache  # noqa: E402
 from tagger.stages.data import Columns, build_documents, read_table  # noqa: E402
 from tagger.llm.base import GenerationParams, create_engine  # noqa: E402
 from tagger.llm.fake import FakeEngine  # noqa: E402
-from tagger.llm.models import word_counter  # noqa: E402
 from tagger.stages.tagging import tag_users  # noqa: E402
 
 from tests.conftest import AMAZON_SAMPLE  # noqa: E402
 
 
 def _documents(n: int):
-    return build_documents(read_table(AMAZON_SAMPLE, Columns()), Columns(), word_counter, 256)[:n]
+    return build_documents(read_table(AMAZON_SAMPLE, Columns()), Columns())[:n]
 
 
 def test_ray_replicas_return_every_answer_in_order():

@@ -74,7 +74,7 @@ def test_editing_the_naming_prompt_reruns_only_naming(comments_csv, prompts):
 
 def test_editing_the_tag_prompt_retags_everyone(comments_csv, prompts):
     run(comments_csv, FakeEngine(), prompts=prompts)
-    edit(prompts / "tag.toml", "pick the customer's interests", "pick the customer's main interests")
+    edit(prompts / "tag.toml", "pick the person's interests", "pick the person's main interests")
     engine = FakeEngine()
     run(comments_csv, engine, prompts=prompts)
     assert sent(engine)["tag"] == 12

@@ -41,7 +41,7 @@ def test_saved_frequencies_reproduce_training_candidates(run_dir, comments_csv):
     from tagger.lifecycle.assign import run_config
     from tagger.pipeline import load_documents
 
-    documents, _, _ = load_documents(comments_csv, run_config(run_dir))
+    documents, _ = load_documents(comments_csv, run_config(run_dir))
     texts = [d.text for d in documents]
     fresh = CandidateExtractor().fit(texts)
     saved = load_model(run_dir).extractor()

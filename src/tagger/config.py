@@ -21,6 +21,8 @@ class RunConfig(BaseModel):
     item_col: str | None = None
     encoding: str = "utf-8"
     max_users: int | None = Field(default=None, ge=1, description="take the first N users by id")
+    max_comments_per_user: int | None = Field(default=None, ge=1, description="read only each user's newest N comments")
+    keep_quotes: bool = Field(default=False, description="keep text quoted from others ('>' lines, 'X writes:')")
     # model
     engine: str = "vllm"
     tag_mode: str = Field(default="grounded", pattern="^(grounded|free)$",
@@ -34,7 +36,8 @@ class RunConfig(BaseModel):
     prompts: Path | None = None
     # A previous run whose phrase statistics build this run's candidate lists (issue 13)
     candidates_from: Path | None = None
-    doc_tokens: int = Field(default=384, ge=16, le=32_000, description="token budget of one user's comments")
+    doc_tokens: int = Field(default=384, ge=16, le=32_000,
+                            description="token budget of the excerpts of one user's comments in the tagging prompt")
     max_tokens: int = Field(default=160, ge=16, le=4096, description="output budget of one tag answer")
     batch_size: int = Field(default=256, ge=1)
     temperature: float = Field(default=0.0, ge=0.0, le=2.0)

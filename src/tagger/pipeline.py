@@ -22,7 +22,8 @@ from tagger.stages.candidates import CandidateExtractor
 from tagger.stages.clustering import NOISE, Segmenter
 from tagger.config import RunConfig
 from tagger.stages.data import Columns, LoadStats, build_documents, check_column_types, read_table
-from tagger.stages.embedding import Encoder, create_encoder, mostly_cjk, user_vectors
+from tagger.stages.embedding import EmbedStats, Encoder, create_encoder, mostly_cjk, user_vectors
+from tagger.stages.excerpts import PromptFiller
 from tagger.errors import ConfigError, InputError
 from tagger.llm.base import Engine, GenerationParams, create_engine
 from tagger.llm.models import resolve_model, token_counter, word_counter
@@ -75,7 +76,8 @@ def segment(
     previous = previous_candidates(config)
     with reporter.stage("load"):
         frame = read_input(source, config)  # the only read: shares over time use this frame too
-        documents, load_stats, model = documents_from_frame(frame, config)
+        documents, load_stats = documents_from_frame(frame, config)
+    model = engine_model(config)
 
     folder = RunFolder(Path(out), force) if out is not None else None
     cache = ResultCache(tagger_home() / "cache.sqlite" if config.cache else None)
@@ -90,9 +92,11 @@ def segment(
         params = GenerationParams(max_tokens=config.max_tokens, temperature=config.temperature, seed=config.seed)
         # Fitted here, not inside tag_users, so the segment model can save its frequencies.
         extractor = fit_candidates(config, [d.text for d in documents], previous)
+        filler = PromptFiller(prompt_counter(config, model), config.doc_tokens)
         with reporter.stage("tagging", total=len(documents)) as advance:
             tagged = tag_users(documents, engine, tag_template, params=params, cache=cache, mode=config.tag_mode,
-                               batch_size=config.batch_size, on_batch=advance, stats=tag_stats, extractor=extractor)
+                               batch_size=config.batch_size, on_batch=advance, stats=tag_stats, extractor=extractor,
+                               filler=filler)
             tagged = canonical_tags(tagged)
 
         language = "zh" if mostly_cjk([d.text for d in documents]) else "en"
@@ -101,11 +105,12 @@ def segment(
             texts_to_embed += sum(len(d.comments) for d in documents) + (len(documents) if config.whole_document else 0)
             if config.item_weight > 0:
                 texts_to_embed += len({i for d in documents for i in d.items})
+        embed_stats = EmbedStats()
         with reporter.stage("embedding", total=texts_to_embed) as advance:
             encoder = encoder or create_encoder(config.embedder, [d.text for d in documents])
             vectors, has_vector, _ = user_vectors(tagged, documents, encoder, tag_weight=config.tag_weight,
                                                   whole_document=config.whole_document, item_weight=config.item_weight,
-                                                  on_chunk=advance)
+                                                  on_chunk=advance, stats=embed_stats)
 
         with reporter.stage("clustering"):
             clusters = cluster_users(vectors, has_vector, config)
@@ -134,6 +139,7 @@ def segment(
     users_table["x"], users_table["y"] = _map_xy(vectors, has_vector)
     summary = _summary(config, engine, tag_template, name_template, load_stats, tagged, segments, labels,
                        assigned_by, tag_stats, name_stats, cache, reporter, started, language, encoder)
+    summary["embedding"] = embed_stats.summary()
     result = RunResult(users_table, segments_table, tagged, documents, summary, vectors)
     lasting = _lasting(frame, config, summary, vectors, has_vector, labels, strengths, assigned_by, clusters.centroids,
                        clusters.segmenter, segments, extractor, encoder, users_table, reporter, save=folder is not None)
@@ -208,11 +214,9 @@ def previous_candidates(config: RunConfig) -> CandidateExtractor | None:
     return model.extractor()
 
 
-def fit_candidates(config: RunConfig, texts: list[str], previous: CandidateExtractor | None) -> CandidateExtractor | None:
-    """The grounded mode's candidate extractor for `texts`: `previous` (--candidates-from)
-    applied to them, else fitted on them; None in free mode."""
-    if config.tag_mode != "grounded":
-        return None
+def fit_candidates(config: RunConfig, texts: list[str], previous: CandidateExtractor | None) -> CandidateExtractor:
+    """The candidate extractor for `texts`: `previous` (--candidates-from) applied to them, else
+    fitted on them (free mode uses it only to fill the prompt)."""
     return previous.update(texts) if previous is not None else CandidateExtractor().fit(texts)
 
 
@@ -231,7 +235,7 @@ def name_profiles(profiles, engine, template, config: RunConfig, language: str, 
             else (label, description, by) for p, (label, description, by) in zip(profiles, named, strict=True)]
 
 
-def load_documents(source: Path | pd.DataFrame, config: RunConfig) -> tuple[list[UserDocument], LoadStats, str]:
+def load_documents(source: Path | pd.DataFrame, config: RunConfig) -> tuple[list[UserDocument], LoadStats]:
     """The load stage alone (also used by `tagger prompts render`, so it shows what tagging sees)."""
     return documents_from_frame(read_input(source, config), config)
 
@@ -248,21 +252,29 @@ def read_input(source: Path | pd.DataFrame, config: RunConfig) -> pd.DataFrame:
     return check_column_types(source, columns, "the DataFrame")
 
 
-def documents_from_frame(frame: pd.DataFrame, config: RunConfig) -> tuple[list[UserDocument], LoadStats, str]:
+def documents_from_frame(frame: pd.DataFrame, config: RunConfig) -> tuple[list[UserDocument], LoadStats]:
     columns = Columns(config.user_col, config.text_col, config.time_col, config.item_col)
     if config.redact_pii:
         from tagger.privacy import redact_frame
 
         frame = redact_frame(frame, columns)
-    model = resolve_model(config.model) if config.engine in ("vllm", "ray") or Path(config.model).exists() else config.model
+    load_stats = LoadStats()
+    documents = build_documents(frame, columns, load_stats, max_users=config.max_users,
+                                max_comments=config.max_comments_per_user, keep_quotes=config.keep_quotes)
+    return documents, load_stats
+
+
+def engine_model(config: RunConfig) -> str:
+    """What the engine loads: the embedded model's folder, a local folder, or the name as given."""
+    return resolve_model(config.model) if config.engine in ("vllm", "ray") or Path(config.model).exists() else config.model
+
+
+def prompt_counter(config: RunConfig, model: str):
+    """Counts prompt tokens like the engine's model does (a word count for the fake engine)."""
     if config.engine == "fake" or (config.engine == "openai" and not Path(model).exists()):
         # A served model name need not be a hub id, and looking it up would wait on the network.
-        counter = word_counter
-    else:
-        counter = token_counter(model)
-    load_stats = LoadStats()
-    documents = build_documents(frame, columns, counter, config.doc_tokens, load_stats, max_users=config.max_users)
-    return documents, load_stats, model
+        return word_counter
+    return token_counter(model)
 
 
 def _public_profile(profile, k: int) -> dict[str, Any]:
@@ -360,6 +372,11 @@ def _summary(config, engine, tag_template, name_template, load_stats, tagged, se
         "python": platform.python_version(),
         "counts": {
             "rows": load_stats.rows, **load_stats.row_reasons(),
+            # every kept comment is embedded (unless --tag-weight 1); only some reach the prompt
+            "comments_embedded": load_stats.comments_kept if config.tag_weight < 1 else 0,
+            "comments_in_prompt": sum(u.prompt_comments for u in tagged),
+            "comments_not_in_prompt": load_stats.comments_kept - sum(u.prompt_comments for u in tagged),
+            **load_stats.text_counts(),
             "users_beyond_max_users": load_stats.users_beyond_max_users,
             "rows_without_time": load_stats.rows_without_time,
             "users": len(tagged), "tagged": n - len(failed) if tagged else 0, "failed": len(failed),

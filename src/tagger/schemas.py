@@ -14,12 +14,13 @@ class Strict(BaseModel):
 
 
 class UserDocument(Strict):
-    """One user's cleaned comments, newest first, already cut to the model's token budget."""
+    """Everything one user wrote that tagger reads: cleaned comments, newest first (only the
+    tagging prompt is cut to the LLM's token budget)."""
 
     user_id: str
     comments: list[str] = Field(min_length=1)
     items: list[str] = Field(default_factory=list)
-    n_comments: int = Field(description="comments before dedupe and budget cuts")
+    n_comments: int = Field(description="comments after dedupe, before the --max-comments-per-user cap")
 
     @property
     def text(self) -> str:
@@ -70,6 +71,7 @@ class TaggedUser(Strict):
     attempts: int = 1
     prompt_tokens: int = 0
     output_tokens: int = 0
+    prompt_comments: int = Field(default=0, description="comments with an excerpt in the tagging prompt")
 
 
 class Segment(Strict):

@@ -20,6 +20,11 @@ def input_options(default_note: str | None = None):
         click.option("--item-col", help="item/product column: segments list their top items" + note("")),
         click.option("--encoding", help="text encoding of a CSV/JSONL file" + note("utf-8")),
         click.option("--max-users", type=int, help="only the first N users (by id)" + note("all")),
+        click.option("--max-comments-per-user", type=int,
+                     help="read only each user's newest N comments (by --time-col, else file order)" + note("all")),
+        click.option("--keep-quotes/--drop-quotes", default=None,
+                     help="keep text quoted from others ('>' lines, 'X writes:' attributions), which is dropped "
+                          "by default" + note("drop")),
     ]
 
     def apply(command):

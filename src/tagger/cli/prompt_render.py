@@ -40,7 +40,8 @@ def render_tag_request(name: str, data_file: str, user_id: str, prompts: Path | 
     from tagger.cache import ResultCache
     from tagger.config import make_config
     from tagger.paths import demo_file
-    from tagger.pipeline import fit_candidates, load_documents, previous_candidates
+    from tagger.pipeline import engine_model, fit_candidates, load_documents, previous_candidates, prompt_counter
+    from tagger.stages.excerpts import PromptFiller
     from tagger.stages.tagging import tag_users
 
     if name not in MODES_BY_TEMPLATE:
@@ -61,7 +62,7 @@ def render_tag_request(name: str, data_file: str, user_id: str, prompts: Path | 
         values["prompts"] = prompts
     config = make_config(**values)
     template = prompt_files.load(name, config.prompts)
-    documents, _, _ = load_documents(Path(data_file), config)
+    documents, _ = load_documents(Path(data_file), config)
     index = {d.user_id: i for i, d in enumerate(documents)}
     if str(user_id) not in index:
         sample = ", ".join(d.user_id for d in documents[:3])
@@ -71,7 +72,8 @@ def render_tag_request(name: str, data_file: str, user_id: str, prompts: Path | 
     previous = previous_candidates(config) if config.tag_mode == "grounded" else None
     extractor = fit_candidates(config, [d.text for d in documents], previous)
     tagged = tag_users(documents, engine, template, params=params, cache=ResultCache(None),
-                       mode=config.tag_mode, batch_size=max(len(documents), 1), extractor=extractor)
+                       mode=config.tag_mode, batch_size=max(len(documents), 1), extractor=extractor,
+                       filler=PromptFiller(prompt_counter(config, engine_model(config)), config.doc_tokens))
     askable = [i for i, user in enumerate(tagged) if user.attempts > 0]
     at = index[str(user_id)]
     if at not in askable:

@@ -38,6 +38,7 @@ from tagger.paths import tagger_home
 from tagger.progress import Reporter
 from tagger.schemas import TaggedUser
 from tagger.lifecycle.segment_model import SegmentModel, check_embedder, current_names, load_model
+from tagger.stages.excerpts import PromptFiller
 from tagger.stages.tagging import TAG_MODES, tag_users
 
 NONE = -1
@@ -119,7 +120,7 @@ def assign(
     """Tag the users in `source` with the run's engine, model, prompt and parameters, and place
     them in the run's segments. Users also in the training run are compared with their
     original segment (`summary["agreement"]`)."""
-    from tagger.pipeline import load_documents
+    from tagger.pipeline import engine_model, load_documents, prompt_counter
 
     reporter = reporter or Reporter()
     started = time.perf_counter()
@@ -136,7 +137,8 @@ def assign(
         raise ConfigError(f"the tag prompt '{template.name}' changed since the run (sha256 {saved_sha[:12]} -> "
                           f"{template.sha256[:12]}); restore it or rerun `tagger segment`")
     with reporter.stage("load"):
-        documents, load_stats, model_id = load_documents(source, config)
+        documents, load_stats = load_documents(source, config)
+    model_id = engine_model(config)
     folder = RunFolder(Path(out), force) if out is not None else None
     cache = ResultCache(tagger_home() / "cache.sqlite" if config.cache else None)
     own_engine = engine is None
@@ -158,7 +160,8 @@ def assign(
         with reporter.stage("tagging", total=len(documents)) as advance:
             tagged = tag_users(documents, engine, template, params=params, cache=cache, mode=config.tag_mode,
                                batch_size=config.batch_size, on_batch=advance, stats=stats,
-                               extractor=model.extractor() if config.tag_mode == "grounded" else None)
+                               extractor=model.extractor(),
+                               filler=PromptFiller(prompt_counter(config, model_id), config.doc_tokens))
     finally:
         if own_engine and engine is not None:
             engine.close()
@@ -181,6 +184,8 @@ def assign(
         "model": model.manifest.get("model"),
         "embedder": model.manifest.get("embedder"),
         "counts": {"rows": load_stats.rows, **load_stats.row_reasons(),
+                   "comments_embedded": load_stats.comments_kept if config.tag_weight < 1 else 0,
+                   "comments_in_prompt": sum(u.prompt_comments for u in tagged), **load_stats.text_counts(),
                    "users": len(documents), "tagged": sum(u.status == "tagged" for u in tagged),
                    "placed": int((labels >= 0).sum()), "none": int((labels < 0).sum()),
                    "by": {k: int(v) for k, v in pd.Series(how).value_counts().items()}},

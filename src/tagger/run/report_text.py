@@ -20,24 +20,32 @@ def print_segments(result, console: Console | None = None) -> None:
         f"{counts['noise_assigned_to_nearest']} noise users joined their nearest segment, "
         f"{counts['unsegmented']} unsegmented{_no_content(counts)}; wall time {result.summary['wall_time_s']:.0f} s"
     )
-    if rows_line(counts):
-        console.print(rows_line(counts))
+    console.print(rows_line(counts))
     if result.out is not None:
         console.print(f"wrote {result.out}/ (users, segments, tags.jsonl, run.json)")
 
 
 ROW_LABELS = {"missing_user_id_rows": "without user id", "empty_text_rows": "with empty text",
+              "quoted_only_rows": "only quoting others (--keep-quotes keeps them)",
               "duplicate_comments": "duplicate comments", "beyond_max_users_rows": "of users beyond --max-users",
-              "comments_cut_by_budget": "cut by the --doc-tokens budget"}
+              "beyond_max_comments_rows": "beyond --max-comments-per-user"}
+TEXT_LABELS = {"quoted_pieces_dropped": "quoted lines or attributions dropped",
+               "signatures_dropped": "repeated signatures counted once",
+               "comments_cut_at_max_chars": "comments cut at 20,000 characters"}
 
 
 def rows_line(counts: dict) -> str:
-    """'read 9 rows, used 6 comments; not used: 2 without user id, 1 with empty text', or ''
-    when every row was used (segment and assign print it)."""
+    """'read 9 rows, used 6 comments (6 embedded, 4 in prompts); not used: 2 without user id', or
+    without the 'not used' part when every row was used (segment and assign print it)."""
     dropped = ", ".join(f"{counts[key]} {label}" for key, label in ROW_LABELS.items() if counts.get(key))
-    if not dropped:
-        return ""
-    return f"read {counts['rows']} rows, used {counts['comments_kept']} comments; not used: {dropped}"
+    line = f"read {counts['rows']} rows, used {counts['comments_kept']} comments"
+    if "comments_in_prompt" in counts:
+        line += (f" ({counts.get('comments_embedded', 0)} embedded, {counts['comments_in_prompt']} with an "
+                 f"excerpt in the tagging prompt)")
+    if dropped:
+        line += f"; not used: {dropped}"
+    cleaned = ", ".join(f"{counts[key]} {label}" for key, label in TEXT_LABELS.items() if counts.get(key))
+    return line + (f"; {cleaned}" if cleaned else "")
 
 
 def _no_content(counts: dict) -> str:

@@ -1,14 +1,16 @@
 """The pipeline's stages, one module each, in the order a user's comments pass through them:
 
-1. `data`        load CSV/Parquet/JSONL → cleaned comments → one token-budgeted document per user
-2. `canon`       one form per concept: plurals merged into the singular the data holds, Chinese
+1. `forum`       text quoted from others and signatures repeated across a user's posts
+2. `data`        load CSV/Parquet/JSONL → cleaned comments → one document per user, every comment kept
+3. `canon`       one form per concept: plurals merged into the singular the data holds, Chinese
                  words by jieba (used by candidates, tagging and naming)
-3. `candidates`  candidate interest phrases from each user's own words (grounded tagging's enum)
-4. `tagging`     batched, schema-constrained LLM calls → validated tags with evidence quotes
-5. `embedding`   text encoders and user vectors (tags blended with comments)
-6. `clustering`  PCA → HDBSCAN (consensus over resamples) → noise policy; sklearn-style `Segmenter`
-7. `naming`      segment profiles and grounded LLM names, with the tag-based fallback
-8. `recommend`   items each segment holds far more often than everyone
+4. `candidates`  candidate interest phrases from each user's own words (grounded tagging's enum)
+5. `excerpts`    the sentences, across all of a user's comments, that fill the LLM's prompt budget
+6. `tagging`     batched, schema-constrained LLM calls → validated tags with evidence quotes
+7. `embedding`   text encoders and user vectors (tags blended with the mean of every comment)
+8. `clustering`  PCA → HDBSCAN (consensus over resamples) → noise policy; sklearn-style `Segmenter`
+9. `naming`      segment profiles and grounded LLM names, with the tag-based fallback
+10. `recommend`  items each segment holds far more often than everyone
 
 `tagger.pipeline` calls them in this order. A stage imports only earlier stages and the shared
 modules (`tagger.schemas`, `errors`, `cache`, `prompts`, `llm`, ...), never `tagger.run`,

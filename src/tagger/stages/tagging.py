@@ -14,12 +14,16 @@ from tagger.cache import ResultCache
 from tagger.llm.base import Engine, GenerationParams
 from tagger.stages.candidates import CandidateExtractor
 from tagger.stages.canon import canonical
+from tagger.stages.excerpts import PromptFiller
+from tagger.llm.models import word_counter
 from tagger.errors import ConfigError
 from tagger.llm.structured import CallStats, Outcome, Pacer, Rejected, run_structured
 from tagger.prompts import PromptTemplate
 from tagger.schemas import LLMTagChoice, LLMTagList, Tag, TaggedUser, UserDocument
 
 TAG_VARIABLES = {"comments", "candidates", "user_id", "items"}
+# The prompt's share of one user's comments, in tokens, when the caller gives no budget.
+DEFAULT_PROMPT_TOKENS = 384
 _PUNCT = re.compile(r"[^\w\s]", re.UNICODE)
 _CJK = re.compile(r"[\u3040-\u30ff\u3400-\u9fff\uf900-\ufaff]")
 
@@ -129,12 +133,15 @@ def tag_users(
     on_batch: Callable[[int], None] | None = None,
     stats: CallStats | None = None,
     extractor: CandidateExtractor | None = None,
+    filler: PromptFiller | None = None,
     call_seconds: float | None = None,
 ) -> list[TaggedUser]:
     """One TaggedUser per document, in order: tagged with >=1 grounded tag, or failed with why.
 
     grounded: the model picks from phrases of the user's own comments (schema enum per user);
     free: the model writes tags and evidence quotes, and ungrounded ones are dropped.
+    Each prompt holds the excerpts `filler` picks from all of the user's comments
+    (tagger.stages.excerpts; by default a word count stands in for tokens).
     `on_batch(n)` reports users as their answers arrive. With `call_seconds`, each batch goes to
     the engine in calls of about that long, each cached as it returns (not for engines with
     `whole_batches`); None (the default) sends one call per batch: on vLLM-CPU, paced calls cost
@@ -143,19 +150,18 @@ def tag_users(
     if mode not in TAG_MODES:
         raise ConfigError(f"unknown tag mode '{mode}'; choose one of: {', '.join(TAG_MODES)}")
     template.check_variables(TAG_VARIABLES)
-    if mode == "grounded":
-        # A saved model passes the training run's extractor, so a user seen in training gets
-        # the same candidates (same prompt, cached answer) when assigned again.
-        extractor = extractor or CandidateExtractor().fit([d.text for d in documents])
-        candidates = [extractor.candidates(d.text) for d in documents]
-        # Candidates are canonical ("mic" for "mics"); quotes need the form the user wrote.
-        surfaces = [extractor.surfaces(d.text) for d in documents]
-    else:
-        candidates = [[] for _ in documents]
-        surfaces = [{} for _ in documents]
+    # A saved model passes the training run's extractor, so a user seen in training gets the
+    # same candidates (same prompt, cached answer) when assigned again. Free mode uses the
+    # candidates only to pick the prompt's excerpts.
+    extractor = extractor or CandidateExtractor().fit([d.text for d in documents])
+    filler = filler or PromptFiller(word_counter, DEFAULT_PROMPT_TOKENS)
+    candidates = [extractor.candidates(d.text) for d in documents]
     askable = [i for i, c in enumerate(candidates) if c or mode == "free"]
+    filled = {i: filler.fill(documents[i].comments, candidates[i], extractor.phrases) for i in askable}
+    # Candidates are canonical ("mic" for "mics"); quotes need the form the user wrote.
+    surfaces = {i: extractor.surfaces(documents[i].text) for i in askable} if mode == "grounded" else {}
     whole_batches = getattr(engine, "whole_batches", False)  # e.g. Ray: each call starts its replicas
-    chats = [template.render(comments=documents[i].comments, candidates=candidates[i],
+    chats = [template.render(comments=filled[i].lines, candidates=candidates[i] if mode == "grounded" else [],
                              user_id=documents[i].user_id, items=documents[i].items) for i in askable]
 
     def parse(k: int, answer) -> list[Tag]:
@@ -188,6 +194,7 @@ def tag_users(
             attempts=outcome.attempts,
             prompt_tokens=outcome.prompt_tokens,
             output_tokens=outcome.output_tokens,
+            prompt_comments=filled[i].comments if i in filled else 0,
         ))
     return results
 
