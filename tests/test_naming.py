@@ -93,14 +93,14 @@ def test_unusable_answers_fall_back_to_the_first_built_name_and_a_template_sente
     names = name(FakeEngine(["{}", "{}", label(""), label("")]))
     assert [n[0] for n in names] == ["guitar players", "dog owners"]
     assert {n[2] for n in names} == {"fallback"}
-    assert names[1][1] == "Customers whose reviews are mostly about dog and leash."
+    assert names[1][1] == "People who write mostly about dog and leash."
 
 
 def test_a_cut_off_or_off_topic_description_becomes_a_complete_sentence():
     names = name(FakeEngine([label("guitar players", "Customers who play the guitar and"),
                              label("dog owners", "People who enjoy cooking pasta.")]))
-    assert names[0] == ("guitar players", "Customers whose reviews are mostly about guitar and amplifier.", "llm")
-    assert names[1][1] == "Customers whose reviews are mostly about dog and leash."
+    assert names[0] == ("guitar players", "People who write mostly about guitar and amplifier.", "llm")
+    assert names[1][1] == "People who write mostly about dog and leash."
 
 
 def test_chinese_data_needs_a_chinese_description():
@@ -181,7 +181,7 @@ def test_copied_example_and_looping_descriptions_are_replaced():
     assert "love the dog, love the dog, love the dog" not in names[1][1]
     looping = "Customers who make their own products, using the guitar to make their own products."
     names = name(FakeEngine([label("guitar players", looping), label("dog owners", "Customers who walk their dog.")]))
-    assert names[0][1] == "Customers whose reviews are mostly about guitar and amplifier."
+    assert names[0][1] == "People who write mostly about guitar and amplifier."
     assert names[1][1] == "Customers who walk their dog."
 
 
@@ -312,7 +312,7 @@ def test_a_description_is_kept_when_its_nouns_come_from_the_segment():
     def described(text):
         return name(FakeEngine([label("guitar players", text), label("dog owners", "Customers who walk their dog.")]))[0][1]
 
-    template = "Customers whose reviews are mostly about guitar and amplifier."
+    template = "People who write mostly about guitar and amplifier."
     # adjectives qualify and are not judged; "guitars" meets "guitar"; a filler noun is generic
     kept = "Customers who play guitars through a loud amplifier in a variety of ways."
     assert described(kept) == kept

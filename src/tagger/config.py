@@ -34,7 +34,7 @@ class RunConfig(BaseModel):
     request_timeout: float = Field(default=120.0, gt=0)
     api_key: SecretStr | None = Field(default=None, exclude=True)
     prompts: Path | None = None
-    # A previous run whose phrase statistics build this run's candidate lists (issue 13)
+    # A previous run whose phrase statistics build this run's candidate lists, so that they do not move between runs
     candidates_from: Path | None = None
     doc_tokens: int = Field(default=384, ge=16, le=32_000,
                             description="token budget of the excerpts of one user's comments in the tagging prompt")
@@ -45,7 +45,7 @@ class RunConfig(BaseModel):
     cache: bool = True
     # features and clustering
     embedder: str = "auto"
-    # With canonical tags and data-driven stop phrases (issue 11), 0.3 of tags raised NMI on both
+    # With canonical tags and data-driven stop phrases, 0.3 of tags raised NMI on both
     # dev sets at the other defaults (eval --sweep: Amazon 0.621 -> 0.644, zh 0.933 -> 0.938).
     tag_weight: float = Field(default=0.3, ge=0.0, le=1.0)
     whole_document: bool = Field(default=True,
@@ -53,7 +53,7 @@ class RunConfig(BaseModel):
     # With --item-col: the share of the item titles' embedding in the text side of a user's
     # vector. What a user reviewed says as much about their interests as what they wrote: on the
     # Amazon dev set 0.5 raised NMI 0.646 -> 0.726 at the other defaults (0.3: 0.680, 0.7: 0.733,
-    # with stability 0.865 at 0.5 and 0.829 at 0.7, on the session-4 tags; eval/README).
+    # with stability 0.865 at 0.5 and 0.829 at 0.7; eval/README).
     item_weight: float = Field(default=0.5, ge=0.0, le=1.0)
     min_segment_size: int | None = Field(default=None, ge=2)
     reduce_dims: int = Field(default=16, ge=0)
@@ -62,15 +62,15 @@ class RunConfig(BaseModel):
     min_samples: int | None = Field(default=1, ge=1, description="HDBSCAN min_samples; None: half the min segment size")
     assign_noise: bool = True
     # Fits on 80 % resamples (each on 14 of the 16 dimensions), one majority cut, k-means steps:
-    # mean ARI of reruns on 90 % samples 0.67 -> 0.82 (demo), 0.71 -> 0.87 (Amazon) (issue 13).
+    # mean ARI of reruns on 90 % samples 0.67 -> 0.82 (demo), 0.71 -> 0.87 (Amazon).
     # 100 rather than 50: with 50, a pair's co-association rests on ~32 shared resamples (±0.09
     # at 0.5, the cut) and two seeds on the same users cut to ARI 0.84; the extra fits took mean
     # ARI on 90 % samples 0.810 -> 0.837 (demo), 0.836 -> 0.846 (Amazon), NMI unchanged (eval/README).
     consensus: int = Field(default=100, ge=0, le=200, description="fits whose co-association is cut once (0 = one HDBSCAN fit)")
     # Louvain: mean ARI on 90 % samples 0.835 -> 0.882 (demo), 0.840 -> 0.896 (Amazon), five seeds; NMI kept
-    # on both dev sets (eval/README, issue 13); hdbscan is the earlier default.
+    # on both dev sets (eval/README).
     consensus_base: Literal["louvain", "hdbscan"] = Field(default="louvain", description="what each consensus fit is")
-    # lasting segments (issue 7)
+    # lasting segments
     stability: int = Field(default=0, ge=0, le=50, description="rerun clustering with N seeds and report ARI (0 = off)")
     stability_sample: float = Field(default=0.9, gt=0.0, le=1.0, description="share of users each stability rerun sees")
     period: str = Field(default="month", pattern="^(day|week|month|quarter|year)$",

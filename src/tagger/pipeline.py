@@ -302,7 +302,7 @@ def _map_xy(vectors: np.ndarray, has_vector: np.ndarray) -> tuple[np.ndarray, np
 
 def _lasting(frame, config, summary, vectors, has_vector, labels, strengths, assigned_by, centroids, segmenter,
              segments, extractor, encoder, users_table, reporter, save: bool = True) -> dict[str, Any]:
-    """Issue 7: the saved segment model, optional stability reruns, shares per period.
+    """The saved segment model, optional stability reruns, shares per period.
     Adds the keys `segment_model`, `stability` and `over_time` to the run summary."""
     from tagger.lifecycle.drift import shares_for_run
     from tagger.lifecycle.segment_model import FORMAT_VERSION, MODEL_DIR, model_for_run

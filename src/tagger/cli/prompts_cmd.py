@@ -66,7 +66,7 @@ def show_command(name, prompts) -> None:
 def render_command(name, data_file, user_id, run_dir, segment_ref, prompts, as_json, **options) -> None:
     """Print exactly the chat messages (and JSON schema) the LLM receives for one user or segment.
 
-    The request is built by the pipeline's own code (same cleaning, token budget and candidate
+    The request is built by the pipeline's own code (same cleaning, prompt filling and candidate
     phrases over all users of the file) and captured where it would be sent to the engine.
     """
     from tagger.cli.prompt_render import render_naming_request, render_tag_request

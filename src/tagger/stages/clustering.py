@@ -242,7 +242,7 @@ class Segmenter:
         """One consensus fit on a resample: HDBSCAN, or Louvain communities of the cosine
         k-nearest-neighbour graph (communities under `size` users are noise).
 
-        Louvain by default (issue 13): HDBSCAN's tree moves with the few users between two
+        Louvain by default: HDBSCAN's tree moves with the few users between two
         interests, so whole branches flip between resamples; a community is kept by the
         majority of each user's neighbours. Mean ARI of 10 reruns on 90 % samples (seeds 0 / 1),
         HDBSCAN -> Louvain at resolution 2: demo 0.834 / 0.841 -> 0.874 / 0.887, Amazon

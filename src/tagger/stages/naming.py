@@ -287,7 +287,7 @@ def template_description(profile: SegmentProfile, language: str = "en") -> str:
     if not listed:
         return "Users whose comments share no common tags."
     words = listed[0] if len(listed) == 1 else f"{', '.join(listed[:-1])} and {listed[-1]}"
-    return f"Customers whose reviews are mostly about {words}."
+    return f"People who write mostly about {words}."
 
 
 def fallback_name(profile: SegmentProfile, language: str = "en") -> tuple[str, str]:
