@@ -96,7 +96,9 @@ def test_edited_prompt_misses_the_cache(tmp_path):
     run(FakeEngine(), cache=cache)
     folder = tmp_path / "prompts"
     folder.mkdir()
-    source = prompts.load("tag-free").path.read_text().replace("list what the customer", "list what this customer")
+    original = prompts.load("tag-free").path.read_text()
+    source = original.replace("list what the person", "list what this person")
+    assert source != original, "the edit must change the template"
     (folder / "tag-free.toml").write_text(source)
     engine = FakeEngine()
     tag_users([DOC], engine, prompts.load("tag-free", folder), params=GenerationParams(max_tokens=50), cache=cache,
