@@ -107,11 +107,10 @@ def _unit(x: np.ndarray) -> np.ndarray:
 def comment_vectors(documents, encoder: CachedEncoder) -> tuple[np.ndarray, float]:
     """Per user: normalised mean of the embeddings of every comment they wrote, long ones in
     pieces that fit the encoder (tagger's own comment mean, so both read the same text)."""
-    from tagger.stages.embedding import comment_means, encoder_window, pieces
+    from tagger.stages.embedding import comment_means, pieces
 
     vectors = comment_means(documents, encoder)
-    window = encoder_window(encoder)
-    return vectors, encoder.cost([p for d in documents for c in d.comments for p in pieces(c, window)])
+    return vectors, encoder.cost([p for d in documents for c in d.comments for p in pieces(c, encoder.window)])
 
 
 def _fallback_names(result, labels) -> dict[int, str]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import platform
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -264,6 +265,15 @@ def documents_from_frame(frame: pd.DataFrame, config: RunConfig) -> tuple[list[U
     return documents, load_stats
 
 
+def comment_counts(config: RunConfig, load_stats: LoadStats, tagged: Sequence[TaggedUser]) -> dict[str, int]:
+    """What became of the kept comments (segment and assign alike): every one is embedded (unless
+    --tag-weight 1), only some have an excerpt in the tagging prompt; and what cleaning dropped."""
+    in_prompt = sum(u.prompt_comments for u in tagged)
+    return {"comments_embedded": load_stats.comments_kept if config.tag_weight < 1 else 0,
+            "comments_in_prompt": in_prompt, "comments_not_in_prompt": load_stats.comments_kept - in_prompt,
+            **load_stats.text_counts()}
+
+
 def engine_model(config: RunConfig) -> str:
     """What the engine loads: the embedded model's folder, a local folder, or the name as given."""
     return resolve_model(config.model) if config.engine in ("vllm", "ray") or Path(config.model).exists() else config.model
@@ -372,11 +382,7 @@ def _summary(config, engine, tag_template, name_template, load_stats, tagged, se
         "python": platform.python_version(),
         "counts": {
             "rows": load_stats.rows, **load_stats.row_reasons(),
-            # every kept comment is embedded (unless --tag-weight 1); only some reach the prompt
-            "comments_embedded": load_stats.comments_kept if config.tag_weight < 1 else 0,
-            "comments_in_prompt": sum(u.prompt_comments for u in tagged),
-            "comments_not_in_prompt": load_stats.comments_kept - sum(u.prompt_comments for u in tagged),
-            **load_stats.text_counts(),
+            **comment_counts(config, load_stats, tagged),
             "users_beyond_max_users": load_stats.users_beyond_max_users,
             "rows_without_time": load_stats.rows_without_time,
             "users": len(tagged), "tagged": n - len(failed) if tagged else 0, "failed": len(failed),

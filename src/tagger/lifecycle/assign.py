@@ -120,7 +120,7 @@ def assign(
     """Tag the users in `source` with the run's engine, model, prompt and parameters, and place
     them in the run's segments. Users also in the training run are compared with their
     original segment (`summary["agreement"]`)."""
-    from tagger.pipeline import engine_model, load_documents, prompt_counter
+    from tagger.pipeline import comment_counts, engine_model, load_documents, prompt_counter
 
     reporter = reporter or Reporter()
     started = time.perf_counter()
@@ -184,8 +184,7 @@ def assign(
         "model": model.manifest.get("model"),
         "embedder": model.manifest.get("embedder"),
         "counts": {"rows": load_stats.rows, **load_stats.row_reasons(),
-                   "comments_embedded": load_stats.comments_kept if config.tag_weight < 1 else 0,
-                   "comments_in_prompt": sum(u.prompt_comments for u in tagged), **load_stats.text_counts(),
+                   **comment_counts(config, load_stats, tagged),
                    "users": len(documents), "tagged": sum(u.status == "tagged" for u in tagged),
                    "placed": int((labels >= 0).sum()), "none": int((labels < 0).sum()),
                    "by": {k: int(v) for k, v in pd.Series(how).value_counts().items()}},
