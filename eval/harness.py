@@ -25,7 +25,7 @@ import numpy as np
 import pandas as pd
 
 from eval import baselines
-from eval.metrics import cluster_scores, name_quality, true_segments
+from eval.metrics import cluster_scores, name_quality, strict_name_quality, true_segments
 
 # The shipped samples, so the harness runs from any clone; the dev sets are passed as files.
 SAMPLES = (Path(__file__).resolve().parent / "data" / "amazon-sample.csv",
@@ -129,6 +129,7 @@ def _fallback_names(result, labels) -> dict[int, str]:
 def _row(method: str, labels, truth, names, encoder, stages: dict[str, float], **extra) -> dict:
     row = {"method": method, **cluster_scores(labels, truth)}
     row["name_quality"] = name_quality(labels, truth, names, encoder) if names else None
+    row["name_quality_strict"] = strict_name_quality(labels, truth, names, encoder) if names else None
     row["stages_s"] = {k: round(v, 2) for k, v in stages.items()}
     row["time_s"] = round(sum(stages.values()), 2)
     row.update(extra)
@@ -193,7 +194,9 @@ def evaluate(path: Path, *, engine, config_values: dict, methods: Sequence[str],
                      cache_hits=result.summary["cache"]["hits"],
                      segment_names=[f"{n} ({s})" for n, s in
                                     zip(result.segments["name"], result.segments["size"], strict=True)]))
-    rows[-1]["name_quality_fallback"] = name_quality(labels, truth, _fallback_names(result, labels), encoder)
+    fallback = _fallback_names(result, labels)
+    rows[-1]["name_quality_fallback"] = name_quality(labels, truth, fallback, encoder)
+    rows[-1]["name_quality_strict_fallback"] = strict_name_quality(labels, truth, fallback, encoder)
     log(f"  tagger: NMI {rows[-1]['nmi']:.3f}, {rows[-1]['segments']} segments, {rows[-1]['time_s']} s")
     embed_s = raw_embed_s
     k_true = len(set(truth.tolist()))
@@ -286,8 +289,9 @@ def seed_summary(runs: list[dict]) -> list[dict]:
               "over_seeds": {"stat": "median", **seeds}}
     for key in (*figures, "time_s"):
         median[key] = float(np.median([r[key] for r in runs]))
-    qualities = [r["name_quality"] for r in runs if r["name_quality"] is not None]
-    median["name_quality"] = float(np.median(qualities)) if qualities else None
+    for key in ("name_quality", "name_quality_strict"):
+        qualities = [r[key] for r in runs if r.get(key) is not None]
+        median[key] = float(np.median(qualities)) if qualities else None
     median["stages_s"] = {k: round(float(np.median([r["stages_s"][k] for r in runs])), 2) for k in runs[0]["stages_s"]}
     return [best, median]
 
@@ -354,20 +358,28 @@ def markdown(results: list[dict]) -> str:
     for res in results:
         lines += [f"### {res['name']} ({res['users']} users, "
                   f"{res['categories']} categories, embedder {res['embedder']})", "",
-                  "| method | NMI | ARI | coverage | segments | name quality | time (s) | stages (s) |",
-                  "|---|---|---|---|---|---|---|---|"]
+                  "| method | NMI | ARI | coverage | segments | name quality | strict judge | time (s) | stages (s) |",
+                  "|---|---|---|---|---|---|---|---|---|"]
         for r in res["rows"]:
             if "error" in r:
-                lines.append(f"| {r['method']} | failed: {r['error']} | | | | | | |")
+                lines.append(f"| {r['method']} | failed: {r['error']} | | | | | | | |")
                 continue
-            nq = "—" if r["name_quality"] is None else f"{r['name_quality']:.2f}"
-            if r.get("name_quality_fallback") is not None:
-                nq += f" (tags only {r['name_quality_fallback']:.2f})"
+            nq = _quality(r, "name_quality")
+            strict = _quality(r, "name_quality_strict")  # absent in results saved before the strict judge
             stages = ", ".join(f"{k} {v:g}" for k, v in r["stages_s"].items())
             lines.append(f"| {_method_label(r)} | {r['nmi']:.3f} | {r['ari']:.3f} | {r['coverage']:.0%} | "
-                         f"{r['segments']:g} | {nq} | {r['time_s']:g} | {stages} |")
+                         f"{r['segments']:g} | {nq} | {strict} | {r['time_s']:g} | {stages} |")
         lines.append("")
     return "\n".join(lines)
+
+
+def _quality(row: dict, key: str) -> str:
+    """A name-quality cell: the score (— when the judge does not apply), and tagger's score of its
+    tag-only fallback names beside it."""
+    cell = "—" if row.get(key) is None else f"{row[key]:.2f}"
+    if row.get(f"{key}_fallback") is not None:
+        cell += f" (tags only {row[f'{key}_fallback']:.2f})"
+    return cell
 
 
 def _method_label(row: dict) -> str:

@@ -10,15 +10,24 @@ of segmented users whose segment name is correct. It has no free parameters, so 
 tuned by hand; it rewards names and segments together (an impure segment cannot score for its
 minority members), and chance level is about 1 / number of categories. Category labels are
 shown with underscores as spaces ("Pet_Supplies" → "Pet Supplies").
+
+Strict name quality ("a judge that can say no"): the same score, but a name is matched against
+one-line descriptions of the groups (eval/groups.toml, written blind from the category names)
+pooled with the other dev sets' groups in the same language and with distractor audiences. A
+name is correct only when the description nearest to it is its own segment's majority group (or
+a department listed with it in `same`), so a vague or off-topic name scores nothing.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
+
+GROUPS = Path(__file__).resolve().parent / "groups.toml"
 
 
 def true_segments(frame: pd.DataFrame, user_col: str = "user_id", label_col: str = "category") -> pd.Series:
@@ -56,8 +65,93 @@ def name_quality(labels: Sequence[int], truth: Sequence[str], names: dict[int, s
     correct = 0
     for seg, cat in zip(segments, nearest, strict=True):
         members = truth[labels == seg]
-        values, counts = np.unique(members, return_counts=True)
-        majority = values[np.argmax(counts)]  # np.unique sorts, so ties go alphabetically first
-        if categories[cat] == majority:
+        if categories[cat] == _majority(members):
             correct += len(members)
     return correct / max(int((labels >= 0).sum()), 1)
+
+
+def _majority(members: np.ndarray) -> str:
+    values, counts = np.unique(members, return_counts=True)
+    return values[np.argmax(counts)]  # np.unique sorts, so ties go alphabetically first
+
+
+def load_groups(path: Path = GROUPS) -> dict:
+    """eval/groups.toml: {dataset: {"groups": {category: description}, "same": [[a, b], ...]},
+    "distractors": {"en": [...], "zh": [...]}}."""
+    import tomllib  # Python 3.11+; imported here so the other scores need no TOML reader
+
+    with open(path, "rb") as f:
+        return tomllib.load(f)
+
+
+def _sections(groups: dict) -> dict[str, dict]:
+    return {k: v for k, v in groups.items() if isinstance(v, dict) and isinstance(v.get("groups"), dict)}
+
+
+def _language(texts: Iterable[str]) -> str:
+    # Only two languages among the dev sets; any CJK character marks a section as Chinese.
+    return "zh" if any("\u4e00" <= ch <= "\u9fff" for t in texts for ch in t) else "en"
+
+
+def _dataset(sections: dict[str, dict], categories: set[str]) -> str | None:
+    """The section whose groups cover the most of the truth's categories, if at least half."""
+    covered = {k: len(categories & set(v["groups"])) for k, v in sections.items()}
+    best = max(covered, key=covered.get, default=None)
+    return best if best is not None and 2 * covered[best] >= len(categories) else None
+
+
+def _pool(groups: dict, dataset: str) -> tuple[list[str], list[str | None]]:
+    """Candidate descriptions and whose they are: the dataset's own groups by category, then the
+    other same-language sections' groups (by their category: a name nearest one is wrong unless
+    `same_across` pairs it with the segment's group) and the distractors, owned by no category
+    (None), so that a name nearest one of them is wrong."""
+    sections = _sections(groups)
+    own = sections[dataset]["groups"]
+    language = _language(own.values())
+    texts, owners = list(own.values()), list(own)
+    for name, section in sections.items():
+        if name != dataset and _language(section["groups"].values()) == language:
+            texts += list(section["groups"].values())
+            owners += list(section["groups"])
+    distractors = list(groups.get("distractors", {}).get(language, []))
+    return texts + distractors, owners + [None] * len(distractors)
+
+
+def _equivalents(section: dict, across: Sequence[Sequence[str]] = ()) -> dict[str, set[str]]:
+    """category → the categories a name may match for it (itself, its `same` partners, and the
+    other dev sets' groups `same_across` says are the same audience)."""
+    out: dict[str, set[str]] = {}
+    for members in [*section.get("same", []), *across]:
+        for m in members:
+            out.setdefault(m, {m}).update(members)
+    return out
+
+
+def strict_name_quality(labels: Sequence[int], truth: Sequence[str], names: dict[int, str], encoder,
+                        groups: dict | None = None) -> float | None:
+    """Share of segmented users whose segment's name is nearest (among all pooled descriptions) to
+    a description of the segment's majority category; None when no section of `groups` (default
+    eval/groups.toml) covers at least half the truth's categories, or no segment has a name."""
+    labels = np.asarray(labels, int)
+    truth = np.asarray(truth, dtype=object)
+    groups = load_groups() if groups is None else groups
+    dataset = _dataset(_sections(groups), set(truth.tolist()))
+    segments = sorted(s for s in set(labels.tolist()) if s >= 0 and names.get(s))
+    if dataset is None or not segments:
+        return None
+    texts, owners = _pool(groups, dataset)
+    equivalents = _equivalents(groups[dataset], groups.get("same_across", []))
+    # Normalised here: the score must not depend on whether the encoder returns unit vectors.
+    similarity = _unit(encoder.encode([names[s] for s in segments])) @ _unit(encoder.encode(texts)).T
+    correct = 0
+    for seg, nearest in zip(segments, np.argmax(similarity, axis=1), strict=True):
+        members = truth[labels == seg]
+        majority = _majority(members)
+        if owners[nearest] in equivalents.get(majority, {majority}):
+            correct += len(members)
+    return correct / max(int((labels >= 0).sum()), 1)
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, np.float64)
+    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)

@@ -62,6 +62,8 @@ def write(tmp_path, name, data: bytes):
     ("c.csv", b"user_id,text\nu1,hi\n", ["--tag-weight", "3"], "invalid setting tag_weight"),
     ("c.csv", b"user_id,text\nu1,hi\n", ["--candidates-from", "no-such-run"], "has no saved segment model"),
     ("c.csv", b"user_id,text\nu1,hi\n", ["--candidates-from", "r", "--tag-mode", "free"], "needs --tag-mode grounded"),
+    ("c.csv", b"user_id,text\nu1,hi\n", ["--taxonomy", "no-such.tsv"], "taxonomy file not found"),
+    ("c.csv", b"user_id,text\nu1,hi\n", ["--audience", "martians"], "unknown audience 'martians'"),
 ])
 def test_bad_input_is_one_line_nonzero_and_writes_nothing(capsys, tmp_path, name, data, extra, message):
     path = tmp_path / name if data is None else write(tmp_path, name, data)
@@ -113,3 +115,29 @@ def test_a_rerun_with_the_previous_runs_candidates_serves_returning_users_from_t
     june = {u["user_id"]: u["tags"] for u in map(json.loads, (tmp_path / "june" / "tags.jsonl").read_text().splitlines())}
     july = {u["user_id"]: u["tags"] for u in map(json.loads, (tmp_path / "july" / "tags.jsonl").read_text().splitlines())}
     assert all(july[u] == june[u] for u in july if u != "new-0")
+
+
+def test_a_users_taxonomy_names_segments_and_show_prints_the_node(capsys, comments_csv, tmp_path):
+    taxonomy = tmp_path / "mine.tsv"
+    taxonomy.write_text("Unique ID\tParent\tName\tTier 1\tTier 2\tTier 3\tTier 4\n"
+                        "D1\t\tDog\tDog\t\t\t\nG1\t\tGuitar\tGuitar\t\t\t\nB1\t\tBaking\tBaking\t\t\t\n", encoding="utf-8")
+    out = tmp_path / "run"
+    code, stdout, _ = run(capsys, "segment", str(comments_csv), "--out", str(out), "--taxonomy", str(taxonomy), *FAST)
+    assert code == 0
+    profiles = json.loads((out / "segment_profiles.json").read_text())
+    offered = {name: source for p in profiles for name, source in p["sources"].items()}
+    # each node is offered to the one segment it points at, with its ID and path
+    assert offered["dog followers"] == {"iab_id": "D1", "iab_path": "Dog"}
+    segments = pd.read_csv(out / "segments.csv", keep_default_na=False)
+    for row in segments.itertuples():
+        assert (row.iab_path != "") == (row.name in offered)
+        if row.iab_path:
+            assert offered[row.name]["iab_path"] == row.iab_path
+    code, shown, _ = run(capsys, "show", str(out))
+    assert code == 0
+    for row in segments[segments.iab_path != ""].itertuples():
+        assert f"iab:   {row.iab_id} | {row.iab_path}" in shown
+    # no taxonomy: every name is built from the segments' own phrases
+    code, _, _ = run(capsys, "segment", str(comments_csv), "--out", str(tmp_path / "plain"), "--taxonomy", "none", *FAST)
+    assert code == 0
+    assert (pd.read_csv(tmp_path / "plain" / "segments.csv", keep_default_na=False)["iab_path"] == "").all()

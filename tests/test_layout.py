@@ -18,11 +18,11 @@ from pathlib import Path
 import pytest
 
 SRC = Path(__file__).resolve().parents[1] / "src"
-STAGE_ORDER = ["forum", "data", "canon", "candidates", "excerpts", "tagging", "embedding", "clustering", "naming", "recommend"]
+STAGE_ORDER = ["forum", "data", "canon", "candidates", "excerpts", "tagging", "embedding", "clustering", "taxonomy", "naming", "recommend"]
 # The shared modules that stay at the top level; any other module belongs in a subpackage.
 TOP_LEVEL = {"tagger", "tagger.__main__", "tagger.api", "tagger.pipeline", "tagger.config", "tagger.schemas",
              "tagger.errors", "tagger.paths", "tagger.cache", "tagger.prompts", "tagger.privacy", "tagger.progress",
-             "tagger.logs"}
+             "tagger.logs", "tagger.vectors"}
 SUBPACKAGES = ("tagger.stages", "tagger.llm", "tagger.run", "tagger.lifecycle", "tagger.cli")
 
 

@@ -33,7 +33,10 @@ def test_names_are_built_from_the_segments_own_phrases():
     assert options[0] == "dog owners"  # a role noun from prompts/data/roles.toml
     assert all(o.split()[0] in {"dog", "leash", "walk"} for o in options)
     assert label_options(SegmentProfile(0, 5, ["board game", "skin care"], [], [], []))[:2] == \
-        ["board game players", "skin care buyers"]
+        ["board game players", "skin care fans"]
+    # "buyers" only when the data are shoppers' reviews (--audience customers)
+    assert label_options(SegmentProfile(0, 5, ["skin care"], [], [], []), audience="customers")[:2] == \
+        ["skin care buyers", "skin care fans"]
     assert label_options(SegmentProfile(0, 5, ["garden", "seed"], [], [], []))[0] == "gardeners"
 
 
@@ -43,18 +46,19 @@ def test_built_names_need_a_noun_before_the_role():
     options = label_options(SegmentProfile(0, 5, ["install", "hose"], ["arrive", "expensive", "nintendo"], [], []))
     assert {o.split()[0] for o in options} == {"hose", "nintendo"}
     # with no noun at all the segment still gets a name rather than "segment N"
-    assert label_options(SegmentProfile(0, 5, [], ["arrive", "expensive"], [], []))[0] == "arrive buyers"
+    assert label_options(SegmentProfile(0, 5, [], ["arrive", "expensive"], [], []))[0] == "arrive fans"
 
 
 def test_llm_picks_one_of_the_built_names_and_sees_them_and_the_neighbours():
     engine = FakeEngine([label("guitar players", "Customers who play guitar."),
-                         label("leash buyers", "Dog walkers who buy leashes.")])
+                         label("leash fans", "Dog walkers who buy leashes.")])
     names = name(engine)
-    assert names == [("guitar players", "Customers who play guitar.", "llm"),
-                     ("leash buyers", "Dog walkers who buy leashes.", "llm")]
+    assert [n[:3] for n in names] == [("guitar players", "Customers who play guitar.", "llm"),
+                                      ("leash fans", "Dog walkers who buy leashes.", "llm")]
     first_prompt = engine.calls[0][0][-1]["content"]
     assert "guitar, amplifier" in first_prompt and "dog" in first_prompt  # contrast with neighbour
-    assert "guitar players; amplifier buyers" in first_prompt
+    assert "guitar players; amplifier fans" in first_prompt
+    assert engine.calls[0][0][0]["content"].startswith("You name groups of people")
 
 
 def test_the_llm_chooses_only_between_names_the_ranking_scores_nearly_alike():
@@ -86,7 +90,7 @@ def test_a_name_outside_the_built_list_is_refused_so_example_words_cannot_leak()
 def test_duplicate_names_become_unique_with_the_next_built_name():
     twins = [SegmentProfile(0, 10, ["guitar"], [], [], [1]), SegmentProfile(1, 8, ["guitar"], ["amplifier"], [], [0])]
     names = name(FakeEngine([label("guitar players")] * 2), ps=twins)
-    assert names[0][0] == "guitar players" and names[1][0] == "amplifier buyers"
+    assert names[0][0] == "guitar players" and names[1][0] == "amplifier fans"
 
 
 def test_unusable_answers_fall_back_to_the_first_built_name_and_a_template_sentence():
@@ -99,7 +103,7 @@ def test_unusable_answers_fall_back_to_the_first_built_name_and_a_template_sente
 def test_a_cut_off_or_off_topic_description_becomes_a_complete_sentence():
     names = name(FakeEngine([label("guitar players", "Customers who play the guitar and"),
                              label("dog owners", "People who enjoy cooking pasta.")]))
-    assert names[0] == ("guitar players", "People who write mostly about guitar and amplifier.", "llm")
+    assert names[0][:3] == ("guitar players", "People who write mostly about guitar and amplifier.", "llm")
     assert names[1][1] == "People who write mostly about dog and leash."
 
 
@@ -109,8 +113,8 @@ def test_chinese_data_needs_a_chinese_description():
     assert options[1][0] == "小说读者"
     names = name(FakeEngine([label(options[0][0], "Readers of books."), label(options[1][0], "喜欢读小说的顾客。")]),
                  language="zh", ps=ps)
-    assert names[0] == (options[0][0], "评论主要关于：读书。", "llm")
-    assert names[1] == ("小说读者", "喜欢读小说的顾客。", "llm")
+    assert names[0][:3] == (options[0][0], "主要谈论：读书。", "llm")
+    assert names[1][:3] == ("小说读者", "喜欢读小说的顾客。", "llm")
 
 
 def test_a_segment_without_shared_tags_is_named_from_its_words_or_items():
@@ -199,28 +203,59 @@ class KeywordEncoder:
         return out / np.linalg.norm(out, axis=1, keepdims=True)
 
 
-def test_interest_names_go_to_the_one_segment_they_point_at_and_must_be_grounded():
+def topics_of(names):
+    """Taxonomy entries for tests: a list of names (meaning = name) or a table of name = meaning."""
+    from tagger.stages.taxonomy import Topic
+
+    table = names if isinstance(names, dict) else {n: "" for n in names}
+    return [Topic(name=n, meaning=f"{n} ({m})" if m else n, iab_id=str(100 + i), iab_path=f"Test > {n}", tier=2)
+            for i, (n, m) in enumerate(table.items())]
+
+
+def test_taxonomy_names_go_to_the_one_segment_they_point_at_and_must_be_grounded():
     from tagger.stages.naming import rank_options
 
     ps = profiles()  # 0: guitar, amplifier; 1: dog, leash
     centroids = np.array([[0, 1, 0, 0], [1, 0, 0, 0]], np.float32)
-    rank_options(ps, centroids, KeywordEncoder(), interests=["pet owners", "music lovers", "cyclists"])
-    assert ps[0].options[0] == "music lovers" and ps[1].options[0] == "pet owners"
-    # "cyclists" points at neither segment, and each interest name goes to one segment only
+    rank_options(ps, centroids, KeywordEncoder(), topics=topics_of(["pet owners", "music lovers", "cyclists"]))
+    assert "music lovers" in ps[0].options and "pet owners" in ps[1].options
+    # "cyclists" points at neither segment, and each taxonomy name goes to one segment only
     assert not any("cyclists" in p.options for p in ps)
     assert "pet owners" not in ps[0].options and "music lovers" not in ps[1].options
-    # after the interest names come the segment's own built names, so none is lost
-    assert ps[1].options[1:] == [o for o in ps[1].options[1:] if o in label_options(ps[1])]
-    assert names_of(ps) == ["music lovers", "pet owners"]
+    # the segment's own built names stay offered beside them, so none is lost
+    assert set(label_options(ps[1])) <= set(ps[1].options)
+    # a taxonomy name carries its node, a built one none
+    assert ps[1].sources["pet owners"] == {"iab_id": "100", "iab_path": "Test > pet owners"}
+    assert "dog owners" not in ps[1].sources
 
 
-def test_an_interest_near_the_segment_but_far_from_its_phrases_is_not_offered():
+def test_taxonomy_and_built_names_are_ranked_on_one_scale():
+    from tagger.stages.naming import fallback_name, rank_options
+
+    # "music lovers" half points at the bike axis: a barely-fitting taxonomy name ranks below the
+    # segment's own "guitar players" instead of ahead of every built name.
+    ps = profiles()
+    centroids = np.array([[0, 1, 0, 0], [1, 0, 0, 0]], np.float32)
+    rank_options(ps, centroids, KeywordEncoder(), topics=topics_of({"music lovers": "bike"}))
+    assert ps[0].options.index("music lovers") > ps[0].options.index("guitar players")
+    assert ps[0].scores == sorted(ps[0].scores, reverse=True)
+    name = fallback_name(ps[0])
+    assert name.label in label_options(ps[0]) and (name.iab_id, name.iab_path) == ("", "")
+    # a taxonomy name that fits at least as well as any built one wins and keeps its node
+    ps = profiles()
+    rank_options(ps, centroids, KeywordEncoder(), topics=topics_of({"dog": ""}))
+    name = fallback_name(ps[1])
+    assert (name.label, name.iab_id, name.iab_path) == ("dog", "100", "Test > dog")
+
+
+def test_a_taxonomy_name_near_the_segment_but_far_from_its_phrases_is_not_offered():
     from tagger.stages.naming import rank_options
 
-    # The segment's centroid leans to the bike axis, but none of its phrases is about bikes.
+    # The segment's centroid leans a little to the bike axis (cosine 0.3, under GROUNDING_TEXT),
+    # and none of its phrases is about bikes.
     ps = [SegmentProfile(0, 10, ["guitar"], [], [], []), SegmentProfile(1, 10, ["dog"], [], [], [])]
-    centroids = np.array([[0, 0.6, 0.8, 0], [1, 0, 0, 0]], np.float32)
-    rank_options(ps, centroids, KeywordEncoder(), interests=["cyclists"])
+    centroids = np.array([[0, 0.954, 0.3, 0], [1, 0, 0, 0]], np.float32)
+    rank_options(ps, centroids, KeywordEncoder(), topics=topics_of(["cyclists"]))
     assert ps[0].options == label_options(ps[0])
 
 
@@ -246,13 +281,13 @@ def test_an_interest_whose_meaning_points_at_another_segment_is_not_offered():
     centroids = np.array([[1, 0, 0], [0, 1, 0]], np.float32)
     # By its word alone "artists" points at the music segment and the tag "artist" grounds it ...
     ps = segments()
-    rank_options(ps, centroids, SenseEncoder(), interests=["artists", "music lovers"])
-    assert ps[0].options[0] == "artists"
+    rank_options(ps, centroids, SenseEncoder(), topics=topics_of(["artists", "music lovers"]))
+    assert "artists" in ps[0].options
     # ... its meaning (painting, drawing) points at the painters, so it is offered to neither.
     ps = segments()
     rank_options(ps, centroids, SenseEncoder(),
-                 interests={"artists": "painting and drawing", "music lovers": "music and songs"})
-    assert ps[0].options[0] == "music lovers"
+                 topics=topics_of({"artists": "painting and drawing", "music lovers": "music and songs"}))
+    assert "music lovers" in ps[0].options
     assert not any("artists" in p.options for p in ps)
 
 
@@ -260,34 +295,18 @@ def names_of(ps):
     return [n[0] for n in name(None, ps=ps)]
 
 
-def test_a_prompts_folder_brings_its_own_interest_names(tmp_path):
-    import pytest
-
-    from tagger.errors import ConfigError
-    from tagger.stages.naming import _interests, rank_options
-
-    (tmp_path / "data").mkdir()
-    (tmp_path / "data" / "interests.toml").write_text('[en]\nnames = ["dog lovers"]\n')
-    ps = profiles()
-    rank_options(ps, np.array([[0, 1, 0, 0], [1, 0, 0, 0]], np.float32), KeywordEncoder(), prompts=tmp_path)
-    assert ps[1].options[0] == "dog lovers" and "pet owners" not in ps[1].options
-    (tmp_path / "data" / "interests.toml").write_text("names = [")
-    _interests.cache_clear()
-    with pytest.raises(ConfigError, match="not valid TOML"):
-        _interests("en", tmp_path)
-    (tmp_path / "data" / "interests.toml").write_text('[en]\nnames = 3\n')
-    _interests.cache_clear()
-    with pytest.raises(ConfigError, match="list of names or a table"):
-        _interests("en", tmp_path)
-    _interests.cache_clear()
-
-
 def test_chinese_names_are_built_on_nouns_never_on_a_verb_or_a_retailer():
     # jieba files "京东" (the retailer) as a place and "安装" (install) as a verb: neither names
     # anybody; a product word takes "买家", a hotel "住客", a hobby "爱好者" (prompts/data/roles.toml).
     assert label_options(SegmentProfile(0, 9, ["京东", "洗发水"], [], [], []), "zh")[0] == "洗发水买家"
-    assert label_options(SegmentProfile(0, 9, ["安装", "热水器"], ["酒店"], [], []), "zh") == ["热水器买家", "酒店住客"]
+    assert label_options(SegmentProfile(0, 9, ["安装", "热水器"], [], [], []), "zh") == ["热水器买家"]
+    assert label_options(SegmentProfile(0, 9, ["酒店"], [], [], []), "zh") == ["酒店住客"]
     assert label_options(SegmentProfile(0, 9, ["摄影"], [], [], []), "zh") == ["摄影爱好者"]
+    # a product with a role noun of its own names a segment before the product's features do
+    phone = SegmentProfile(0, 9, ["短信", "铃声"], ["功能", "手机"], [], [])
+    assert label_options(phone, "zh")[0] == "手机用户"
+    # ... but a hobby word ("玩游戏" → 爱好者) is no product
+    assert label_options(SegmentProfile(0, 9, ["玩游戏", "平板"], [], [], []), "zh")[0] == "平板用户"
 
 
 class ZhKeywordEncoder(KeywordEncoder):
@@ -295,14 +314,13 @@ class ZhKeywordEncoder(KeywordEncoder):
     AXES = {"洗发水": 0, "洗发水买家": 0, "护发用户": 0, "热水器": 1, "热水器买家": 1}
 
 
-def test_chinese_segments_take_their_own_product_names_before_interest_names():
+def test_chinese_segments_take_their_own_product_names():
     from tagger.stages.naming import fallback_name, rank_options
 
     ps = [SegmentProfile(0, 9, ["洗发水", "京东"], [], [], [1]), SegmentProfile(1, 9, ["热水器"], [], [], [0])]
     centroids = np.array([[1, 0, 0, 0], [0, 1, 0, 0]], np.float32)
-    rank_options(ps, centroids, ZhKeywordEncoder(), "zh", interests=["护发用户"])
-    # the hobby-like interest name is grounded and points at segment 0, but comes after its own name
-    assert ps[0].options[:2] == ["洗发水买家", "护发用户"]
+    rank_options(ps, centroids, ZhKeywordEncoder(), "zh", topics=topics_of(["护发用户"]))
+    assert ps[0].options[0] == "洗发水买家"
     assert [fallback_name(p, "zh")[0] for p in ps] == ["洗发水买家", "热水器买家"]
     # a segment with no phrase at all still gets a readable Chinese name
     assert fallback_name(SegmentProfile(2, 9, [], [], [], []), "zh")[0] == "用户群 2"

@@ -16,7 +16,9 @@ KEPT = ("tags.jsonl", "segment_profiles.json")
 @pytest.fixture
 def run_dir(tmp_path, comments_csv):
     out = tmp_path / "run"
-    assert main(["segment", str(comments_csv), "--out", str(out), "--item-col", "item", *FAST]) == 0
+    # reviews: two role nouns per phrase ("buyers", "fans"), so a segment has names to choose among
+    assert main(["segment", str(comments_csv), "--out", str(out), "--item-col", "item", "--audience", "customers",
+                 *FAST]) == 0
     return out
 
 
@@ -36,6 +38,9 @@ def test_rename_reruns_only_naming_and_rewrites_tables(capsys, run_dir, tmp_path
     profiles_file = run_dir / "segment_profiles.json"
     profiles = json.loads(profiles_file.read_text())
     assert all("scores" in p for p in profiles)
+    # and as two names that start differently, so listing them last first changes the fake's pick
+    for p in profiles:
+        p["options"] = [p["options"][0], f"other {p['options'][0]}"]
     profiles_file.write_text(json.dumps([{k: v for k, v in p.items() if k != "scores"} for p in profiles]))
     before = {name: (run_dir / name).read_bytes() for name in KEPT}
     old_segments = pd.read_parquet(run_dir / "segments.parquet")

@@ -65,7 +65,7 @@ def test_unchanged_rerun_sends_nothing_to_the_engine(comments_csv, prompts):
 
 def test_editing_the_naming_prompt_reruns_only_naming(comments_csv, prompts):
     run(comments_csv, FakeEngine(), prompts=prompts)
-    edit(prompts / "name.toml", "You name groups of customers", "You name groups of customers and shoppers")
+    edit(prompts / "name.toml", "for a marketing team", "for a marketing team of a shop")
     engine = FakeEngine()
     result = run(comments_csv, engine, prompts=prompts)
     assert sent(engine)["tag"] == 0 and sent(engine)["name"] == len(result.segments)

@@ -75,6 +75,10 @@ class RunConfig(BaseModel):
     stability_sample: float = Field(default=0.9, gt=0.0, le=1.0, description="share of users each stability rerun sees")
     period: str = Field(default="month", pattern="^(day|week|month|quarter|year)$",
                         description="with time_col: segment shares per period")
+    # naming
+    taxonomy: str = Field(default="iab", description="names' vocabulary: iab, none, or a .tsv/.toml file")
+    audience: str = Field(default="people", description="who the users are in names and descriptions "
+                                                        "(a table of prompts/data/audience.toml: people, customers, ...)")
     # privacy
     redact_pii: bool = False
     k_anonymity: int = Field(default=1, ge=1, description="segments smaller than this are not named")

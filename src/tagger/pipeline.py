@@ -29,7 +29,9 @@ from tagger.errors import ConfigError, InputError
 from tagger.llm.base import Engine, GenerationParams, create_engine
 from tagger.llm.models import resolve_model, token_counter, word_counter
 from tagger.llm.structured import CallStats
-from tagger.stages.naming import NAMING_MAX_TOKENS, fallback_name, name_segments, profile_segments, rank_options
+from tagger.stages.naming import (NAMING_MAX_TOKENS, SegmentName, audience_words, fallback_name, name_segments,
+                                  profile_segments, rank_options)
+from tagger.stages.taxonomy import load_taxonomy
 from tagger.run.folder import RunFolder, check_destination, users_frame
 from tagger.paths import tagger_home
 from tagger.privacy import quotes_users, withhold_small_segments
@@ -73,6 +75,8 @@ def segment(
         check_destination(Path(out), force)
     tag_template = prompt_files.load(TAG_MODES[config.tag_mode], config.prompts)
     name_template = prompt_files.load("name", config.prompts)
+    audience_words(config.audience, config.prompts)  # a wrong --audience fails before any work
+    topics = load_taxonomy(config.taxonomy, config.prompts)
 
     previous = previous_candidates(config)
     with reporter.stage("load"):
@@ -119,16 +123,18 @@ def segment(
         name_stats = CallStats()
         with reporter.stage("naming"):
             profiles = profile_segments(clusters.labels, clusters.strengths, clusters.centroids, tagged, documents)
-            rank_options(profiles, clusters.centroids, encoder, language, prompts=config.prompts)
+            rank_options(profiles, clusters.centroids, encoder, language, topics=topics, prompts=config.prompts,
+                         audience=config.audience)
             named = name_profiles(profiles, engine, name_template, config, language, cache, name_stats)
 
         with reporter.stage("recommend"):
             items = top_items_by_lift(clusters.labels, documents) if config.item_col else {}
 
         segments = withhold_small_segments([
-            Segment(segment_id=p.segment_id, name=label, description=description, size=p.size, top_tags=p.top_tags,
-                    top_items=[i for i, _, _ in items.get(p.segment_id, [])], evidence=p.quotes, named_by=by)
-            for p, (label, description, by) in zip(profiles, named, strict=True)
+            Segment(segment_id=p.segment_id, name=n.label, description=n.description, size=p.size, top_tags=p.top_tags,
+                    top_items=[i for i, _, _ in items.get(p.segment_id, [])], evidence=p.quotes, named_by=n.named_by,
+                    iab_id=n.iab_id, iab_path=n.iab_path)
+            for p, n in zip(profiles, named, strict=True)
         ], config.k_anonymity)
     finally:
         if own_engine and engine is not None:
@@ -222,18 +228,20 @@ def fit_candidates(config: RunConfig, texts: list[str], previous: CandidateExtra
 
 
 def name_profiles(profiles, engine, template, config: RunConfig, language: str, cache: ResultCache,
-                  stats: CallStats) -> list[tuple[str, str, str]]:
-    """The naming stage: (label, description, named_by) per profile."""
+                  stats: CallStats) -> list[SegmentName]:
+    """The naming stage: one name per profile."""
     # The embedded 135M model's Chinese names matched their segments far worse than the
     # segments' own top tags (name quality 0.65 vs 1.0 on zh-shopping, eval/README.md): Chinese
     # segments take their best-ranked name ("洗发水买家") and a template sentence.
     named = name_segments(profiles, engine, template, language=language, cache=cache, stats=stats,
                           use_llm=not (language == "zh" and config.model == "embedded"),
+                          audience=config.audience, prompts=config.prompts,
                           params=GenerationParams(max_tokens=NAMING_MAX_TOKENS, temperature=config.temperature,
                                                   seed=config.seed))
     # A name repeating a member's words verbatim may be text planted in a comment.
-    return [(*fallback_name(p, language), "fallback") if by == "llm" and quotes_users(label, p.quotes, p.top_tags)
-            else (label, description, by) for p, (label, description, by) in zip(profiles, named, strict=True)]
+    return [fallback_name(p, language, config.audience, config.prompts)
+            if n.named_by == "llm" and quotes_users(n.label, p.quotes, p.top_tags) else n
+            for p, n in zip(profiles, named, strict=True)]
 
 
 def load_documents(source: Path | pd.DataFrame, config: RunConfig) -> tuple[list[UserDocument], LoadStats]:
@@ -292,7 +300,7 @@ def _public_profile(profile, k: int) -> dict[str, Any]:
     or candidate names."""
     data = dict(vars(profile))
     if profile.size < k:
-        data.update(top_tags=[], top_terms=[], quotes=[], options=[], verbs=[], scores=[])
+        data.update(top_tags=[], top_terms=[], quotes=[], options=[], verbs=[], scores=[], sources={})
     return data
 
 

@@ -39,7 +39,7 @@ class PromptTemplate:
 
     def check_variables(self, known: set[str]) -> None:
         """Refuse a template whose `user` part uses a variable the caller never provides."""
-        used = meta.find_undeclared_variables(_ENV.parse(self.user))
+        used = meta.find_undeclared_variables(_ENV.parse(self.user)) | meta.find_undeclared_variables(_ENV.parse(self.system))
         unknown = sorted(used - known)
         if unknown:
             raise ConfigError(
@@ -53,12 +53,13 @@ class PromptTemplate:
             raise ConfigError(f"prompt '{self.name}' needs variables {missing}; pass them when rendering")
         try:
             user = _ENV.from_string(self.user).render(**variables)
+            system = _ENV.from_string(self.system).render(**variables)
         except jinja2.UndefinedError as exc:
             raise ConfigError(
                 f"prompt {self.path} uses an unknown variable ({exc.message}); "
                 f"available: {', '.join(sorted(variables))}"
             ) from None
-        messages = [{"role": "system", "content": self.system.strip()}]
+        messages = [{"role": "system", "content": system.strip()}]
         for example_user, example_answer in self.examples:
             messages += [{"role": "user", "content": example_user.strip()},
                          {"role": "assistant", "content": example_answer.strip()}]

@@ -83,3 +83,7 @@ class Segment(Strict):
     top_items: list[str] = Field(default_factory=list)
     evidence: list[str] = Field(default_factory=list)
     named_by: str = Field(default="llm", pattern="^(llm|fallback|withheld)$")
+    # The taxonomy node the name came from ("545", "Sports > Baseball"); "" for a name built
+    # from the segment's own phrases.
+    iab_id: str = ""
+    iab_path: str = ""

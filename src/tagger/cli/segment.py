@@ -43,6 +43,8 @@ DEMO = "demo"
 @click.option("--no-report", is_flag=True, help="do not write report.html into the run folder")
 @click.option("--keep-noise", is_flag=True, help="leave users HDBSCAN calls noise unassigned instead of joining the nearest segment")
 @click.option("--redact-pii", is_flag=True, help="replace emails, phones, URLs and card numbers before the LLM sees text")
+@click.option("--taxonomy", help="where segment names come from: iab (the IAB Content Taxonomy 3.1), none (the segments' own phrases only), or a .tsv in the IAB layout / .toml of name = meaning [iab]")
+@click.option("--audience", help="who the users are in names and descriptions: people, customers (reviews), readers, members, or a table you add to prompts/data/audience.toml [people]")
 @click.option("--k-anonymity", type=int, help="segments with fewer users are not named or described [1]")
 @click.option("--quiet", is_flag=True, help="no progress output (bars on a terminal, plain lines otherwise)")
 @verbose_option

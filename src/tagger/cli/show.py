@@ -39,6 +39,8 @@ def _overview_text(rows, summary) -> str:
     lines = [f"{len(rows)} segments of {counts.get('users', sum(r['size'] for r in rows))} users"]
     for r in rows:
         lines.append(f"{r['segment_id']:>3}  {r['name']}  ({r['size']} users, {r['share']:.0%})")
+        if r.get("iab_path"):
+            lines.append(f"     iab:   {r['iab_id']} | {r['iab_path']}")
         lines.append(f"     tags:  {', '.join(r['top_tags'][:6]) or '-'}")
         if r["top_items"]:
             lines.append(f"     items: {'; '.join(_short(i) for i in r['top_items'][:3])}")
@@ -58,6 +60,7 @@ def _segment_text(d) -> str:
     lines = [
         f"segment {d['segment_id']}: {d['name']}  ({d['size']} users, {d['share']:.0%}, named by {d['named_by']})",
         d["description"],
+        *([f"taxonomy:  {d['iab_id']} | {d['iab_path']}"] if d.get("iab_path") else []),
         f"top tags:  {', '.join(d['top_tags']) or '-'}",
     ]
     if d["top_items"]:

@@ -40,6 +40,7 @@ from tagger.schemas import TaggedUser
 from tagger.lifecycle.segment_model import SegmentModel, check_embedder, current_names, load_model
 from tagger.stages.excerpts import PromptFiller
 from tagger.stages.tagging import TAG_MODES, tag_users
+from tagger.vectors import unit_rows
 
 NONE = -1
 NONE_NAME = "none"
@@ -51,8 +52,7 @@ NEIGHBOURS = 10
 
 def place(model: SegmentModel, vectors: np.ndarray, *, assign_noise: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(segment ids with -1 for none, strengths 0..1, how: cluster/nearest/noise/outlier)."""
-    vectors = np.asarray(vectors, np.float32)
-    vectors = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+    vectors = unit_rows(np.asarray(vectors, np.float32))
     n = len(vectors)
     labels = np.full(n, NONE, np.int64)
     how = np.full(n, "noise", dtype=object)

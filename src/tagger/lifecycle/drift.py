@@ -22,6 +22,7 @@ import pandas as pd
 
 from tagger.errors import ConfigError, ModelError
 from tagger.lifecycle.segment_model import current_names, load_model
+from tagger.vectors import unit_rows
 
 PERIODS = {"day": "D", "week": "W", "month": "M", "quarter": "Q", "year": "Y"}
 MIN_SIMILARITY = 0.5
@@ -100,11 +101,7 @@ def centred_similarity(old, new) -> np.ndarray:
     means = [m.user_mean for m in (old, new) if m.user_mean is not None]
     centre = np.mean(means, axis=0) if means else np.zeros(old.centroids.shape[1])
 
-    def unit(x):
-        x = x - centre
-        return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
-
-    return unit(new.centroids) @ unit(old.centroids).T
+    return unit_rows(new.centroids - centre) @ unit_rows(old.centroids - centre).T
 
 
 def drift(old_run: Path, new_run: Path, *, min_similarity: float = MIN_SIMILARITY) -> dict[str, Any]:

@@ -34,6 +34,7 @@ import numpy as np
 from tagger.stages.candidates import CandidateExtractor
 from tagger.stages.canon import singular
 from tagger.errors import ModelError
+from tagger.vectors import unit_rows
 
 FORMAT_VERSION = 1
 MODEL_DIR = "model"
@@ -46,8 +47,7 @@ PICKLE_PACKAGES = ("hdbscan", "scikit-learn", "numpy")
 
 
 def _unit(x: np.ndarray) -> np.ndarray:
-    x = np.asarray(x, np.float32)
-    return x / np.maximum(np.linalg.norm(x, axis=-1, keepdims=True), 1e-12)
+    return unit_rows(np.asarray(x, np.float32))
 
 
 def package_versions(names=PICKLE_PACKAGES) -> dict[str, str]:

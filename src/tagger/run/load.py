@@ -83,8 +83,9 @@ def load_run(path: Path | str) -> Run:
 
 
 def segment_overview(run: Run) -> list[dict[str, Any]]:
-    """One dict per segment: id, name, size, share, top tags, top items."""
+    """One dict per segment: id, name, size, share, taxonomy node, top tags, top items."""
     return [{"segment_id": int(r.segment_id), "name": r.name, "size": int(r.size), "share": float(r.share),
+             "iab_id": str(getattr(r, "iab_id", "") or ""), "iab_path": str(getattr(r, "iab_path", "") or ""),
              "top_tags": list(r.top_tags), "top_items": list(r.top_items)} for r in run.segments.itertuples()]
 
 
@@ -111,6 +112,7 @@ def segment_detail(run: Run, ref: str | int, sample: int = 5) -> dict[str, Any]:
     return {
         "segment_id": int(seg.segment_id), "name": seg["name"], "description": seg.description,
         "size": int(seg["size"]), "share": float(seg.share), "named_by": seg.named_by,
+        "iab_id": str(seg.get("iab_id", "") or ""), "iab_path": str(seg.get("iab_path", "") or ""),
         "top_tags": list(seg.top_tags), "top_items": list(seg.top_items), "evidence": list(seg.evidence),
         "mean_strength": round(float(members["strength"].mean()), 4) if len(members) else 0.0,
         "assigned_by": {str(k): int(v) for k, v in assigned.items()},

@@ -51,7 +51,7 @@ def rename_run(path: Path | str, prompts: Path | str | None = None, *, engine=No
     from tagger.cache import ResultCache
     from tagger.llm.base import GenerationParams
     from tagger.llm.structured import CallStats
-    from tagger.stages.naming import NAMING_MAX_TOKENS, name_segments
+    from tagger.stages.naming import DEFAULT_AUDIENCE, NAMING_MAX_TOKENS, name_segments
     from tagger.paths import tagger_home
 
     started = time.perf_counter()
@@ -69,7 +69,8 @@ def rename_run(path: Path | str, prompts: Path | str | None = None, *, engine=No
         params = GenerationParams(max_tokens=NAMING_MAX_TOKENS, temperature=config.get("temperature", 0.0),
                                   seed=config.get("seed", 0))
         named = name_segments(run.profiles, engine, template, params=params, cache=cache,
-                              language=run.summary.get("language", "en"), stats=stats)
+                              language=run.summary.get("language", "en"), stats=stats,
+                              audience=config.get("audience", DEFAULT_AUDIENCE), prompts=config.get("prompts"))
     finally:
         if own_engine:
             engine.close()
@@ -78,10 +79,14 @@ def rename_run(path: Path | str, prompts: Path | str | None = None, *, engine=No
     k_anonymity = int(config.get("k_anonymity", 1))
     segments = run.segments.copy()
     by_id = {p.segment_id: result for p, result in zip(run.profiles, named, strict=True)}
+    for column in ("iab_id", "iab_path"):
+        if column not in segments:
+            segments[column] = ""
+    fields = ["name", "description", "named_by", "iab_id", "iab_path"]
     for row in segments.itertuples():
         if int(row.segment_id) in by_id and int(row.size) >= k_anonymity:
-            label, description, named_by = by_id[int(row.segment_id)]
-            segments.loc[row.Index, ["name", "description", "named_by"]] = [label, description, named_by]
+            n = by_id[int(row.segment_id)]
+            segments.loc[row.Index, fields] = [n.label, n.description, n.named_by, n.iab_id, n.iab_path]
     names = dict(zip(segments["segment_id"].astype(int), segments["name"], strict=True))
     users = run.users.copy()
     # a user left unsegmented for lack of content keeps an empty name (pipeline._tables)

@@ -251,6 +251,8 @@ def _card(row) -> str:
         f"<h3>{escape(row.name)}</h3>",
         f"<div class=\"sub\">segment {int(row.segment_id)} · {int(row.size)} users ({float(row.share):.0%}) · named by {escape(row.named_by)}</div>",
         f"<div>{escape(row.description)}</div>",
+        (f"<div class=\"meta\">IAB {escape(str(row.iab_id))} · {escape(str(row.iab_path))}</div>"
+         if getattr(row, "iab_path", "") else ""),
         f"<div class=\"label\">Top tags</div><div>{tags}</div>",
         f"<div class=\"label\">Evidence</div>{quotes}" if quotes else "",
         f"<div class=\"label\">Top items</div><ul>{items}</ul>" if items else "",

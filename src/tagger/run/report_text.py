@@ -10,10 +10,13 @@ def print_segments(result, console: Console | None = None) -> None:
     console = console or Console()
     counts = result.summary["counts"]
     table = Table(title=f"{counts['segments']} segments of {counts['users']} users")
-    for column, justify in (("id", "right"), ("segment", "left"), ("users", "right"), ("share", "right"), ("top tags", "left")):
+    for column, justify in (("id", "right"), ("segment", "left"), ("users", "right"), ("share", "right"),
+                            ("IAB", "left"), ("top tags", "left")):
         table.add_column(column, justify=justify)
     for row in result.segments.itertuples():
-        table.add_row(str(row.segment_id), row.name, str(row.size), f"{row.share:.0%}", ", ".join(row.top_tags[:4]))
+        # the node's last two tiers: "Computing > Laptops" says enough beside the name
+        iab = " > ".join(str(row.iab_path).split(" > ")[-2:]) if row.iab_path else "-"
+        table.add_row(str(row.segment_id), row.name, str(row.size), f"{row.share:.0%}", iab, ", ".join(row.top_tags[:4]))
     console.print(table)
     console.print(
         f"tagged {counts['tagged']}/{counts['users']} users ({counts['failed']} failed), "

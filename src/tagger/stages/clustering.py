@@ -21,6 +21,7 @@ import os
 import numpy as np
 
 from tagger.errors import ConfigError
+from tagger.vectors import unit_rows
 
 NOISE = -1
 MIN_GRAPH_USERS = 40  # a resample smaller than this is fitted with HDBSCAN
@@ -32,10 +33,6 @@ def default_min_segment_size(n_users: int) -> int:
     sqrt(n)/3 rather than /2: on both dev sets (eval/) it found more of the real groups without
     being told how many there are (mean NMI 0.777 vs 0.743 with min_samples=1)."""
     return max(3, round(math.sqrt(n_users) / 3))
-
-
-def _unit(x: np.ndarray) -> np.ndarray:
-    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
 
 
 _CHUNK = 100_000  # rows per step where a full-size temporary would cost GBs at 1M users
@@ -221,7 +218,7 @@ class Segmenter:
             rows = np.sort(rng.choice(n, take, replace=False))
             points = reduced[rows]
             if keep < d:
-                points = _unit(points[:, np.sort(rng.choice(d, keep, replace=False))])
+                points = unit_rows(points[:, np.sort(rng.choice(d, keep, replace=False))])
             labels = self._base_fit(points, max(2, round(size * self.consensus_sample)), rng)
             if labels.max() < 0:
                 labels[:] = 0
@@ -295,7 +292,7 @@ class Segmenter:
         sample = vectors if len(vectors) <= 200_000 else vectors[np.random.default_rng(self.seed).choice(len(vectors), 200_000, replace=False)]
         self.reducer_.fit(sample)
         # PCA.transform centres a full copy of its input: in chunks that copy stays small.
-        return np.vstack([_unit(self.reducer_.transform(vectors[start : start + _CHUNK])).astype(np.float32)
+        return np.vstack([unit_rows(self.reducer_.transform(vectors[start : start + _CHUNK])).astype(np.float32)
                           for start in range(0, len(vectors), _CHUNK)])
 
     @staticmethod
@@ -308,7 +305,7 @@ class Segmenter:
         k = int(labels.max()) + 1
         membership = sparse.csr_matrix((np.ones(len(members), np.float32), (labels[members], members)),
                                        shape=(k, len(labels)))
-        return _unit(np.asarray(membership @ vectors, dtype=np.float32))
+        return unit_rows(np.asarray(membership @ vectors, dtype=np.float32))
 
 
 def _consensus_cut(together: np.ndarray, cut: float, size: int) -> np.ndarray:

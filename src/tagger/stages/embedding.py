@@ -26,6 +26,7 @@ import numpy as np
 from tagger.stages.data import NO_USABLE_TEXT, has_usable_text
 from tagger.errors import ConfigError, ModelError
 from tagger.schemas import TaggedUser, UserDocument
+from tagger.vectors import unit_rows
 
 _CJK = re.compile(r"[\u3040-\u30ff\u3400-\u9fff\uf900-\ufaff]")
 
@@ -41,9 +42,7 @@ class Encoder(Protocol):
 
 
 def _unit(matrix: np.ndarray) -> np.ndarray:
-    matrix = np.asarray(matrix, dtype=np.float32)
-    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
-    return matrix / np.maximum(norms, 1e-12)
+    return unit_rows(np.asarray(matrix, dtype=np.float32))
 
 
 class SentenceTransformerEncoder:

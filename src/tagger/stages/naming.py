@@ -1,10 +1,10 @@
 """Segments → readable names, contrastive and grounded.
 
 A segment's profile holds what sets it apart from the other users (tags and phrases ranked by
-share × lift, a c-TF-IDF, as Clio's contrastive naming does). The names it may take are interest
-names (prompts/data/interests.toml) grounded in those phrases, then the phrases themselves as
-noun phrases with a role noun ("dog owners"; prompts/data/roles.toml), ranked by how clearly
-each points at its segment in the encoder's space (rank_options); the LLM's schema admits only
+share × lift, a c-TF-IDF, as Clio's contrastive naming does). The names it may take are the
+taxonomy's audience names ("baseball fans", stages/taxonomy.py) grounded in those phrases, and
+the phrases themselves as noun phrases with a role noun ("dog owners"; prompts/data/roles.toml),
+all ranked on one scale in the encoder's space (rank_options); the LLM's schema admits only
 the best few (an enum per segment), so no few-shot word can become a name. The LLM picks one
 and writes a one-sentence description; a description that is cut off, copied, looping or
 wandering off what it was shown becomes a template sentence about the segment's tags. Without
@@ -21,6 +21,7 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache
+from typing import NamedTuple
 from pathlib import Path
 
 import numpy as np
@@ -33,24 +34,34 @@ from tagger.stages.canon import (STOPWORDS, canonical, chinese_noun, never_a_nou
 from tagger.llm.structured import CallStats, Rejected, run_structured
 from tagger.prompts import PromptTemplate, search_path
 from tagger.schemas import LLMSegmentName, TaggedUser, UserDocument
+from tagger.stages.taxonomy import Topic
+from tagger.vectors import unit_rows
 
 # Output budget of one naming answer: a short label and a one-sentence description under a schema.
 NAMING_MAX_TOKENS = 120
-NAME_VARIABLES = {"tags", "quotes", "neighbour_tags", "size", "language", "options"}
+NAME_VARIABLES = {"tags", "quotes", "neighbour_tags", "size", "language", "options", "audience"}
+# Who the people in a segment are, in prompts/data/audience.toml: the data need not be reviews.
+DEFAULT_AUDIENCE = "people"
 MAX_OPTIONS = 8
-# Names the LLM chooses among: the best two by rank. With four the 135M model chose weak names
-# it was shown ("magnet fans" over "phone accessory buyers", "personal care shoppers" for greeting
-# cards) in either order; name quality with two against four: demo 0.365 / 0.27, Amazon 0.40 / 0.40
-# on the same segments (an earlier segmentation: 0.45 / 0.36, 0.43 / 0.53); eval/README.md.
+# Names the LLM chooses among: the best two by rank (with four the 135M model chose weak names
+# it was shown; eval/README.md) ...
 LLM_OPTIONS = 2
-# ... and the second only when the ranking cannot tell them apart: its margin within this share
-# of the first's. The 135M model's pick between clearly unequal names was the worse name about
-# half the time ("holiday decorators" over "gift shoppers" for greeting cards, "motorcycle riders"
-# over "phone accessory buyers" for phone cases; eval/README.md).
-CLOSE_CALL = 0.8
-# An interest name must be this close (cosine) to one of the segment's own distinctive phrases:
-# the encoder's nearest segment alone can put "cyclists" on a segment about screws and bulbs.
-GROUNDING = 0.3
+# ... and the second only when the ranking cannot tell them apart: its score within this share
+# of the first's. At 0.8 the 135M model took "crime followers" over "gun fans" and "college
+# baseball fans" over "baseball fans" on newsgroups-dev (eval/README.md, Names).
+CLOSE_CALL = 0.9
+# A taxonomy node must be this close (cosine) to one of the segment's own distinctive phrases:
+# the encoder's nearest segment alone put "grocery shopping" on a segment about keys and
+# algorithms. Calibrated on the dev sets' segments (eval/README.md, Names).
+GROUNDING = 0.45
+# ... or this close to the segment's centroid, the mean of what its members wrote: a garden
+# segment's own phrases ("bulb", "hose") are each too narrow for "Gardening".
+GROUNDING_TEXT = 0.40
+# How much better a taxonomy node must score than its parent to be offered instead of it.
+SPECIFIC = 0.1
+# Added to the score of a Chinese name built from the segment's phrases, twice for one built on a
+# product with its own role noun (rank_options): in Chinese those rank first.
+PRODUCT_FIRST = 1.0
 GROUNDING_PHRASES = 6
 # Share of a description's own nouns that must come from the segment's name, phrases or quotes.
 GROUNDED_SHARE = 0.6
@@ -75,8 +86,10 @@ class SegmentProfile:
     options: list[str] = field(default_factory=list)
     # Words of its phrases the data uses as verbs ("wait", "watch"): no name is built on them.
     verbs: list[str] = field(default_factory=list)
-    # Each option's margin (rank_options): how much nearer its segment than any other it is.
+    # Each option's score (rank_options): its fit to the segment plus how clearly it points at it.
     scores: list[float] = field(default_factory=list)
+    # The options taken from the taxonomy: option → {"iab_id", "iab_path"}.
+    sources: dict[str, dict[str, str]] = field(default_factory=dict)
 
     def nouns(self, phrases: Sequence[str]) -> list[str]:
         """The phrases that can name a group of people: their last word can be a noun here."""
@@ -183,78 +196,121 @@ def _roles(override: str | Path | None = None) -> dict:
 
 
 @cache
-def _interests(language: str, override: str | Path | None = None) -> tuple[tuple[str, str], ...]:
-    names = _data_file("interests.toml", override).get("zh" if language == "zh" else "en", {}).get("names", [])
-    return _name_meanings(names)
-
-
-def _name_meanings(names: Sequence[str] | Mapping[str, str]) -> tuple[tuple[str, str], ...]:
-    """(name, meaning) pairs from a table of name = meaning, or from a plain list (meaning "")."""
-    if isinstance(names, Mapping):
-        return tuple((str(n), str(about)) for n, about in names.items())
-    if isinstance(names, list | tuple):
-        return tuple((str(n), "") for n in names)
-    raise ConfigError("interests.toml: `names` must be a list of names or a table of name = meaning; fix it or delete it to use the shipped one")
+def audience_words(audience: str = DEFAULT_AUDIENCE, override: str | Path | None = None) -> dict[str, str]:
+    """The words naming uses for the people in a segment (prompts/data/audience.toml)."""
+    table = _data_file("audience.toml", override)
+    if audience not in table:
+        raise ConfigError(f"unknown audience '{audience}'; choose one of: {', '.join(table) or 'none defined'} "
+                          "(prompts/data/audience.toml)")
+    return {str(k): str(v) for k, v in table[audience].items()}
 
 
 def rank_options(profiles: Sequence[SegmentProfile], centroids: np.ndarray, encoder, language: str = "en",
-                 interests: Sequence[str] | Mapping[str, str] | None = None,
-                 prompts: str | Path | None = None) -> None:
-    """Set each profile's `options`: the names it may take, best first.
+                 topics: Sequence[Topic] = (), prompts: str | Path | None = None,
+                 audience: str = DEFAULT_AUDIENCE) -> None:
+    """Set each profile's `options`: the names it may take, best first, and their `scores`.
 
-    A name is scored by how much nearer it is to its own segment's centroid than to the nearest
-    other segment's, in the encoder's space the users were clustered in: a good name points at
-    its segment and at no other, so no two segments share one. Candidates are the interest names
-    (prompts/data/interests.toml) that point at the segment, are close to one of its distinctive
-    phrases, and so read as a marketer's segment ("board game players"); then the names built
-    from its phrases ("bulb buyers"), so a segment outside the list still gets its own name.
-    Where the list gives an interest's meaning, the meaning must point at the segment too: the
-    tag "artist" (a musician) grounds "artists", whose meaning (painting, drawing) does not point
-    at a segment of CD buyers."""
-    pairs = _interests(language, prompts) if interests is None else _name_meanings(interests)
-    interests = [n for n, _ in pairs]
-    senses = [f"{n} ({about})" if about else n for n, about in pairs]
-    built = [label_options(p, language, prompts) for p in profiles]
-    # An interest name is grounded in the segment's noun phrases: "watch" written as a verb ("to
-    # watch the game") put "watch enthusiasts" on a Nintendo segment.
+    Candidates are the taxonomy's audience names (`topics`) and the names built from the
+    segment's own phrases ("bulb fans"). All are scored on one scale, the name as it will be
+    read, in the encoder's space the users were clustered in: how near it is to its segment's
+    centroid (it says what the members write) plus how much nearer that is than to the nearest
+    other segment's (it points at this segment, so no two segments share a name). A taxonomy
+    name's meaning (the node with its path) only checks its sense. A taxonomy name is
+    offered only when it and its meaning point at the segment (positive margins) and its node
+    is within GROUNDING (cosine) of one of the segment's own distinctive phrases or within
+    GROUNDING_TEXT of its members' mean text (the centroid), in absolute terms: nearest is not enough, the encoder's nearest topic of a segment about keys and
+    algorithms can be "grocery shopping"."""
+    topics = [t for t in topics if bool(_CJK.search(t.name)) == (language == "zh")]
+    built = [label_options(p, language, prompts, audience) for p in profiles]
+    # Grounded in the segment's noun phrases: "watch" written as a verb ("to watch the game") put
+    # "watch enthusiasts" on a Nintendo segment.
     phrases = [list(dict.fromkeys([*p.nouns(p.top_tags)[:GROUNDING_PHRASES],
                                    *p.nouns(p.top_terms)[:GROUNDING_PHRASES]])) for p in profiles]
-    texts = list(dict.fromkeys([*interests, *senses, *(o for b in built for o in b), *(t for ph in phrases for t in ph)]))
+    grounds = [t.grounds or t.meaning for t in topics]
+    texts = list(dict.fromkeys([*(t.name for t in topics), *(t.meaning for t in topics), *grounds,
+                                *(o for b in built for o in b), *(t for ph in phrases for t in ph)]))
     if not texts or not len(centroids):
         for p, b in zip(profiles, built, strict=True):
             p.options = b
         return
-    vectors = np.asarray(encoder.encode(texts), np.float32)
-    vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+    vectors = unit_rows(np.asarray(encoder.encode(texts), np.float32))
     row = {t: i for i, t in enumerate(texts)}
-    to_segments = vectors @ np.asarray(centroids, np.float32).T
+    to_segments = vectors @ unit_rows(np.asarray(centroids, np.float32)).T
+    names, meanings = [row[t.name] for t in topics], [row[t.meaning] for t in topics]
     for p, b, ph in zip(profiles, built, phrases, strict=True):
         others = np.delete(to_segments, p.segment_id, axis=1)
         margin = to_segments[:, p.segment_id] - (others.max(axis=1) if others.shape[1] else 0.0)
-        picked: list[tuple[str, float]] = []
-        if interests and ph:
-            score = margin[[row[n] for n in interests]]
-            sense = margin[[row[n] for n in senses]]
-            grounded = (vectors[[row[n] for n in interests]] @ vectors[[row[t] for t in ph]].T).max(axis=1)
-            picked = [(interests[i], float(score[i])) for i in np.argsort(-score, kind="stable")
-                      if score[i] > 0 and sense[i] > 0 and grounded[i] >= GROUNDING]
-        if b:
-            score = margin[[row[n] for n in b]]
-            own = [(b[i], float(score[i])) for i in np.argsort(-score, kind="stable")]
-            # Chinese names its segments by their own products first ("洗发水买家", "酒店住客"): the
-            # interest list reads as hobbies, and the nearest hobby of a shampoo segment is
-            # "护发用户", of a Mengniu milk segment "健康饮食者" (eval/README.md, Names).
-            picked = own + picked if language == "zh" else picked + own
-        ranked: dict[str, float] = {}
-        for option, margin_of in picked:  # a name found twice keeps its first (best) place and score
-            ranked.setdefault(option, margin_of)
-        p.options = list(ranked)[:MAX_OPTIONS]
-        p.scores = [ranked[o] for o in p.options]
+        fit = to_segments[:, p.segment_id] + margin
+        scored: dict[str, float] = {}
+        if topics and ph:
+            node = [row[g] for g in grounds]
+            grounded = ((vectors[node] @ vectors[[row[t] for t in ph]].T).max(axis=1) >= GROUNDING) \
+                | (to_segments[node, p.segment_id] >= GROUNDING_TEXT)
+            for k, topic in enumerate(topics):
+                if margin[names[k]] > 0 and margin[meanings[k]] > 0 and grounded[k]:
+                    if fit[names[k]] > scored.get(topic.name, -np.inf):
+                        scored[topic.name] = float(fit[names[k]])
+                        p.sources[topic.name] = {"iab_id": topic.iab_id, "iab_path": topic.iab_path}
+        _prefer_parents(scored, p.sources)
+        products = product_phrases(p, language, prompts)
+        for option in b:
+            # A product with its own role noun ("手机用户") names a Chinese segment before any
+            # feature of it does ("短信买家"), whatever their scores: the zh dev set's segments are
+            # products, and a feature's name pointed at its segment as clearly.
+            # Chinese segments are named by their own products before any taxonomy name, too: the
+            # nearest hobby of a shampoo segment was "护发用户", of a Mengniu milk segment "健康饮食者".
+            first = any(option.startswith(x) for x in products)
+            bonus = (1 + first) * PRODUCT_FIRST if language == "zh" else 0.0
+            scored.setdefault(option, float(fit[row[option]]) + bonus)
+        ranked = sorted(scored, key=lambda o: (-scored[o], o))[:MAX_OPTIONS]
+        p.options, p.scores = ranked, [round(scored[o], 6) for o in ranked]
+        p.sources = {o: v for o, v in p.sources.items() if o in ranked}
 
 
-def label_options(profile: SegmentProfile, language: str = "en", prompts: str | Path | None = None) -> list[str]:
-    """The names a segment may take: its distinctive phrases (tags first) as noun phrases."""
+def _prefer_parents(scored: dict[str, float], sources: dict[str, dict[str, str]]) -> None:
+    """Drop a taxonomy name when a node above it is offered too and scores within SPECIFIC of
+    it: a segment that writes about music in general scores a dozen music genres a little above
+    "music fans" (the genres' words add to the fit), and only a clear lead makes the genre its name."""
+    by_path = {v["iab_path"]: name for name, v in sources.items() if v.get("iab_path")}
+    for name, v in list(sources.items()):
+        tiers = v.get("iab_path", "").split(" > ")
+        above = [by_path.get(" > ".join(tiers[:k])) for k in range(1, len(tiers))]
+        if any(a in scored and scored[name] < scored[a] + SPECIFIC for a in above if a is not None):
+            del scored[name], sources[name]
+
+
+def _role_table(language: str, prompts: str | Path | None, audience: str) -> tuple[dict, list[str]]:
+    """roles.toml's role nouns by head word, and the default roles for this audience."""
     table = _roles(prompts).get("zh" if language == "zh" else "en", {})
+    default = table.get("default", {})
+    if isinstance(default, Mapping):
+        default = default.get(audience, default.get(DEFAULT_AUDIENCE, []))
+    return table.get("roles", {}), list(default)
+
+
+def _own_roles(phrase: str, roles: Mapping[str, Sequence[str]], language: str) -> list[str]:
+    head = phrase.split()[-1]
+    return [role for role, heads in roles.items()
+            if head in heads or (language == "zh" and any(phrase.endswith(h) for h in heads))]
+
+
+def product_phrases(profile: SegmentProfile, language: str = "en", prompts: str | Path | None = None) -> list[str]:
+    """A Chinese segment's phrases that name a product with a role noun of its own ("手机" →
+    "手机用户"), found anywhere among its top tags and terms: a phone segment's first tags are
+    its features ("短信", "铃声"), whose names with the default role ("短信买家") miss the product."""
+    if language != "zh":
+        return []
+    roles, _ = _role_table(language, prompts, DEFAULT_AUDIENCE)
+    products = set(_roles(prompts).get("zh", {}).get("products", []))
+    roles = {role: heads for role, heads in roles.items() if role in products}
+    phrases = dict.fromkeys([*profile.nouns(profile.top_tags), *profile.nouns(profile.top_terms)])
+    return [p for p in phrases if _own_roles(p, roles, language)][:2]
+
+
+def label_options(profile: SegmentProfile, language: str = "en", prompts: str | Path | None = None,
+                  audience: str = DEFAULT_AUDIENCE) -> list[str]:
+    """The names a segment may take: its distinctive phrases (tags first) as noun phrases."""
+    roles, default = _role_table(language, prompts, audience)
     tags, terms = profile.top_tags, profile.top_terms
     # A role noun needs a noun before it: no "install fans", "wait buyers", "安装买家", "京东买家".
     nouns = profile.nouns(tags), profile.nouns(terms)
@@ -264,12 +320,11 @@ def label_options(profile: SegmentProfile, language: str = "en", prompts: str | 
     # share, "feel", "cute") only fill in when it has fewer than two tags.
     phrases = list(dict.fromkeys([*tags[:3], *terms[:3]]))
     phrases = phrases[:3] if len(tags) >= 2 else phrases[:2]
+    products = product_phrases(profile, language, prompts)
     options = []
-    for phrase in phrases:
+    for phrase in [*products, *(p for p in phrases if p not in products)]:
         head = phrase.split()[-1]
-        matched = [role for role, heads in table.get("roles", {}).items()
-                   if head in heads or (language == "zh" and any(phrase.endswith(h) for h in heads))]
-        for role in matched or table.get("default", ["buyers"]):
+        for role in _own_roles(phrase, roles, language) or default:
             if language == "zh":
                 options.append(f"{phrase}{role}")
             elif role.startswith(head[:4]):  # "garden" + "gardeners": "gardeners", not "garden gardeners"
@@ -279,71 +334,96 @@ def label_options(profile: SegmentProfile, language: str = "en", prompts: str | 
     return [o for o in dict.fromkeys(options) if len(o) <= MAX_LABEL_CHARS][:MAX_OPTIONS]
 
 
-def template_description(profile: SegmentProfile, language: str = "en") -> str:
+class SegmentName(NamedTuple):
+    """A segment's name, its one-sentence description, who chose it and, for a taxonomy name,
+    the node it came from."""
+
+    label: str
+    description: str
+    named_by: str  # "llm" or "fallback"
+    iab_id: str = ""
+    iab_path: str = ""
+
+
+def template_description(profile: SegmentProfile, language: str = "en", audience: str = DEFAULT_AUDIENCE,
+                         prompts: str | Path | None = None) -> str:
     """A complete sentence about the segment's tags (else terms), for when the model's is unusable."""
     listed = (profile.top_tags or profile.nouns(profile.top_terms) or profile.top_terms)[:4]
+    words = audience_words(audience, prompts)
     if language == "zh":
-        return f"评论主要关于：{'、'.join(listed) or '没有共同标签'}。"
+        return words["zh_about"].format(topics="、".join(listed)) if listed else words["zh_none"]
     if not listed:
-        return "Users whose comments share no common tags."
-    words = listed[0] if len(listed) == 1 else f"{', '.join(listed[:-1])} and {listed[-1]}"
-    return f"People who write mostly about {words}."
+        return words["en_none"]
+    joined = listed[0] if len(listed) == 1 else f"{', '.join(listed[:-1])} and {listed[-1]}"
+    return words["en_about"].format(topics=joined)
 
 
-def fallback_name(profile: SegmentProfile, language: str = "en") -> tuple[str, str]:
+def _named(profile: SegmentProfile, label: str, description: str, by: str) -> SegmentName:
+    source = profile.sources.get(label, {})
+    return SegmentName(label, description, by, source.get("iab_id", ""), source.get("iab_path", ""))
+
+
+def fallback_name(profile: SegmentProfile, language: str = "en", audience: str = DEFAULT_AUDIENCE,
+                  prompts: str | Path | None = None) -> SegmentName:
     """Named without the LLM: the best-ranked name; always readable, in the data's language."""
-    options = profile.options or label_options(profile, language)
+    options = profile.options or label_options(profile, language, prompts, audience)
+    description = template_description(profile, language, audience, prompts)
     if language == "zh" and not options:
         words = profile.top_tags[:2] or profile.top_terms[:3]
         label = "、".join(words) if words else f"用户群 {profile.segment_id}"
-        return label[:30], template_description(profile, language)
-    label = options[0] if options else f"segment {profile.segment_id}"
-    return label, template_description(profile, language)
+        return SegmentName(label[:30], description, "fallback")
+    return _named(profile, options[0] if options else f"segment {profile.segment_id}", description, "fallback")
 
 
 def name_segments(
     profiles: Sequence[SegmentProfile], engine: Engine | None, template: PromptTemplate, *,
     params: GenerationParams, cache: ResultCache, language: str = "en", stats: CallStats | None = None,
-    use_llm: bool = True,
-) -> list[tuple[str, str, str]]:
-    """(label, description, named_by) per profile; labels are unique. `use_llm=False` names
-    every segment without it (the pipeline does so where the model is known to be weak)."""
+    use_llm: bool = True, audience: str = DEFAULT_AUDIENCE, prompts: str | Path | None = None,
+) -> list[SegmentName]:
+    """One name per profile; labels are unique. `use_llm=False` names every segment without it
+    (the pipeline does so where the model is known to be weak)."""
     template.check_variables(NAME_VARIABLES)
-    by_id = {p.segment_id: p for p in profiles}
-    every = [p.options or label_options(p, language) for p in profiles]
+    every = [p.options or label_options(p, language, prompts, audience) for p in profiles]
     options = [_close_calls(o, p.scores) for o, p in zip(every, profiles, strict=True)]
-    results: list[tuple[str, str, str]] = [(*fallback_name(p, language), "fallback") for p in profiles]
+    results = [fallback_name(p, language, audience, prompts) for p in profiles]
     askable = [i for i, p in enumerate(profiles) if options[i]]
     if engine is not None and askable and use_llm:
-        chats, shown = [], []
-        for i in askable:
-            p = profiles[i]
-            neighbour_tags = [t for j in p.neighbours for t in (by_id[j].top_tags or by_id[j].top_terms)[:3]]
-            chats.append(template.render(tags=p.top_tags or p.top_terms, quotes=p.quotes, options=options[i],
-                                         neighbour_tags=neighbour_tags, size=p.size, language=language))
-            shown.append(" ".join([*p.top_tags, *p.top_terms]))
-        example_texts = _example_texts(template)
-
-        def parse(k: int, answer: LLMSegmentName) -> tuple[str, str]:
-            profile = profiles[askable[k]]
-            if answer.label not in options[askable[k]]:  # the schema's enum, checked again
-                raise Rejected("the label must be one of the listed names")
-            return answer.label, _description(answer.description, profile, shown[k], example_texts, language,
-                                              answer.label)
-
-        outcomes = run_structured(engine, chats, LLMSegmentName, parse, params=params, cache=cache,
-                                  stats=stats, retry_message=template.retry_message,
-                                  schemas=[name_schema(options[i]) for i in askable])
-        for i, outcome in zip(askable, outcomes, strict=True):
-            if outcome.value:
-                results[i] = (*outcome.value, "llm")
+        for i, answer in _llm_names(profiles, askable, options, engine, template, params=params, cache=cache,
+                                    language=language, stats=stats, audience=audience, prompts=prompts):
+            results[i] = answer
     return _unique(results, profiles, every)
+
+
+def _llm_names(profiles, askable, options, engine, template, *, params, cache, language, stats, audience,
+               prompts) -> list[tuple[int, SegmentName]]:
+    """The LLM's pick among each askable segment's options, and its description (when usable)."""
+    by_id = {p.segment_id: p for p in profiles}
+    words = audience_words(audience, prompts)
+    chats, shown = [], []
+    for i in askable:
+        p = profiles[i]
+        neighbour_tags = [t for j in p.neighbours for t in (by_id[j].top_tags or by_id[j].top_terms)[:3]]
+        chats.append(template.render(tags=p.top_tags or p.top_terms, quotes=p.quotes, options=options[i],
+                                     neighbour_tags=neighbour_tags, size=p.size, language=language,
+                                     audience=words["plural"]))
+        shown.append(" ".join([*p.top_tags, *p.top_terms]))
+    example_texts = _example_texts(template)
+
+    def parse(k: int, answer: LLMSegmentName) -> SegmentName:
+        profile = profiles[askable[k]]
+        if answer.label not in options[askable[k]]:  # the schema's enum, checked again
+            raise Rejected("the label must be one of the listed names")
+        description = _description(answer.description, profile, shown[k], example_texts, language, answer.label)
+        return _named(profile, answer.label, description or template_description(profile, language, audience, prompts),
+                      "llm")
+
+    outcomes = run_structured(engine, chats, LLMSegmentName, parse, params=params, cache=cache, stats=stats,
+                              retry_message=template.retry_message, schemas=[name_schema(options[i]) for i in askable])
+    return [(i, outcome.value) for i, outcome in zip(askable, outcomes, strict=True) if outcome.value]
 
 
 def _close_calls(options: Sequence[str], scores: Sequence[float]) -> list[str]:
     """The best option, then those the ranking scores nearly as high (at most LLM_OPTIONS).
-    A later option scored above the first is of the other kind (a name built from a phrase
-    after an interest name, which ranks first by design), so it is not a close call either.
     Without scores (a run saved before they were) the best LLM_OPTIONS are offered."""
     if not scores or len(scores) < len(options[:LLM_OPTIONS]) or scores[0] <= 0:
         return list(options[:LLM_OPTIONS])
@@ -358,7 +438,7 @@ def name_schema(options: Sequence[str]) -> dict:
 
 def _description(text: str, profile: SegmentProfile, shown: str, example_texts: set[str], language: str,
                  label: str = "") -> str:
-    """The model's sentence when it is complete, its own and about the segment; else the template."""
+    """The model's sentence when it is complete, its own and about the segment; else ""."""
     description = " ".join(text.split())
     # A sentence cut by the length limit has no end mark; a Chinese run needs a Chinese sentence
     # (not a copied English example).
@@ -367,9 +447,9 @@ def _description(text: str, profile: SegmentProfile, shown: str, example_texts: 
     usable = (complete and description.lower() not in example_texts and not _repeats(description)
               and not (language != "zh" and _FIRST_PERSON.search(description)))
     if not usable or not _shares_a_word(description, shown):
-        return template_description(profile, language)
+        return ""
     if language != "zh" and not _grounded(description, " ".join([label, shown, *profile.quotes])):
-        return template_description(profile, language)
+        return ""
     return description
 
 
@@ -438,20 +518,22 @@ def _shares_a_word(label: str, shown: str) -> bool:
     return bool(_stems(label) & _stems(shown))
 
 
-def _unique(results, profiles, options):
+def _unique(results: Sequence[SegmentName], profiles: Sequence[SegmentProfile],
+            options: Sequence[Sequence[str]]) -> list[SegmentName]:
     """Names unique: a repeated name goes to the larger segment; the others take their next
     unused label, else the name plus a distinctive tag, else plus the segment id."""
     used: set[str] = set()
     out: list = [None] * len(results)
     for i in sorted(range(len(results)), key=lambda i: -profiles[i].size):
-        label, description, by = results[i]
-        if label.lower() in used:
+        name = results[i]
+        if name.label.lower() in used:
             spare = next((o for o in options[i] if o.lower() not in used), None)
             own = profiles[i].top_tags + profiles[i].top_terms
-            extra = next((t for t in own if t.lower() not in label.lower()), None)
-            label = spare or (f"{label} ({extra})" if extra else label)
+            extra = next((t for t in own if t.lower() not in name.label.lower()), None)
+            label = spare or (f"{name.label} ({extra})" if extra else name.label)
             if label.lower() in used:
                 label = f"{label} #{profiles[i].segment_id}"
-        used.add(label.lower())
-        out[i] = (label, description, by)
+            name = _named(profiles[i], label, name.description, name.named_by)
+        used.add(name.label.lower())
+        out[i] = name
     return out
