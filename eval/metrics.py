@@ -153,5 +153,6 @@ def strict_name_quality(labels: Sequence[int], truth: Sequence[str], names: dict
 
 
 def _unit(x: np.ndarray) -> np.ndarray:
-    x = np.asarray(x, np.float64)
-    return x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    from tagger.vectors import unit_rows
+
+    return unit_rows(np.asarray(x, np.float64))

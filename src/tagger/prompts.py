@@ -80,6 +80,25 @@ def search_path(override: Path | str | None = None) -> list[Path]:
     return folders
 
 
+def data_path(name: str, override: Path | str | None = None) -> Path | None:
+    """prompts/data/<name>, first found on the prompt search path (None when none is)."""
+    for folder in search_path(override):
+        if (Path(folder) / "data" / name).exists():
+            return Path(folder) / "data" / name
+    return None
+
+
+def data_file(name: str, override: Path | str | None = None) -> dict:
+    """The TOML table of prompts/data/<name> that wins on the search path ({} when none is)."""
+    path = data_path(name, override)
+    if path is None:
+        return {}
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path} is not valid TOML ({exc}); fix it or delete it to use the shipped one") from None
+
+
 def available(override: Path | str | None = None) -> dict[str, Path]:
     """Template name → the file that wins (an override shadows the built-in of that name)."""
     found: dict[str, Path] = {}

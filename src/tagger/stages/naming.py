@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import math
 import re
-import tomllib
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -32,7 +31,7 @@ from tagger.llm.base import Engine, GenerationParams
 from tagger.stages.canon import (STOPWORDS, canonical, chinese_noun, never_a_noun, singular, surface_phrases,
                                  used_as_verbs, vocabulary)
 from tagger.llm.structured import CallStats, Rejected, run_structured
-from tagger.prompts import PromptTemplate, search_path
+from tagger.prompts import PromptTemplate, data_file
 from tagger.schemas import LLMSegmentName, TaggedUser, UserDocument
 from tagger.stages.taxonomy import Topic
 from tagger.vectors import unit_rows
@@ -178,27 +177,15 @@ def profile_segments(
     return profiles
 
 
-def _data_file(name: str, override: str | Path | None) -> dict:
-    """prompts/data/<name>, first found on the prompt search path ({} when none is)."""
-    for folder in search_path(override):
-        path = Path(folder) / "data" / name
-        if path.exists():
-            try:
-                return tomllib.loads(path.read_text(encoding="utf-8"))
-            except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-                raise ConfigError(f"{path} is not valid TOML ({exc}); fix it or delete it to use the shipped one") from None
-    return {}
-
-
 @cache
 def _roles(override: str | Path | None = None) -> dict:
-    return _data_file("roles.toml", override)
+    return data_file("roles.toml", override)
 
 
 @cache
 def audience_words(audience: str = DEFAULT_AUDIENCE, override: str | Path | None = None) -> dict[str, str]:
     """The words naming uses for the people in a segment (prompts/data/audience.toml)."""
-    table = _data_file("audience.toml", override)
+    table = data_file("audience.toml", override)
     if audience not in table:
         raise ConfigError(f"unknown audience '{audience}'; choose one of: {', '.join(table) or 'none defined'} "
                           "(prompts/data/audience.toml)")
@@ -254,11 +241,9 @@ def rank_options(profiles: Sequence[SegmentProfile], centroids: np.ndarray, enco
         _prefer_parents(scored, p.sources)
         products = product_phrases(p, language, prompts)
         for option in b:
-            # A product with its own role noun ("手机用户") names a Chinese segment before any
-            # feature of it does ("短信买家"), whatever their scores: the zh dev set's segments are
-            # products, and a feature's name pointed at its segment as clearly.
-            # Chinese segments are named by their own products before any taxonomy name, too: the
-            # nearest hobby of a shampoo segment was "护发用户", of a Mengniu milk segment "健康饮食者".
+            # Chinese segments are named by their own phrases before any taxonomy name (the nearest
+            # hobby of a shampoo segment was "护发用户"), and by a product with its own role noun
+            # ("手机用户") before any feature of it ("短信买家"), whatever their scores.
             first = any(option.startswith(x) for x in products)
             bonus = (1 + first) * PRODUCT_FIRST if language == "zh" else 0.0
             scored.setdefault(option, float(fit[row[option]]) + bonus)

@@ -19,7 +19,7 @@ from functools import cache
 from pathlib import Path
 
 from tagger.errors import ConfigError
-from tagger.prompts import search_path
+from tagger.prompts import data_file, data_path
 
 SHIPPED = "iab-content-taxonomy-3.1.tsv"
 RULES = "taxonomy.toml"
@@ -56,9 +56,9 @@ def load_taxonomy(spec: str | Path | None, prompts: str | Path | None = None) ->
 
 
 def _shipped(prompts: str | Path | None) -> Path:
-    for folder in search_path(prompts):
-        if (Path(folder) / "data" / SHIPPED).exists():
-            return Path(folder) / "data" / SHIPPED
+    path = data_path(SHIPPED, prompts)
+    if path is not None:
+        return path
     raise ConfigError(f"the shipped taxonomy {SHIPPED} is missing from the prompts folder; reinstall tagger "
                       f"or pass --taxonomy {OFF}")
 
@@ -128,11 +128,4 @@ def _singular(word: str) -> str:
 
 @cache
 def _rules(prompts: str | None) -> dict:
-    for folder in search_path(prompts):
-        path = Path(folder) / "data" / RULES
-        if path.exists():
-            try:
-                return tomllib.loads(path.read_text(encoding="utf-8"))
-            except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-                raise ConfigError(f"{path} is not valid TOML ({exc}); fix it or delete it to use the shipped one") from None
-    return {}
+    return data_file(RULES, prompts)
