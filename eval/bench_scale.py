@@ -107,11 +107,15 @@ def synthetic_users(n: int, seed: int = 0):
 
 
 def run_one(n: int, embedder: str, out_dir: Path, seed: int, consensus: int = 0, stability_runs: int = 0) -> dict:
-    from tagger.stages.clustering import NOISE, Segmenter
+    from tagger.schemas import NO_SEGMENT as NOISE
+    from tagger.stages.clustering import Segmenter
     from tagger.stages.embedding import create_encoder, user_vectors
     from tagger.stages.naming import profile_segments
     from tagger.run.folder import RunFolder
-    from tagger.pipeline import _tables
+    import pandas as pd
+
+    from tagger.pipeline import user_table
+    from tagger.stages.clustering import Placement
     from tagger.schemas import Segment
 
     sampler = PeakSampler()
@@ -178,7 +182,9 @@ def run_one(n: int, embedder: str, out_dir: Path, seed: int, consensus: int = 0,
     with stage("write"):
         segments = [Segment(segment_id=p.segment_id, name=f"segment {p.segment_id}", description="", size=p.size,
                             top_tags=p.top_tags, evidence=p.quotes, named_by="fallback") for p in profiles]
-        users_table, segments_table = _tables(documents, tagged, labels, strengths, assigned, segments, has)
+        users_table = user_table(documents, tagged, Placement(labels, strengths, assigned),
+                                 {s.segment_id: s.name for s in segments}, "unsegmented")
+        segments_table = pd.DataFrame([s.model_dump() for s in segments])
         folder = RunFolder(out_dir / f"run-{n}", force=True)
         folder.write_table("users", users_table)
         folder.write_table("segments", segments_table)
@@ -210,7 +216,7 @@ def ari_sample_vs_full(n: int, embedder: str, seed: int) -> dict:
     fits = {}
     for name, cap in (("sample_fit", 50_000), ("full_fit", 10**9)):
         t0 = time.perf_counter()
-        seg = Segmenter(seed=seed, max_fit_users=cap).fit(vectors)
+        seg = Segmenter(seed=seed, consensus=0, max_fit_users=cap).fit(vectors)
         fits[name] = seg
         out[name] = {"wall_s": round(time.perf_counter() - t0, 1), "segments": int(seg.labels_.max() + 1),
                      "in_clusters": int((seg.assigned_by_ == "cluster").sum()),

@@ -67,7 +67,7 @@ def record_prompts(documents, template, params, filler):
     """The chats and schemas of tagger's main pass, captured from tag_users itself."""
     from tagger.cache import ResultCache
     from tagger.llm.fake import FakeEngine
-    from tagger.stages.tagging import tag_users
+    from tagger.stages.tagging import TagOptions, tag_users
 
     recorder = FakeEngine()
     captured = {}
@@ -79,8 +79,8 @@ def record_prompts(documents, template, params, filler):
         return original(chats, schemas=schemas, params=params)
 
     recorder.generate = generate
-    tag_users(documents, recorder, template, params=params, cache=ResultCache(None), batch_size=len(documents),
-              call_seconds=None, filler=filler)
+    tag_users(documents, recorder, template,
+              TagOptions(params, batch_size=len(documents), call_seconds=None, filler=filler), cache=ResultCache(None))
     return captured["chats"], captured["schemas"]
 
 
@@ -115,7 +115,7 @@ def raw_run(llm, chats, sampling, name: str) -> dict:
 def tagger_run(documents, engine, template, params, name: str, **options) -> dict:
     from tagger.cache import ResultCache
     from tagger.llm.structured import CallStats
-    from tagger.stages.tagging import tag_users
+    from tagger.stages.tagging import TagOptions, tag_users
 
     engine._llm.reset_prefix_cache()
     inside = {"s": 0.0}
@@ -132,8 +132,8 @@ def tagger_run(documents, engine, template, params, name: str, **options) -> dic
     stats = CallStats()
     progress: list[int] = []
     t0 = time.perf_counter()
-    tagged = tag_users(documents, engine, template, params=params, cache=ResultCache(None), batch_size=256,
-                       stats=stats, on_batch=progress.append, **options)
+    tagged = tag_users(documents, engine, template, TagOptions(params, batch_size=256, **options),
+                       cache=ResultCache(None), stats=stats, on_batch=progress.append)
     wall = time.perf_counter() - t0
     engine.generate = original
     return summarise(name, len(documents), wall, stats.prompt_tokens, stats.output_tokens,

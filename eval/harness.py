@@ -150,7 +150,7 @@ def evaluate(path: Path, *, engine, config_values: dict, methods: Sequence[str],
              sweep: bool = False, seed: int = 0, log=print, name: str | None = None) -> dict:
     from tagger.config import make_config
     from tagger.stages.embedding import create_encoder
-    from tagger.pipeline import segment
+    from tagger.run.segment import segment
     from tagger.progress import Reporter
 
     frame = pd.read_csv(path, dtype={"user_id": str})
@@ -324,7 +324,7 @@ def run_sweep(result, encoder, truth, seed: int, log) -> list[dict]:
         size = max(3, round(float(np.sqrt(has.sum())) / setting["size_divisor"]))
         seg = Segmenter(reduce_dims=5 if setting["reducer"] == "umap" else 16, reducer=setting["reducer"],
                         min_samples=setting["min_samples"] or max(1, size // 2), min_segment_size=size,
-                        seed=seed).fit(vectors[has])
+                        consensus=0, seed=seed).fit(vectors[has])  # the sweep is over single HDBSCAN fits
         labels[has] = seg.labels_
         rows.append({**setting, **cluster_scores(labels, truth),
                      "in_clusters": round(float((seg.assigned_by_ == "cluster").mean()), 3)})

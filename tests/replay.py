@@ -91,7 +91,7 @@ def record(out: Path = DATA / f"{DEMO_SAMPLES}.jsonl.gz") -> None:
     from tagger.config import make_config
     from tagger.llm.base import create_engine
     from tagger.llm.models import resolve_model
-    from tagger.pipeline import segment
+    from tagger.run.segment import segment
 
     engine = RecordingEngine(create_engine("vllm", model=resolve_model("embedded"), seed=0))
     try:

@@ -6,9 +6,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tagger.lifecycle.assign import NONE, place
+from tagger.lifecycle.assign import place
+from tagger.schemas import NO_SEGMENT as NONE
 from tagger.cli import main
 from tagger.lifecycle.segment_model import build_model
+from tagger.stages.clustering import Segmenter
 
 FAST = ["--engine", "fake", "--embedder", "hash"]
 
@@ -76,8 +78,8 @@ def _toy_model(assign_noise=True):
     centroids = np.vstack([x[labels == k].mean(axis=0) for k in (0, 1)])
     centroids /= np.linalg.norm(centroids, axis=1, keepdims=True)
     strengths = np.einsum("ij,ij->i", x, centroids[labels])
-    model = build_model(vectors=x, labels=labels, strengths=strengths, assigned_by=np.full(40, "cluster", dtype=object),
-                        centroids=centroids, reducer=None, names={0: "a", 1: "b"}, extractor=None, manifest={})
+    model = build_model(Segmenter.from_labels(x, labels, strengths), names={0: "a", 1: "b"}, extractor=None,
+                        manifest={})
     return model, x, labels, strengths
 
 
@@ -100,9 +102,8 @@ def test_nonlinear_reducer_places_in_full_space():
     class Umapish:  # a fitted reducer without linear components
         pass
 
-    full = build_model(vectors=x, labels=labels, strengths=np.ones(len(x)) * 0.5,
-                       assigned_by=np.full(len(x), "cluster", dtype=object), centroids=model.centroids,
-                       reducer=Umapish(), names={}, extractor=None, manifest={})
+    full = build_model(Segmenter.from_labels(x, labels, np.ones(len(x)) * 0.5, reducer=Umapish()), names={},
+                       extractor=None, manifest={})
     assert full.manifest["placement_space"] == "full" and full.pca_components is None
     assert (place(full, x)[0] == labels).all()
 

@@ -7,7 +7,7 @@ from tagger.stages.canon import canonical, chinese_words
 from tagger.llm.base import GenerationParams
 from tagger.llm.fake import FakeEngine
 from tagger.schemas import Tag, TaggedUser, UserDocument
-from tagger.stages.tagging import canonical_tags, tag_users
+from tagger.stages.tagging import TagOptions, canonical_tags, tag_users
 
 TOPICS = {
     "dog": ["dog", "leash", "kibble", "puppy", "collar", "fetch"],
@@ -44,7 +44,7 @@ def test_candidates_are_canonical_and_keep_the_written_form_for_quotes():
 def test_grounded_tags_are_canonical_and_their_quotes_verbatim():
     docs = [UserDocument(user_id="a", comments=["My mics hum a lot."], n_comments=1),
             UserDocument(user_id="b", comments=["This mic is clear."], n_comments=1)]
-    tagged = tag_users(docs, FakeEngine(), prompts.load("tag"), params=GenerationParams(max_tokens=60),
+    tagged = tag_users(docs, FakeEngine(), prompts.load("tag"), TagOptions(params=GenerationParams(max_tokens=60)),
                        cache=ResultCache(None))
     first = {t.tag: t.evidence for t in tagged[0].tags}
     assert "mic" in first and "mics" in first["mic"] and first["mic"] in docs[0].comments[0]

@@ -5,7 +5,9 @@ import pytest
 from sklearn.metrics import adjusted_rand_score
 
 from tagger.errors import ConfigError
-from tagger.stages.clustering import NOISE, Segmenter, default_min_segment_size
+from tagger.config import RunConfig
+from tagger.schemas import NO_SEGMENT as NOISE
+from tagger.stages.clustering import Segmenter, default_min_segment_size
 
 
 def blobs(n_per=40, k=4, dim=32, seed=0):
@@ -40,7 +42,7 @@ def test_same_seed_same_labels():
 
 def test_sample_fit_agrees_with_full_fit():
     x, truth = blobs(n_per=300, k=5)
-    sampled = Segmenter(max_fit_users=400, seed=0).fit(x)
+    sampled = Segmenter(consensus=0, max_fit_users=400, seed=0).fit(x)  # one HDBSCAN fit on a sample
     assert adjusted_rand_score(truth, sampled.labels_) > 0.9
 
 
@@ -102,4 +104,44 @@ def test_either_consensus_base_recovers_well_separated_groups(base):
 
 def test_an_unknown_consensus_base_is_a_config_error():
     with pytest.raises(ConfigError, match="unknown consensus base 'kmeans'; use louvain or hdbscan"):
-        Segmenter(consensus_base="kmeans")
+        Segmenter(consensus_base="kmeans").fit(blobs()[0])
+
+
+def test_the_class_defaults_are_the_products():
+    config, params = RunConfig(), Segmenter().get_params()
+    shared = set(params) & set(RunConfig.model_fields)
+    assert {"consensus", "consensus_base", "min_samples", "reduce_dims", "assign_noise", "seed"} <= shared
+    assert {p: params[p] for p in shared} == {p: getattr(config, p) for p in shared}
+
+
+def test_get_params_rebuilds_the_same_segmenter():
+    x, _ = blobs(seed=6)
+    first = Segmenter(consensus=10, seed=3).fit(x)
+    again = Segmenter(**first.get_params()).fit(x)
+    assert (first.labels_ == again.labels_).all()
+    with pytest.raises(ConfigError, match="unknown segmenter parameter"):
+        Segmenter().set_params(clusters=3)
+
+
+def test_rows_without_a_vector_are_unsegmented_and_the_rest_as_alone():
+    x, truth = blobs(seed=7)
+    usable = np.ones(len(x), bool)
+    usable[[0, 50, 99]] = False
+    masked = Segmenter(consensus=10, seed=0).fit(x, usable)
+    alone = Segmenter(consensus=10, seed=0).fit(x[usable])
+    assert (masked.labels_[~usable] == NOISE).all() and (masked.assigned_by_[~usable] == "unsegmented").all()
+    assert (masked.strengths_[~usable] == 0).all()
+    assert (masked.labels_[usable] == alone.labels_).all()
+
+
+def test_place_gives_every_clustered_member_its_own_segment_and_far_users_none():
+    x, _ = blobs(seed=8)
+    seg = Segmenter(consensus=10, seed=0).fit(x)
+    placed = seg.place(x)
+    members = seg.assigned_by_ == "cluster"
+    assert (placed.labels[members] == seg.labels_[members]).all()
+    assert (seg.predict(x) == placed.labels).all()
+    far = -seg.centroids_.sum(axis=0, keepdims=True)  # opposite every segment
+    assert seg.place(far).labels[0] == NOISE and seg.place(far).assigned_by[0] == "outlier"
+    kept_out = seg.place(x[:2], np.array([True, False]))
+    assert kept_out.assigned_by[1] == "unsegmented" and kept_out.labels[1] == NOISE

@@ -113,7 +113,7 @@ def test_drift_between_two_samples_of_the_demo_is_only_noise(tmp_path, tag_weigh
     from replay import DEMO_SAMPLES, SAMPLE_SEEDS, ReplayEngine, demo_sample
 
     from tagger.config import make_config
-    from tagger.pipeline import segment as run_pipeline
+    from tagger.run.segment import segment as run_pipeline
 
     engine = ReplayEngine(DEMO_SAMPLES)
     runs = []

@@ -19,7 +19,7 @@ from tagger.stages.data import LoadStats
 from tagger.stages.embedding import create_encoder
 from tagger.llm.fake import FakeEngine
 from tagger.paths import prompts_dir
-from tagger.pipeline import segment
+from tagger.run.segment import segment
 
 FAST = ["--engine", "fake", "--embedder", "hash"]
 GOOD = "user_id,text\n" + "".join(f"u{i},my guitar strings and guitar picks {i}\nv{i},dog leash and dog treats {i}\n"

@@ -82,7 +82,7 @@ def test_an_item_weight_outside_0_to_1_is_refused(capsys, tmp_path):
 def test_runs_saved_before_item_weights_are_read_without_items(capsys, tmp_path):
     """A run folder written before --item-weight existed was clustered on text alone: assign and
     drift must rebuild its users' vectors the same way."""
-    from tagger.lifecycle.assign import run_config
+    from tagger.run.context import run_config
 
     out = tmp_path / "run"
     _segments(capsys, _same_words_other_items(tmp_path), out)

@@ -22,7 +22,7 @@ STAGE_ORDER = ["forum", "data", "canon", "candidates", "excerpts", "tagging", "e
 # The shared modules that stay at the top level; any other module belongs in a subpackage.
 TOP_LEVEL = {"tagger", "tagger.__main__", "tagger.api", "tagger.pipeline", "tagger.config", "tagger.schemas",
              "tagger.errors", "tagger.paths", "tagger.cache", "tagger.prompts", "tagger.privacy", "tagger.progress",
-             "tagger.logs", "tagger.vectors"}
+             "tagger.logs", "tagger.vectors", "tagger.text"}
 SUBPACKAGES = ("tagger.stages", "tagger.llm", "tagger.run", "tagger.lifecycle", "tagger.cli")
 
 
@@ -87,10 +87,41 @@ def test_a_stage_imports_no_later_layer_and_no_later_stage(stage):
     assert not GRAPH[name] & later, f"{name} imports a later stage"
 
 
-def test_only_cli_api_and_lifecycle_import_the_pipeline():
+# The layers, lowest first: a module imports only its own layer and those below, at any depth of
+# its code (an import inside a function counts as much as one at the top).
+LAYERS = [
+    ("shared", lambda n: area(n) == "tagger.llm" or (area(n) == n and n in TOP_LEVEL
+                                                       and n not in {"tagger", "tagger.__main__", "tagger.api",
+                                                                     "tagger.pipeline", "tagger.privacy"})),
+    # redaction and the k-anonymity floor are steps of the pipeline, over the stages' types
+    ("stages", lambda n: area(n) == "tagger.stages" or n == "tagger.privacy"),
+    ("pipeline", lambda n: n == "tagger.pipeline"),
+    ("run/lifecycle", lambda n: area(n) in {"tagger.run", "tagger.lifecycle"}),
+    ("api/cli", lambda n: area(n) in {"tagger.api", "tagger.cli"} or n == "tagger.__main__"),
+]
+
+
+def layer(name: str) -> int:
+    return next(i for i, (_, member) in enumerate(LAYERS) if member(name))
+
+
+def test_every_module_has_a_layer():
+    for name in MODULES:
+        if name != "tagger":  # the package root only re-exports the API, lazily
+            layer(name)
+
+
+def test_no_import_goes_up_a_layer():
+    upward = sorted(f"{n} ({LAYERS[layer(n)][0]}) imports {d} ({LAYERS[layer(d)][0]})"
+                    for n, deps in GRAPH.items() if n != "tagger" for d in deps
+                    if d != "tagger" and layer(d) > layer(n))
+    assert not upward, upward
+
+
+def test_the_pipeline_is_imported_from_above_only():
     importers = {n for n, deps in GRAPH.items() if "tagger.pipeline" in deps}
-    assert importers, "the CLI should import the pipeline"
-    assert {area(n) for n in importers} <= {"tagger.cli", "tagger.api", "tagger.lifecycle"}, sorted(importers)
+    assert "tagger.run.segment" in importers and "tagger.lifecycle.assign" in importers
+    assert all(layer(n) > layer("tagger.pipeline") for n in importers), sorted(importers)
 
 
 def test_engines_import_no_pipeline_layer():

@@ -9,7 +9,8 @@ from tagger import prompts
 from tagger.cache import ResultCache
 from tagger.llm.base import GenerationParams
 from tagger.llm.fake import FakeEngine
-from tagger.stages.naming import SegmentProfile, label_options, name_segments, profile_segments, template_description
+from tagger.stages.naming import (NamingOptions, SegmentProfile, label_options, name_segments, profile_segments,
+                                  template_description)
 from tagger.stages.recommend import top_items_by_lift
 from tagger.schemas import Tag, TaggedUser, UserDocument
 
@@ -20,8 +21,8 @@ def profiles():
 
 
 def name(engine, language="en", ps=None):
-    return name_segments(ps or profiles(), engine, prompts.load("name"), params=GenerationParams(max_tokens=60),
-                         cache=ResultCache(None), language=language)
+    options = NamingOptions(params=GenerationParams(max_tokens=60), language=language)
+    return name_segments(ps or profiles(), engine, prompts.load("name"), options, cache=ResultCache(None))
 
 
 def label(text, description="They like it a lot."):

@@ -15,7 +15,7 @@ from tagger.cache import ResultCache
 from tagger.cli import main
 from tagger.errors import ConfigError, EngineDown, ModelError
 from tagger.llm.base import GenerationParams, create_engine
-from tagger.llm.structured import run_structured
+from tagger.llm.structured import StructuredSettings, run_structured
 from tagger.schemas import LLMSegmentName
 
 ANSWER = json.dumps({"label": "dog owners", "description": "People with dogs."})
@@ -124,7 +124,8 @@ def test_a_request_that_keeps_failing_comes_back_as_an_error_and_is_not_cached(s
     srv = server(plan=["503"] * 3)
     cache = ResultCache(None)
     eng = engine(srv.url, retries=2, concurrency=1)
-    outcomes = run_structured(eng, chats(2), LLMSegmentName, lambda i, a: a.label, params=PARAMS, cache=cache)
+    outcomes = run_structured(eng, chats(2), LLMSegmentName, lambda i, a: a.label, StructuredSettings(params=PARAMS),
+                              cache=cache)
     # the first chat's 3 tries all got 503; the retry pass then succeeds for it
     assert [o.value for o in outcomes] == ["dog owners", "dog owners"]
     srv.plan = ["503"] * 3
@@ -185,7 +186,8 @@ def test_server_dying_mid_call_raises_engine_down_and_keeps_the_answers_that_cam
 
     eng._request = request
     with pytest.raises(EngineDown, match="stopped answering.*restart the server and run the same command again"):
-        run_structured(eng, chats(6), LLMSegmentName, lambda i, a: a.label, params=PARAMS, cache=cache)
+        run_structured(eng, chats(6), LLMSegmentName, lambda i, a: a.label, StructuredSettings(params=PARAMS),
+                       cache=cache)
     assert len(stored) == 3
 
 

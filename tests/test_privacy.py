@@ -10,7 +10,7 @@ import pytest
 from tagger.config import RunConfig
 from tagger.stages.embedding import create_encoder
 from tagger.llm.fake import FakeEngine
-from tagger.pipeline import segment
+from tagger.run.segment import segment
 from tagger.privacy import luhn_valid, quotes_users, redact_text, withhold_small_segments
 from tagger.schemas import Segment
 

@@ -9,7 +9,7 @@ from tagger.cli import main
 from tagger.config import make_config
 from tagger.llm.fake import FakeEngine
 from tagger.paths import prompts_dir
-from tagger.pipeline import segment
+from tagger.run.segment import segment
 
 FAST = ["--engine", "fake", "--embedder", "hash"]
 

@@ -12,7 +12,7 @@ from tagger.cache import ResultCache  # noqa: E402
 from tagger.stages.data import Columns, build_documents, read_table  # noqa: E402
 from tagger.llm.base import GenerationParams, create_engine  # noqa: E402
 from tagger.llm.fake import FakeEngine  # noqa: E402
-from tagger.stages.tagging import tag_users  # noqa: E402
+from tagger.stages.tagging import TagOptions, tag_users  # noqa: E402
 
 from tests.conftest import AMAZON_SAMPLE  # noqa: E402
 
@@ -28,10 +28,10 @@ def test_ray_replicas_return_every_answer_in_order():
     params = GenerationParams(max_tokens=64)
     engine = create_engine("ray", model="fake", inner="fake", replicas=2, batch_size=5, cpus_per_replica=0.5)
     try:
-        distributed = tag_users(documents, engine, template, params=params, cache=ResultCache(None))
+        distributed = tag_users(documents, engine, template, TagOptions(params=params), cache=ResultCache(None))
     finally:
         engine.close()
-    local = tag_users(documents, FakeEngine(), template, params=params, cache=ResultCache(None))
+    local = tag_users(documents, FakeEngine(), template, TagOptions(params=params), cache=ResultCache(None))
     assert [u.user_id for u in distributed] == [d.user_id for d in documents]
     assert [u.model_dump() for u in distributed] == [u.model_dump() for u in local]
     assert sum(u.status == "tagged" for u in distributed) >= len(documents) // 2
@@ -47,7 +47,7 @@ def test_ray_vllm_replica_tags_real_users():
     engine = create_engine("ray", model="embedded", inner="vllm", replicas=1, batch_size=8, cpus_per_replica=1,
                            engine_options={"max_model_len": 1024})
     try:
-        tagged = tag_users(documents, engine, prompts.load("tag"), params=GenerationParams(max_tokens=64),
+        tagged = tag_users(documents, engine, prompts.load("tag"), TagOptions(params=GenerationParams(max_tokens=64)),
                            cache=ResultCache(None))
     finally:
         engine.close()

@@ -20,7 +20,7 @@ from tagger.config import RunConfig
 from tagger.stages.embedding import create_encoder
 from tagger.llm.fake import FakeEngine
 from tagger.paths import prompts_dir, tagger_home
-from tagger.pipeline import segment
+from tagger.run.segment import segment
 from tests.conftest import AMAZON_SAMPLE
 
 

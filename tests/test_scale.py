@@ -40,8 +40,8 @@ def test_sample_fit_places_every_user_and_keeps_fitted_labels():
     rng = np.random.default_rng(0)
     centres = rng.normal(size=(4, 24))
     vectors = np.vstack([c + 0.15 * rng.normal(size=(600, 24)) for c in centres])
-    full = Segmenter(seed=0, min_segment_size=40).fit(vectors)
-    sampled = Segmenter(seed=0, min_segment_size=40, max_fit_users=800).fit(vectors)
+    full = Segmenter(seed=0, consensus=0, min_segment_size=40).fit(vectors)
+    sampled = Segmenter(seed=0, consensus=0, min_segment_size=40, max_fit_users=800).fit(vectors)
     assert (sampled.labels_ >= 0).all()
     # Placing the rest in parallel chunks must agree with fitting on everyone on clear blobs.
     from sklearn.metrics import adjusted_rand_score

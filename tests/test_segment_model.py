@@ -38,7 +38,7 @@ def test_segment_saves_a_loadable_model(run_dir):
 
 
 def test_saved_frequencies_reproduce_training_candidates(run_dir, comments_csv):
-    from tagger.lifecycle.assign import run_config
+    from tagger.run.context import run_config
     from tagger.pipeline import load_documents
 
     documents, _ = load_documents(comments_csv, run_config(run_dir))
@@ -63,7 +63,7 @@ def test_saved_model_merges_plurals_as_training_did(comments_csv, tmp_path, caps
     out = tmp_path / "run"
     assert main(["segment", str(source), "--out", str(out), "--no-report", *FAST]) == 0
     capsys.readouterr()
-    from tagger.lifecycle.assign import run_config
+    from tagger.run.context import run_config
     from tagger.pipeline import load_documents
 
     texts = [d.text for d in load_documents(source, run_config(out))[0]]

@@ -9,11 +9,15 @@ from tagger.cache import ResultCache
 from tagger.llm.base import Completion, GenerationParams
 from tagger.llm.fake import FakeEngine
 from tagger.errors import EngineDown
-from tagger.llm.structured import CallStats, Pacer, run_structured
+from tagger.llm.structured import CallStats, Pacer, StructuredSettings, run_structured
 from tagger.schemas import LLMSegmentName, LLMTag, LLMTagList, UserDocument
-from tagger.stages.tagging import ground_evidence, ground_tags, quote_for_tag, tag_users
+from tagger.stages.tagging import TagOptions, ground_evidence, ground_tags, quote_for_tag, tag_users
 
 DOC = UserDocument(user_id="u1", comments=["My guitar strings stay in tune.", "Great dog leash for walks"], n_comments=2)
+
+
+def options(**settings) -> TagOptions:
+    return TagOptions(params=GenerationParams(max_tokens=50), **settings)
 
 
 def answer(*pairs):
@@ -47,8 +51,8 @@ def test_ground_tags_normalises_and_dedupes():
 
 
 def run(engine, docs=(DOC,), cache=None, stats=None):
-    return tag_users(list(docs), engine, prompts.load("tag-free"), params=GenerationParams(max_tokens=50),
-                     cache=cache or ResultCache(None), stats=stats, mode="free")
+    return tag_users(list(docs), engine, prompts.load("tag-free"), options(mode="free"),
+                     cache=cache or ResultCache(None), stats=stats)
 
 
 def test_valid_answer_is_tagged_with_token_counts():
@@ -101,14 +105,14 @@ def test_edited_prompt_misses_the_cache(tmp_path):
     assert source != original, "the edit must change the template"
     (folder / "tag-free.toml").write_text(source)
     engine = FakeEngine()
-    tag_users([DOC], engine, prompts.load("tag-free", folder), params=GenerationParams(max_tokens=50), cache=cache,
-              mode="free")
+    tag_users([DOC], engine, prompts.load("tag-free", folder), options(mode="free"),
+              cache=cache)
     assert len(engine.calls) == 1
 
 
 def grounded(engine, docs):
-    return tag_users(docs, engine, prompts.load("tag"), params=GenerationParams(max_tokens=50),
-                     cache=ResultCache(None), mode="grounded")
+    return tag_users(docs, engine, prompts.load("tag"), options(mode="grounded"),
+                     cache=ResultCache(None))
 
 
 OTHER = UserDocument(user_id="u2", comments=["The dog leash snapped on a walk", "guitar picks"], n_comments=2)
@@ -163,8 +167,8 @@ def test_the_first_engine_call_is_small_and_progress_follows_each_call():
             return super().generate(chats, schemas=schemas, params=params)
 
     engine, steps = CallLevel(), []
-    users = tag_users(many_docs(40), engine, prompts.load("tag"), params=GenerationParams(max_tokens=50),
-                      cache=ResultCache(None), on_batch=steps.append, call_seconds=30)
+    users = tag_users(many_docs(40), engine, prompts.load("tag"), options(call_seconds=30),
+                      cache=ResultCache(None), on_batch=steps.append)
     assert all(u.status == "tagged" for u in users)
     assert len(engine.calls[0]) == 16 and steps[0] == 16  # progress before the batch of 40 is done
     assert sum(steps) == 40 and [len(c) for c in engine.calls] == steps
@@ -175,13 +179,13 @@ def test_progress_follows_each_answer_inside_one_batched_call(tmp_path):
     per user while the whole batch still goes to it in one call, and answers are cached."""
     engine, steps = FakeEngine(), []
     cache = ResultCache(tmp_path / "c.sqlite")
-    users = tag_users(many_docs(40), engine, prompts.load("tag"), params=GenerationParams(max_tokens=50),
+    users = tag_users(many_docs(40), engine, prompts.load("tag"), options(),
                       cache=cache, on_batch=steps.append)
     assert all(u.status == "tagged" for u in users)
     assert [len(c) for c in engine.calls] == [40]
     assert steps == [1] * 40
     again, steps_again = FakeEngine(), []
-    tag_users(many_docs(40), again, prompts.load("tag"), params=GenerationParams(max_tokens=50),
+    tag_users(many_docs(40), again, prompts.load("tag"), options(),
               cache=cache, on_batch=steps_again.append)
     assert again.calls == [] and steps_again == [40]  # all cached: one step
 
@@ -201,8 +205,8 @@ def test_vllm_progress_hook_counts_finished_requests_only():
 def test_an_engine_that_wants_whole_batches_gets_one_call():
     engine = FakeEngine()
     engine.whole_batches = True  # as RayEngine: every call starts its replicas
-    tag_users(many_docs(40), engine, prompts.load("tag"), params=GenerationParams(max_tokens=50), cache=ResultCache(None),
-              call_seconds=30)
+    tag_users(many_docs(40), engine, prompts.load("tag"), options(call_seconds=30),
+              cache=ResultCache(None))
     assert [len(c) for c in engine.calls] == [40]
 
 
@@ -228,9 +232,10 @@ def test_paced_calls_report_progress_and_cache_each_call_before_a_failure(tmp_pa
     cache, steps = ResultCache(tmp_path / "c.sqlite"), []
     pacer = Pacer(target_s=4, first=4, most=256, clock=StepClock(1.0))  # each call measures 1 s
     with pytest.raises(EngineDown):
-        run_structured(DiesOnThirdCall(), chats, LLMSegmentName, lambda i, a: a.label, params=GenerationParams(),
-                       cache=cache, on_batch=steps.append, pacer=pacer)
+        run_structured(DiesOnThirdCall(), chats, LLMSegmentName, lambda i, a: a.label,
+                       StructuredSettings(params=GenerationParams(), on_batch=steps.append, pacer=pacer), cache=cache)
     assert steps == [4, 16]  # 4 requests in 1 s and 4 s wanted per call: the second call asks 16
     again = FakeEngine()
-    outcomes = run_structured(again, chats, LLMSegmentName, lambda i, a: a.label, params=GenerationParams(), cache=cache)
+    outcomes = run_structured(again, chats, LLMSegmentName, lambda i, a: a.label,
+                              StructuredSettings(params=GenerationParams()), cache=cache)
     assert all(o.value for o in outcomes) and [len(c) for c in again.calls] == [20]  # the 20 cached are not asked again

@@ -62,11 +62,6 @@ class Segmentation:
 def segment_users(
     data: pd.DataFrame | str | Path,
     *,
-    user_col: str = "user_id",
-    text_col: str = "text",
-    time_col: str | None = None,
-    item_col: str | None = None,
-    engine: str = "vllm",
     out: Path | str | None = None,
     force: bool = False,
     report: bool = True,
@@ -76,15 +71,15 @@ def segment_users(
 ) -> Segmentation:
     """Run the pipeline on a DataFrame (one row per comment) or a file, like `tagger segment`.
 
-    `options` are the other RunConfig settings (model, embedder, tag_mode, prompts, tag_weight,
-    min_segment_size, doc_tokens, max_users, seed, ...). With `out`, the run folder is written
+    `options` are RunConfig's settings: user_col ("user_id"), text_col ("text"), time_col,
+    item_col, engine ("vllm"), model, embedder, tag_mode, prompts, tag_weight, min_segment_size,
+    doc_tokens, max_users, seed, ... With `out`, the run folder is written
     as by the CLI. Pass `llm` (an engine) or `encoder` to reuse models already loaded.
     """
     from tagger.config import make_config
-    from tagger.pipeline import segment
+    from tagger.run.segment import segment
 
-    config = make_config(user_col=user_col, text_col=text_col, time_col=time_col, item_col=item_col,
-                         engine=engine, **options)
+    config = make_config(**options)
     source = data if isinstance(data, pd.DataFrame) else Path(data)
     result = segment(source, config, out=Path(out) if out is not None else None, force=force,
                      engine=llm, encoder=encoder, report=report)

@@ -10,6 +10,12 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 
 from tagger.errors import ConfigError
 
+# The names tagger.llm.base.ENGINES registers (tests/test_config.py checks that they agree).
+EngineName = Literal["vllm", "openai", "fake", "ray"]
+TagMode = Literal["grounded", "free"]
+# The periods tagger.lifecycle.drift.PERIODS maps to pandas frequencies.
+Period = Literal["day", "week", "month", "quarter", "year"]
+
 
 class RunConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -24,9 +30,9 @@ class RunConfig(BaseModel):
     max_comments_per_user: int | None = Field(default=None, ge=1, description="read only each user's newest N comments")
     keep_quotes: bool = Field(default=False, description="keep text quoted from others ('>' lines, 'X writes:')")
     # model
-    engine: str = "vllm"
-    tag_mode: str = Field(default="grounded", pattern="^(grounded|free)$",
-                          description="grounded: pick from the user's own phrases; free: write tags + quotes")
+    engine: EngineName = "vllm"
+    tag_mode: TagMode = Field(default="grounded",
+                              description="grounded: pick from the user's own phrases; free: write tags + quotes")
     model: str = "embedded"
     base_url: str | None = None
     # --engine openai: requests in flight, seconds per request; the key never reaches run.json
@@ -73,8 +79,7 @@ class RunConfig(BaseModel):
     # lasting segments
     stability: int = Field(default=0, ge=0, le=50, description="rerun clustering with N seeds and report ARI (0 = off)")
     stability_sample: float = Field(default=0.9, gt=0.0, le=1.0, description="share of users each stability rerun sees")
-    period: str = Field(default="month", pattern="^(day|week|month|quarter|year)$",
-                        description="with time_col: segment shares per period")
+    period: Period = Field(default="month", description="with time_col: segment shares per period")
     # naming
     taxonomy: str = Field(default="iab", description="names' vocabulary: iab, none, or a .tsv/.toml file")
     audience: str = Field(default="people", description="who the users are in names and descriptions "
@@ -83,12 +88,13 @@ class RunConfig(BaseModel):
     redact_pii: bool = False
     k_anonymity: int = Field(default=1, ge=1, description="segments smaller than this are not named")
 
-    @field_validator("engine")
+    # Before the Literal check, so an unknown name gets this message rather than pydantic's.
+    @field_validator("engine", mode="before")
     @classmethod
-    def _known_engine(cls, value: str) -> str:
+    def _known_engine(cls, value: object) -> object:
         from tagger.llm.base import ENGINES
 
-        if value not in ENGINES:
+        if isinstance(value, str) and value not in ENGINES:
             raise ValueError(f"unknown engine '{value}', choose one of: {', '.join(ENGINES)}")
         return value
 

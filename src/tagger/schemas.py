@@ -2,7 +2,15 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+# The segment id of a user in no segment (noise kept out, an outlier, or no vector at all).
+NO_SEGMENT = -1
+# How a user got their segment: the clustering itself, the nearest centroid, none (noise or
+# outlier at placement), or no vector to place (no tags and no usable text).
+AssignedBy = Literal["cluster", "nearest", "noise", "outlier", "unsegmented"]
 
 MAX_TAGS = 4
 MAX_TAG_CHARS = 32

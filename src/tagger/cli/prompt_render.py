@@ -40,9 +40,11 @@ def render_tag_request(name: str, data_file: str, user_id: str, prompts: Path | 
     from tagger.cache import ResultCache
     from tagger.config import make_config
     from tagger.paths import demo_file
-    from tagger.pipeline import engine_model, fit_candidates, load_documents, previous_candidates, prompt_counter
+    from tagger.llm.models import engine_model, prompt_counter
+    from tagger.pipeline import fit_candidates, load_documents
+    from tagger.run.segment import previous_candidates
     from tagger.stages.excerpts import PromptFiller
-    from tagger.stages.tagging import tag_users
+    from tagger.stages.tagging import TagOptions, tag_users
 
     if name not in MODES_BY_TEMPLATE:
         raise ConfigError(f"cannot render '{name}' for a user; tagging uses: {', '.join(MODES_BY_TEMPLATE)} "
@@ -71,9 +73,10 @@ def render_tag_request(name: str, data_file: str, user_id: str, prompts: Path | 
     params = GenerationParams(max_tokens=config.max_tokens, temperature=config.temperature, seed=config.seed)
     previous = previous_candidates(config) if config.tag_mode == "grounded" else None
     extractor = fit_candidates(config, [d.text for d in documents], previous)
-    tagged = tag_users(documents, engine, template, params=params, cache=ResultCache(None),
-                       mode=config.tag_mode, batch_size=max(len(documents), 1), extractor=extractor,
-                       filler=PromptFiller(prompt_counter(config, engine_model(config)), config.doc_tokens))
+    filler = PromptFiller(prompt_counter(config.engine, engine_model(config.engine, config.model)), config.doc_tokens)
+    options = TagOptions(params, mode=config.tag_mode, batch_size=max(len(documents), 1), extractor=extractor,
+                         filler=filler)
+    tagged = tag_users(documents, engine, template, options, cache=ResultCache(None))
     askable = [i for i, user in enumerate(tagged) if user.attempts > 0]
     at = index[str(user_id)]
     if at not in askable:
@@ -86,7 +89,7 @@ def render_tag_request(name: str, data_file: str, user_id: str, prompts: Path | 
 def render_naming_request(run_dir: Path, segment_ref: str, prompts: Path | None = None) -> dict[str, Any]:
     """{messages, schema} of the naming request for one segment of a run (as `rename` would send)."""
     from tagger.cache import ResultCache
-    from tagger.stages.naming import NAMING_MAX_TOKENS, name_segments
+    from tagger.stages.naming import NAMING_MAX_TOKENS, NamingOptions, name_segments
     from tagger.run.load import load_run
 
     run = load_run(run_dir)
@@ -99,8 +102,8 @@ def render_naming_request(run_dir: Path, segment_ref: str, prompts: Path | None 
     engine = CapturingEngine()
     params = GenerationParams(max_tokens=NAMING_MAX_TOKENS, temperature=config.get("temperature", 0.0),
                               seed=config.get("seed", 0))
-    name_segments(run.profiles, engine, template, params=params, cache=ResultCache(None),
-                  language=run.summary.get("language", "en"))
+    name_segments(run.profiles, engine, template, NamingOptions(params, language=run.summary.get("language", "en")),
+                  cache=ResultCache(None))
     chats, schemas = engine.calls[0]
     k = askable.index(seg)
     return {"template": str(template.path), "messages": chats[k], "schema": schemas[k]}

@@ -48,8 +48,7 @@ DEMO = "demo"
 @click.option("--k-anonymity", type=int, help="segments with fewer users are not named or described [1]")
 @click.option("--quiet", is_flag=True, help="no progress output (bars on a terminal, plain lines otherwise)")
 @verbose_option
-def command(source, out, force, config_file, keep_noise, no_cache, redact_pii, no_report=False, quiet=False,
-            verbose=False, **options) -> None:
+def command(source, out, force, config_file, **options) -> None:
     """Tag each user's comments with the LLM, cluster users, and name the segments.
 
     FILE is a CSV, Parquet or JSONL file with one row per comment, or 'demo' for the
@@ -57,27 +56,29 @@ def command(source, out, force, config_file, keep_noise, no_cache, redact_pii, n
     """
     from tagger import logs
 
-    logs.configure(verbose)  # before the pipeline imports the libraries
-    from tagger.pipeline import segment
+    flags = {name: options.pop(name, False) for name in ("keep_noise", "no_cache", "redact_pii", "no_report",
+                                                          "quiet", "verbose")}
+    logs.configure(flags["verbose"])  # before the pipeline imports the libraries
+    from tagger.run.segment import segment
     from tagger.progress import make_reporter
     from tagger.run.report_text import print_segments
 
     values = load_config_file(config_file) if config_file else {}
     values.update({k: v for k, v in options.items() if v is not None})
-    if no_cache:
+    if flags["no_cache"]:
         values["cache"] = False
-    if keep_noise:
+    if flags["keep_noise"]:
         values["assign_noise"] = False
-    if redact_pii:
+    if flags["redact_pii"]:
         values["redact_pii"] = True
     if source == DEMO:
         source = str(demo_file())
         values.setdefault("time_col", "timestamp_ms")
         values.setdefault("item_col", "product")
     config = make_config(**values)
-    reporter = make_reporter(quiet=quiet)
+    reporter = make_reporter(quiet=flags["quiet"])
     try:
-        result = segment(Path(source), config, out=out, force=force, reporter=reporter, report=not no_report)
+        result = segment(Path(source), config, out=out, force=force, reporter=reporter, report=not flags["no_report"])
     finally:
         reporter.close()
     print_segments(result)

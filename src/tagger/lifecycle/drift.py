@@ -20,8 +20,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from tagger.config import Period
 from tagger.errors import ConfigError, ModelError
 from tagger.lifecycle.segment_model import current_names, load_model
+from tagger.stages.data import to_datetime
 from tagger.vectors import unit_rows
 
 PERIODS = {"day": "D", "week": "W", "month": "M", "quarter": "Q", "year": "Y"}
@@ -31,18 +33,8 @@ MOVED_SIMILARITY = 0.75
 MOVED_SHARE = 0.05
 
 
-def to_datetime(values: pd.Series) -> pd.Series:
-    """Timestamps from numbers (seconds, ms, us or ns since 1970, by magnitude) or date strings."""
-    numeric = pd.to_numeric(values, errors="coerce")
-    if numeric.notna().mean() > 0.9:
-        scale = numeric.abs().median()
-        unit = "ns" if scale > 1e17 else "us" if scale > 1e14 else "ms" if scale > 1e11 else "s"
-        return pd.to_datetime(numeric, unit=unit, errors="coerce", utc=True)
-    return pd.to_datetime(values, errors="coerce", utc=True, format="mixed")
-
-
 def shares_by_period(
-    activity: pd.DataFrame, segment_of: dict[str, int], names: dict[int, str], *, period: str = "month", top: int = 3,
+    activity: pd.DataFrame, segment_of: dict[str, int], names: dict[int, str], *, period: Period = "month", top: int = 3,
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
     """`activity` has columns user_id, time (one row per comment). Returns the long table
     (period, segment_id, segment_name, users, active_users, share) and a summary."""

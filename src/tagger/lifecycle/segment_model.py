@@ -11,7 +11,7 @@ that `load_clusterer` refuses when the library versions differ. Placement itself
 | `pca_components.npy`, `pca_mean.npy` | the PCA the clusterer saw (absent when there was no reduction) |
 | `centroids.npy` | unit segment centroids in the full embedding space, row = segment id |
 | `user_mean.npy` | mean user vector (drift compares centroids relative to it) |
-| `members_reduced.npy`, `members_label.npy` | reduced vectors and labels of the users HDBSCAN clustered (not noise) |
+| `members_reduced.npy`, `members_label.npy` | reduced vectors and labels of the users the clustering placed itself (not noise) |
 | `members_radius.npy` | per member, the distance to its nearest fellow member (how close a new user must come) |
 | `member_centroids.npy` | centroids of the clustered users alone: noise joined the nearest of these in training |
 | `segments.json` | per segment: name, size, radius (loosest member link), strength floor |
@@ -33,6 +33,7 @@ import numpy as np
 
 from tagger.stages.candidates import CandidateExtractor
 from tagger.stages.canon import singular
+from tagger.stages.clustering import Segmenter
 from tagger.errors import ModelError
 from tagger.vectors import unit_rows
 
@@ -79,11 +80,17 @@ class SegmentModel:
     singulars: list[str] = field(default_factory=list)
     path: Path | None = None
 
-    def reduce(self, vectors: np.ndarray) -> np.ndarray:
-        vectors = _unit(vectors)
-        if self.pca_components is None:
-            return vectors
-        return _unit((vectors - self.pca_mean) @ self.pca_components.T)
+    def segmenter(self, assign_noise: bool | None = None) -> Segmenter:
+        """The fitted segmentation this model saved, ready to `place` new users."""
+        noise = self.manifest.get("assign_noise", True) if assign_noise is None else assign_noise
+        segmenter = Segmenter(assign_noise=bool(noise))
+        segmenter.centroids_ = _unit(self.centroids)
+        segmenter.pca_components_, segmenter.pca_mean_ = self.pca_components, self.pca_mean
+        segmenter.members_reduced_, segmenter.members_label_ = self.members_reduced, self.members_label
+        segmenter.members_radius_, segmenter.member_centroids_ = self.members_radius, self.member_centroids
+        segmenter.strength_floor_ = np.array([s["strength_floor"] for s in self.segments])
+        segmenter.user_mean_ = self.user_mean
+        return segmenter
 
     def extractor(self) -> CandidateExtractor:
         """A candidate extractor with the training document frequencies, so a user seen in
@@ -104,51 +111,36 @@ class SegmentModel:
         return {s["segment_id"]: s["name"] for s in self.segments}
 
 
-def build_model(
-    *,
-    vectors: np.ndarray,
-    labels: np.ndarray,
-    strengths: np.ndarray,
-    assigned_by: np.ndarray,
-    centroids: np.ndarray,
-    reducer: Any,
-    names: dict[int, str],
-    extractor: CandidateExtractor | None,
-    manifest: dict[str, Any],
-) -> SegmentModel:
-    """From the clustering stage's outputs for the users that have a vector (rows aligned)."""
-    vectors = _unit(vectors)
-    components = mean = None
-    # A linear reducer (PCA) is saved as arrays; a non-linear one (UMAP) is not portable, so
-    # placement then compares users with members in the full embedding space.
-    if reducer is not None and hasattr(reducer, "components_") and hasattr(reducer, "mean_"):
-        components = np.asarray(reducer.components_, np.float32)
-        mean = np.asarray(reducer.mean_, np.float32)
-    manifest = {**manifest, "placement_space": "pca" if components is not None else "full",
+def build_model(segmenter: Segmenter, *, names: dict[int, str], extractor: CandidateExtractor | None,
+                manifest: dict[str, Any]) -> SegmentModel:
+    """The saved form of a fitted Segmenter (its users with a vector)."""
+    reducer = segmenter.reducer_
+    manifest = {**manifest, "placement_space": "pca" if segmenter.pca_components_ is not None else "full",
                 "reducer": type(reducer).__name__ if reducer is not None else None}
-    model = SegmentModel(centroids=_unit(centroids), members_reduced=np.zeros((0, 1), np.float32),
-                         members_label=np.zeros(0, np.int64), segments=[], manifest=dict(manifest),
-                         pca_components=components, pca_mean=mean, user_mean=vectors.mean(axis=0))
-    members = (np.asarray(assigned_by) == "cluster") & (labels >= 0)
-    reduced = model.reduce(vectors[members]) if members.any() else np.zeros((0, 1), np.float32)
-    model.members_reduced, model.members_label = reduced.astype(np.float32), labels[members].astype(np.int64)
-    model.members_radius = np.zeros(len(reduced), np.float32)
-    model.member_centroids = _unit(centroids).copy()
+    members_label = segmenter.members_label_
+    usable = segmenter.assigned_by_ != "unsegmented"
+    labels, strengths = segmenter.labels_[usable], segmenter.strengths_[usable]
     segments = []
-    for sid in range(len(centroids)):
-        own = model.members_label == sid
-        if own.any():
-            model.members_radius[own] = _nearest_fellow(reduced[own])
-            model.member_centroids[sid] = _unit(vectors[members][own].sum(axis=0))
+    for sid in range(len(segmenter.centroids_)):
+        own, mine = members_label == sid, labels == sid
         segments.append({
             "segment_id": sid,
             "name": names.get(sid, f"segment {sid}"),
-            "size": int((labels == sid).sum()),
+            "size": int(mine.sum()),
             "members": int(own.sum()),
-            "radius": float(model.members_radius[own].max()) if own.any() else 0.0,
-            "strength_floor": float(strengths[labels == sid].min()) if (labels == sid).any() else 1.0,
+            "radius": float(segmenter.members_radius_[own].max()) if own.any() else 0.0,
+            "strength_floor": float(strengths[mine].min()) if mine.any() else 1.0,
         })
-    model.segments = segments
+    model = SegmentModel(centroids=_unit(segmenter.centroids_), members_reduced=segmenter.members_reduced_,
+                         members_label=members_label, segments=segments, manifest=dict(manifest),
+                         members_radius=segmenter.members_radius_, member_centroids=segmenter.member_centroids_,
+                         pca_components=segmenter.pca_components_, pca_mean=segmenter.pca_mean_,
+                         user_mean=segmenter.user_mean_)
+    _add_candidates(model, extractor)
+    return model
+
+
+def _add_candidates(model: SegmentModel, extractor: CandidateExtractor | None) -> None:
     if extractor is not None:
         kept = sorted(((p, c) for p, c in extractor.df_.items() if c >= 2), key=lambda pc: (-pc[1], pc[0]))
         model.document_frequencies = dict(kept[:MAX_DF_PHRASES])
@@ -160,19 +152,6 @@ def build_model(
                                         "stop_phrases": sorted(getattr(extractor, "stop_", ()))}
     else:
         model.manifest["candidates"] = {"per_user": 20, "n_documents": 0, "phrases": 0, "truncated": False}
-    return model
-
-
-def _nearest_fellow(points: np.ndarray) -> np.ndarray:
-    """Each member's distance to its nearest fellow member of the same segment: a local
-    density scale, like HDBSCAN's core distance with one neighbour. A tree keeps it
-    n log n for segments of a million users."""
-    if len(points) < 2:
-        return np.zeros(len(points), np.float32)
-    from sklearn.neighbors import NearestNeighbors
-
-    distances, _ = NearestNeighbors(n_neighbors=2).fit(points).kneighbors(points)
-    return distances[:, 1].astype(np.float32)
 
 
 def embedder_fingerprint(encoder) -> list[list[float]]:
@@ -231,9 +210,7 @@ def load_model(run_dir: Path) -> SegmentModel:
         arrays = {name: np.load(folder / name, allow_pickle=False) for name in manifest["files"] if name.endswith(".npy")}
         segments = json.loads((folder / "segments.json").read_text(encoding="utf-8"))
         frequencies = json.loads((folder / "document_frequencies.json").read_text(encoding="utf-8"))
-        # absent in models saved before it was added: those merge plurals by the frequencies alone
-        singulars = (json.loads((folder / "singulars.json").read_text(encoding="utf-8"))
-                     if "singulars.json" in manifest["files"] else [])
+        singulars = json.loads((folder / "singulars.json").read_text(encoding="utf-8"))
     except (OSError, ValueError, KeyError) as exc:
         raise ModelError(f"segment model in {run_dir} is incomplete ({type(exc).__name__}: {exc}); "
                          "rerun `tagger segment`") from None
@@ -275,10 +252,10 @@ def load_clusterer(model: SegmentModel):
     return pickle.loads((model.path / info["file"]).read_bytes())
 
 
-def model_for_run(*, summary: dict[str, Any], config, vectors: np.ndarray, labels: np.ndarray, strengths: np.ndarray,
-                  assigned_by: np.ndarray, centroids: np.ndarray, segmenter, names: dict[int, str],
+def model_for_run(segmenter: Segmenter, *, summary: dict[str, Any], config, names: dict[int, str],
                   extractor: CandidateExtractor | None, encoder) -> SegmentModel:
-    """The pipeline's clustering outputs (rows = users with a vector) → a SegmentModel."""
+    """A run's fitted segmentation, settings and summary → the SegmentModel to save."""
+    centroids = np.asarray(segmenter.centroids_)
     manifest = {
         "tagger_version": summary.get("tagger_version"),
         "model": summary.get("model"),
@@ -291,11 +268,9 @@ def model_for_run(*, summary: dict[str, Any], config, vectors: np.ndarray, label
         "assign_noise": config.assign_noise,
         "prompts": {name: p["sha256"] for name, p in (summary.get("prompts") or {}).items()},
         "packages": summary.get("packages", {}),
-        "users": int(len(vectors)),
+        "users": int((segmenter.assigned_by_ != "unsegmented").sum()),
     }
-    return build_model(vectors=vectors, labels=labels, strengths=strengths, assigned_by=assigned_by,
-                       centroids=centroids, reducer=getattr(segmenter, "reducer_", None), names=names,
-                       extractor=extractor, manifest=manifest)
+    return build_model(segmenter, names=names, extractor=extractor, manifest=manifest)
 
 
 def current_names(run_dir: Path, model: SegmentModel) -> dict[int, str]:

@@ -16,6 +16,8 @@ from itertools import combinations
 from typing import Any
 
 import numpy as np
+
+from tagger.stages.clustering import Segmenter
 import pandas as pd
 
 UNSTABLE_JACCARD = 0.6
@@ -96,17 +98,12 @@ def stability(
     return summary, table
 
 
-def stability_for_run(config, vectors: np.ndarray, labels: np.ndarray, names: dict[int, str], segmenter=None):
+def stability_for_run(config, vectors: np.ndarray, labels: np.ndarray, names: dict[int, str],
+                      segmenter: Segmenter | None = None):
     """Reruns the run's Segmenter, with every parameter it had but the seed, `config.stability`
     times in all (main run included)."""
-    import inspect
-
-    from tagger.stages.clustering import Segmenter
-
-    params = {}
-    if segmenter is not None:
-        names_ = [p for p in inspect.signature(Segmenter.__init__).parameters if p not in ("self", "seed")]
-        params = {p: getattr(segmenter, p) for p in names_ if hasattr(segmenter, p)}
+    params = (segmenter or Segmenter()).get_params()
+    params.pop("seed")
 
     def fit(part: np.ndarray, seed: int) -> np.ndarray:
         return Segmenter(**params, seed=seed).fit(part).labels_

@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
-from collections.abc import Sequence
-from typing import Any, Protocol, runtime_checkable
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from tagger.errors import ConfigError
 
 Messages = list[dict[str, str]]
+S = TypeVar("S")
 
 
 class GenerationParams(BaseModel):
@@ -66,3 +68,10 @@ def create_engine(name: str, **options: Any) -> Engine:
     module_name, _, class_name = ENGINES[name].partition(":")
     module = importlib.import_module(module_name)
     return getattr(module, class_name)(**options)
+
+
+def settings_from(kind: type[S], options: Mapping[str, Any]) -> S:
+    """An engine's settings dataclass from the `create_engine` keywords it names; the rest are
+    ignored, since callers pass every engine the same keywords (concurrency, api_key, ...)."""
+    names = {f.name for f in dataclasses.fields(kind)}  # type: ignore[arg-type]
+    return kind(**{k: v for k, v in options.items() if k in names})

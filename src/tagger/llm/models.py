@@ -42,3 +42,16 @@ def token_counter(model: str) -> Callable[[Sequence[str]], list[int]]:
 def word_counter(texts: Sequence[str]) -> list[int]:
     """A model-free stand-in (tests, fake engine): roughly tokens for English, chars for CJK."""
     return [max(len(t.split()), len(t) // 3) + 1 for t in texts]
+
+
+def engine_model(engine: str, model: str) -> str:
+    """What `engine` loads for `--model`: the embedded model's folder, a local folder, or the name as given."""
+    return resolve_model(model) if engine in ("vllm", "ray") or Path(model).exists() else model
+
+
+def prompt_counter(engine: str, model: str) -> Callable[[Sequence[str]], list[int]]:
+    """Counts prompt tokens like the engine's model does (a word count for the fake engine)."""
+    if engine == "fake" or (engine == "openai" and not Path(model).exists()):
+        # A served model name need not be a hub id, and looking it up would wait on the network.
+        return word_counter
+    return token_counter(model)

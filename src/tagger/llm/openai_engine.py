@@ -14,31 +14,37 @@ import threading
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
 
 from tagger.errors import ConfigError, EngineDown, ModelError
-from tagger.llm.base import Completion, GenerationParams, Messages
+from tagger.llm.base import Completion, GenerationParams, Messages, settings_from
 
 RETRY_STATUS = {429, 500, 502, 503, 504}
 
 
+@dataclass(frozen=True)
+class OpenAISettings:
+    """The keywords of `create_engine("openai", model=..., ...)`; timeout and backoff in seconds."""
+
+    base_url: str | None = None
+    seed: int = 0
+    api_key: str | None = None
+    concurrency: int = 8
+    timeout: float = 120.0
+    retries: int = 4
+    backoff: float = 0.5
+
+
 class OpenAIEngine:
-    def __init__(
-        self,
-        model: str,
-        *,
-        base_url: str | None = None,
-        seed: int = 0,
-        api_key: str | None = None,
-        concurrency: int = 8,
-        timeout: float = 120.0,
-        retries: int = 4,
-        backoff: float = 0.5,
-        **_: Any,
-    ):
+    def __init__(self, model: str, **options: Any):
+        """`options`: the fields of OpenAISettings; others are ignored."""
+        settings = settings_from(OpenAISettings, options)
+        base_url, concurrency, timeout, retries = (settings.base_url, settings.concurrency, settings.timeout,
+                                                   settings.retries)
         if not base_url:
             raise ConfigError("--engine openai needs --base-url, e.g. --base-url http://127.0.0.1:8000/v1")
         if not base_url.startswith(("http://", "https://")):
@@ -47,12 +53,12 @@ class OpenAIEngine:
             raise ConfigError("--concurrency must be >= 1 and --timeout > 0")
         self.model_id = str(model)
         self.base_url = base_url.rstrip("/")
-        self.seed = seed
+        self.seed = settings.seed
         self.concurrency = concurrency
         self.retries = retries
-        self.backoff = backoff
+        self.backoff = settings.backoff
         self.options = {"base_url": self.base_url, "concurrency": concurrency, "timeout_s": timeout, "retries": retries}
-        key = api_key or os.environ.get("TAGGER_API_KEY") or os.environ.get("OPENAI_API_KEY")
+        key = settings.api_key or os.environ.get("TAGGER_API_KEY") or os.environ.get("OPENAI_API_KEY")
         headers = {"Authorization": f"Bearer {key}"} if key else {}
         self._client = httpx.Client(
             base_url=self.base_url + "/", headers=headers,

@@ -20,10 +20,11 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from tagger.errors import ConfigError, ModelError
-from tagger.llm.base import ENGINES, Completion, GenerationParams, Messages
+from tagger.llm.base import ENGINES, Completion, GenerationParams, Messages, settings_from
 
 
 class _Replica:
@@ -52,37 +53,44 @@ def _env(name: str, default: Any, kind=str):
         raise ConfigError(f"{name}={value!r} is not a valid {kind.__name__}; fix or unset it") from None
 
 
+@dataclass(frozen=True)
+class RaySettings:
+    """The keywords of `create_engine("ray", model=..., ...)`; None takes the TAGGER_RAY_* variable.
+
+    seed, base_url and (for vllm) engine_options go to every replica's engine.
+    """
+
+    seed: int = 0
+    base_url: str | None = None
+    inner: str | None = None
+    replicas: int | None = None
+    address: str | None = None
+    cpus_per_replica: float | None = None
+    gpus_per_replica: float | None = None
+    batch_size: int | None = None
+    engine_options: dict[str, Any] | None = None
+    object_store_mb: int = 256
+
+
 class RayEngine:
     # Every call starts the replicas: tagging must not split a batch into paced calls.
     whole_batches = True
 
-    def __init__(
-        self,
-        model: str,
-        *,
-        seed: int = 0,
-        base_url: str | None = None,
-        inner: str | None = None,
-        replicas: int | None = None,
-        address: str | None = None,
-        cpus_per_replica: float | None = None,
-        gpus_per_replica: float | None = None,
-        batch_size: int | None = None,
-        engine_options: dict[str, Any] | None = None,
-        object_store_mb: int = 256,
-        **_: Any,
-    ):
+    def __init__(self, model: str, **options: Any):
+        """`options`: the fields of RaySettings; others are ignored."""
         try:
             import ray
         except ImportError:
             raise ModelError("Ray is not installed; pip install 'tagger[dist]' (or choose --engine vllm)") from None
-        self.inner = inner or _env("TAGGER_RAY_INNER", "vllm")
+        settings = settings_from(RaySettings, options)
+        self.inner = settings.inner or _env("TAGGER_RAY_INNER", "vllm")
         if self.inner not in ENGINES or self.inner == "ray":
             raise ConfigError(f"TAGGER_RAY_INNER must be one of: {', '.join(e for e in ENGINES if e != 'ray')}")
-        self.replicas = replicas or _env("TAGGER_RAY_REPLICAS", 1, int)
-        self.cpus = cpus_per_replica if cpus_per_replica is not None else _env("TAGGER_RAY_CPUS_PER_REPLICA", 1.0, float)
-        self.gpus = gpus_per_replica if gpus_per_replica is not None else _env("TAGGER_RAY_GPUS_PER_REPLICA", 0.0, float)
-        self.batch_size = batch_size or _env("TAGGER_RAY_BATCH", 64, int)
+        self.replicas = settings.replicas or _env("TAGGER_RAY_REPLICAS", 1, int)
+        cpus, gpus = settings.cpus_per_replica, settings.gpus_per_replica
+        self.cpus = cpus if cpus is not None else _env("TAGGER_RAY_CPUS_PER_REPLICA", 1.0, float)
+        self.gpus = gpus if gpus is not None else _env("TAGGER_RAY_GPUS_PER_REPLICA", 0.0, float)
+        self.batch_size = settings.batch_size or _env("TAGGER_RAY_BATCH", 64, int)
         if self.replicas < 1 or self.batch_size < 1:
             raise ConfigError("Ray replicas and batch size must be >= 1")
         if self.inner == "vllm" and model == "embedded":
@@ -92,10 +100,10 @@ class RayEngine:
 
             model = resolve_model(model)
         self.model_id = str(model)
-        self._options = {"model": str(model), "seed": seed, "base_url": base_url,
-                         "engine_options": engine_options} if self.inner == "vllm" else \
-                        {"model": str(model), "seed": seed, "base_url": base_url}
-        address = address or _env("TAGGER_RAY_ADDRESS", None)
+        self._options = {"model": str(model), "seed": settings.seed, "base_url": settings.base_url}
+        if self.inner == "vllm":
+            self._options["engine_options"] = settings.engine_options
+        address = settings.address or _env("TAGGER_RAY_ADDRESS", None)
         self._own_cluster = False
         if not ray.is_initialized():
             if address:
@@ -103,7 +111,7 @@ class RayEngine:
             else:
                 # A local cluster bounded to what this machine can spare.
                 ray.init(num_cpus=max(1, int(round(self.cpus * self.replicas))), num_gpus=int(self.gpus * self.replicas),
-                         object_store_memory=object_store_mb * 2**20, include_dashboard=False,
+                         object_store_memory=settings.object_store_mb * 2**20, include_dashboard=False,
                          log_to_driver=False, configure_logging=False)
                 self._own_cluster = True
         self.options = {"inner": self.inner, "replicas": self.replicas, "cpus_per_replica": self.cpus,

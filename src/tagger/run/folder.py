@@ -10,7 +10,6 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 
 from tagger.errors import OutputError
@@ -86,22 +85,3 @@ def _alive(pid: int) -> bool:
     except PermissionError:
         return True
     return pid != os.getpid()
-
-
-def users_frame(documents, tagged, labels: np.ndarray, strengths: np.ndarray, assigned_by, names: dict[int, str],
-                has_vector: np.ndarray, missing_name: str) -> pd.DataFrame:
-    """The users table of a run folder (`segment` and `assign` alike). A user without a vector
-    gets no segment name at all; one in no named segment (noise kept out) gets `missing_name`."""
-    from tagger.stages.embedding import unsegmented_reasons
-
-    return pd.DataFrame({
-        "user_id": [d.user_id for d in documents],
-        "segment_id": labels.astype(int),
-        "segment_name": [names.get(int(x), missing_name) if has else "" for x, has in zip(labels, has_vector)],
-        "strength": np.round(strengths, 4),
-        "assigned_by": list(assigned_by),
-        "status": [u.status for u in tagged],
-        "tags": [[t.tag for t in u.tags] for u in tagged],
-        "error": [u.error for u in tagged],
-        "reason": unsegmented_reasons(tagged, documents, has_vector),
-    })

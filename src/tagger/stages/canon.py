@@ -14,9 +14,10 @@ import re
 from collections.abc import Collection, Iterable
 from functools import cache
 
+# Han only, not kana: these paths hand Chinese text to jieba, and any other text is read as English.
+from tagger.text import han_runs, has_han
+
 _WORD = re.compile(r"[a-z][a-z'-]*[a-z]|[a-z]")
-_CJK_RUN = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]+")
-_CJK = re.compile(r"[\u3400-\u9fff\uf900-\ufaff]")
 _SPLIT = re.compile(r"[.!?;,:()\"\n]")
 
 STOPWORDS = frozenset("""
@@ -61,7 +62,7 @@ def singular(word: str) -> str:
 
 def canonical(phrase: str, known: Collection[str]) -> str:
     """One form per concept: each plural word → its singular when `known` holds that singular."""
-    if _CJK.search(phrase):
+    if has_han(phrase):
         return phrase
     out = []
     for word in phrase.split():
@@ -95,7 +96,7 @@ def used_as_verbs(words: Collection[str], texts: Iterable[str]) -> set[str]:
     """The English `words` the texts use more often as verbs than as nouns, judged by the word
     before each use. On the demo: "wait" 12 verb uses / 0 noun uses, "watch" 24 / 5, "play" 28 / 1,
     but "bowl" 0 / 7, "case" 0 / 50, "sound" 5 / 31. A word without such a neighbour is not judged."""
-    words = {w for w in words if not _CJK.search(w)}
+    words = {w for w in words if not has_han(w)}
     verb: dict[str, int] = dict.fromkeys(words, 0)
     noun = dict(verb)
     if not words:
@@ -126,7 +127,7 @@ def chinese_words(text: str) -> list[str]:
     """jieba words of two or more Chinese characters, function words excluded."""
     jieba = _jieba()
     words = []
-    for run in _CJK_RUN.findall(text):
+    for run in han_runs(text):
         words += [w for w in jieba.lcut(run) if len(w) >= 2 and w not in ZH_STOPWORDS]
     return words
 
@@ -148,7 +149,7 @@ def chinese_noun(phrase: str) -> bool:
 
 def surface_phrases(text: str) -> list[str]:
     """Words (3+ letters) and consecutive two-word phrases, stopwords excluded; Chinese words."""
-    out = chinese_words(text) if _CJK.search(text) else []
+    out = chinese_words(text) if has_han(text) else []
     for sentence in _SPLIT.split(text.lower()):
         words = _WORD.findall(sentence)
         for i, word in enumerate(words):

@@ -1,37 +1,39 @@
-"""User vectors → segments: PCA, then HDBSCAN, then an explicit policy for noise users.
+"""User vectors → segments, and new users → those segments.
 
-sklearn-style: `__init__` stores parameters, `fit` sets attributes ending in `_`.
-HDBSCAN's cost grows faster than linearly, so above `max_fit_users` it is fitted on a seeded
-sample and the rest are placed with `hdbscan.approximate_predict`.
-
-With `consensus=R` the segments are a consensus of R fits, each on a seeded share
-`consensus_sample` of the users: how often two users share a segment (co-association), then one
-average-linkage cut. A single HDBSCAN tree (min_samples=1) rebuilds its splits when a tenth of
-the users drop out; the co-association averages that out. The fits are Louvain communities of
-the users' k-nearest-neighbour graph by default (`consensus_base`), HDBSCAN on request. The
-co-association is users x users, so it is built on at most `max_consensus_users` and the rest
-join their nearest segment.
+`Segmenter` reduces the unit user vectors (PCA by default), then by default cuts a consensus of
+`consensus` fits, each on a seeded share `consensus_sample` of the users: how often two users share
+a segment (co-association), then one average-linkage cut. A single HDBSCAN tree rebuilds its
+splits when a tenth of the users drop out; the co-association averages that out. The fits are
+Louvain communities of the users' k-nearest-neighbour graph (`consensus_base`), HDBSCAN on
+request. The co-association is users x users, so it is built on at most `max_consensus_users` and
+the rest join their nearest segment. With `consensus=0` one HDBSCAN fit decides (on a seeded
+sample above `max_fit_users`, the rest placed with `hdbscan.approximate_predict`). Spherical
+k-means steps then settle users between two segments. Figures behind each choice: eval/README.md.
 """
 
 from __future__ import annotations
 
 import math
 import os
+from dataclasses import dataclass, fields
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from tagger.errors import ConfigError
+from tagger.schemas import NO_SEGMENT
 from tagger.vectors import unit_rows
 
-NOISE = -1
+# Recomputed vectors can differ from the training ones in the last float bits.
+TOLERANCE = 1e-4
+# Members looked at per new user (a tree query); the first that reaches the user decides.
+NEIGHBOURS = 10
 MIN_GRAPH_USERS = 40  # a resample smaller than this is fitted with HDBSCAN
 
 
 def default_min_segment_size(n_users: int) -> int:
-    """Grows like sqrt(n): 6 at 300 users, ~33 at 10k, ~333 at 1M; never below 3.
-
-    sqrt(n)/3 rather than /2: on both dev sets (eval/) it found more of the real groups without
-    being told how many there are (mean NMI 0.777 vs 0.743 with min_samples=1)."""
+    """Grows like sqrt(n): 6 at 300 users, ~33 at 10k, ~333 at 1M; never below 3. The divisor 3
+    (not 2) found more of the real groups on the dev sets without being told how many."""
     return max(3, round(math.sqrt(n_users) / 3))
 
 
@@ -46,6 +48,29 @@ def _as_unit(vectors: np.ndarray) -> np.ndarray:
     if np.allclose(norms, 1.0, atol=1e-4):
         return vectors
     return vectors / np.maximum(norms, 1e-12)[:, None]
+
+
+def _spread(n: int, rows: np.ndarray, labels: np.ndarray, strengths: np.ndarray,
+            how: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per-row results for `rows` of `n`; the other rows have no vector: unsegmented."""
+    if len(rows) == n:
+        return labels, strengths, how
+    all_labels, all_strengths = np.full(n, NO_SEGMENT, np.int64), np.zeros(n)
+    all_how = np.full(n, "unsegmented", dtype=object)
+    all_labels[rows], all_strengths[rows], all_how[rows] = labels, strengths, how
+    return all_labels, all_strengths, all_how
+
+
+def _nearest_fellow(points: np.ndarray) -> np.ndarray:
+    """Each member's distance to its nearest fellow member of the same segment: a local
+    density scale, like HDBSCAN's core distance with one neighbour. A tree keeps it
+    n log n for segments of a million users."""
+    if len(points) < 2:
+        return np.zeros(len(points), np.float32)
+    from sklearn.neighbors import NearestNeighbors
+
+    distances, _ = NearestNeighbors(n_neighbors=2).fit(points).kneighbors(points)
+    return distances[:, 1].astype(np.float32)
 
 
 def _nearest_centroid(vectors: np.ndarray, rows: np.ndarray, centroids: np.ndarray) -> np.ndarray:
@@ -67,48 +92,135 @@ def _strengths(vectors: np.ndarray, labels: np.ndarray, centroids: np.ndarray) -
     return out
 
 
+class Placement(NamedTuple):
+    """Where users went: segment ids (NO_SEGMENT for none), strengths 0..1 and how."""
+
+    labels: np.ndarray
+    strengths: np.ndarray
+    assigned_by: np.ndarray
+
+
+@dataclass(eq=False)
 class Segmenter:
-    def __init__(self, *, min_segment_size: int | None = None, min_samples: int | None = 1,
-                 reduce_dims: int = 16, assign_noise: bool = True, selection: str = "eom",
-                 max_fit_users: int = 50_000, seed: int = 0, reducer: str = "pca", consensus: int = 0,
-                 consensus_sample: float = 0.8, consensus_cut: float = 0.5, max_consensus_users: int = 5_000,
-                 refine: int = 10, consensus_dims: float = 0.9, consensus_base: str = "louvain",
-                 resolution: float = 2.0, neighbours: int = 10):
-        self.min_segment_size = min_segment_size
-        self.reducer = reducer
-        self.min_samples = min_samples
-        self.reduce_dims = reduce_dims
-        self.assign_noise = assign_noise
-        self.selection = selection
-        self.max_fit_users = max_fit_users
-        self.seed = seed
-        self.consensus = consensus
-        self.consensus_sample = consensus_sample
-        self.consensus_cut = consensus_cut
-        self.max_consensus_users = max_consensus_users
-        self.refine = refine
-        self.consensus_dims = consensus_dims
-        if consensus_base not in ("louvain", "hdbscan"):
-            raise ConfigError(f"unknown consensus base '{consensus_base}'; use louvain or hdbscan")
-        self.consensus_base = consensus_base
-        self.resolution = resolution
-        self.neighbours = neighbours
+    """User vectors → segments, scikit-learn style: the fields are the parameters (their defaults
+    are the product's, `RunConfig`'s), `fit` validates them and sets the attributes ending in `_`,
+    `place`/`predict` put new users in the fitted segments.
 
-    def fit(self, vectors: np.ndarray) -> Segmenter:
-        """Sets labels_ (NOISE = -1), strengths_ (cosine to own centroid, 0..1), assigned_by_
-        ('cluster', 'nearest' or 'noise'), centroids_ (full space, unit), min_segment_size_."""
-        import hdbscan
+    Parameters: `min_segment_size` (None: grows like sqrt(users)), `min_samples` (HDBSCAN's;
+    None: half the segment size), `reduce_dims` (PCA or UMAP dimensions, 0 = none), `reducer`
+    ("pca" or "umap"), `assign_noise` (noise users join their nearest segment), `selection`
+    (HDBSCAN's cluster selection), `max_fit_users` (HDBSCAN fits a sample above this), `seed`,
+    `consensus` (fits cut once; 0 = one HDBSCAN fit), `consensus_sample` (share of users each fit
+    sees), `consensus_cut` (co-association needed to stay together), `max_consensus_users`,
+    `refine` (k-means steps), `consensus_dims` (share of reduced dimensions each fit sees),
+    `consensus_base` ("louvain" or "hdbscan"), `resolution` and `neighbours` (Louvain's graph).
+    """
 
+    min_segment_size: int | None = None
+    min_samples: int | None = 1
+    reduce_dims: int = 16
+    assign_noise: bool = True
+    selection: str = "eom"
+    max_fit_users: int = 50_000
+    seed: int = 0
+    reducer: str = "pca"
+    consensus: int = 100
+    consensus_sample: float = 0.8
+    consensus_cut: float = 0.5
+    max_consensus_users: int = 5_000
+    refine: int = 10
+    consensus_dims: float = 0.9
+    consensus_base: str = "louvain"
+    resolution: float = 2.0
+    neighbours: int = 10
+
+    def get_params(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    def set_params(self, **params: Any) -> Segmenter:
+        unknown = set(params) - {f.name for f in fields(self)}
+        if unknown:
+            raise ConfigError(f"unknown segmenter parameter(s): {', '.join(sorted(unknown))}")
+        for name, value in params.items():
+            setattr(self, name, value)
+        return self
+
+    def fit(self, vectors: np.ndarray, usable: np.ndarray | None = None) -> Segmenter:
+        """Sets, for every row: labels_ (NO_SEGMENT for none), strengths_ (cosine to own
+        centroid, 0..1), assigned_by_ (cluster, nearest, noise, or unsegmented for a row that
+        `usable` marks as having no vector); and centroids_ (full space, unit),
+        min_segment_size_, plus what `place` needs for new users."""
+        self._validate()
+        vectors = np.asarray(vectors, np.float32)
         n = len(vectors)
-        vectors = _as_unit(vectors)
+        usable = np.ones(n, bool) if usable is None else np.asarray(usable, bool)
+        rows = np.flatnonzero(usable)
+        # every row usable: no copy of the vectors (1.5 GB at 1M users)
+        own = vectors if len(rows) == n else vectors[rows]
+        self.reducer_ = None
+        if len(rows) >= 2:
+            self._fit_rows(_as_unit(own))
+        else:
+            self.labels_, self.strengths_ = np.zeros(len(rows), np.int64), np.ones(len(rows))
+            self.assigned_by_ = np.full(len(rows), "cluster", dtype=object)
+            self.centroids_, self.min_segment_size_ = own[:1], 1
+        self._fit_placement(unit_rows(own))
+        if len(rows) < n:
+            self.labels_, self.strengths_, self.assigned_by_ = _spread(n, rows, self.labels_, self.strengths_,
+                                                                       self.assigned_by_)
+        return self
+
+    @classmethod
+    def from_labels(cls, vectors: np.ndarray, labels: np.ndarray, strengths: np.ndarray | None = None,
+                    reducer: Any = None, **params: Any) -> Segmenter:
+        """A fitted segmentation whose segments are given (every user a clustered member), e.g.
+        labels from another tool, so tagger can place new users in them."""
+        segmenter = cls(**params)
+        vectors = unit_rows(np.asarray(vectors, np.float32))
+        segmenter.labels_ = np.asarray(labels, np.int64)
+        segmenter.centroids_ = segmenter._centroids(vectors, segmenter.labels_)
+        segmenter.strengths_ = (_strengths(vectors, segmenter.labels_, segmenter.centroids_) if strengths is None
+                                else np.asarray(strengths, float))
+        segmenter.assigned_by_ = np.where(segmenter.labels_ >= 0, "cluster", "noise").astype(object)
+        segmenter.reducer_, segmenter.min_segment_size_ = reducer, 1
+        segmenter._fit_placement(vectors)
+        return segmenter
+
+    def predict(self, vectors: np.ndarray) -> np.ndarray:
+        return self.place(vectors).labels
+
+    def place(self, vectors: np.ndarray, usable: np.ndarray | None = None) -> Placement:
+        """Put users in the fitted segments (the rule of tagger.lifecycle.assign's docstring)."""
+        vectors = np.asarray(vectors, np.float32)
+        n = len(vectors)
+        usable = np.ones(n, bool) if usable is None else np.asarray(usable, bool)
+        rows = np.flatnonzero(usable)
+        labels, strengths, how = self._place_rows(unit_rows(vectors[rows]))
+        return Placement(*_spread(n, rows, labels, strengths, how))
+
+    def _validate(self) -> None:
+        if self.consensus_base not in ("louvain", "hdbscan"):
+            raise ConfigError(f"unknown consensus base '{self.consensus_base}'; use louvain or hdbscan")
+        if self.reducer not in ("pca", "umap"):
+            raise ConfigError(f"unknown reducer '{self.reducer}'; use pca or umap")
+
+    def _fit_rows(self, vectors: np.ndarray) -> None:
+        n = len(vectors)
         self.min_segment_size_ = self.min_segment_size or default_min_segment_size(n)
         reduced = self._reduce(vectors)
         if self.consensus and self.assign_noise:  # a consensus leaves no noise: keep-noise needs one fit
-            return self._fit_consensus(vectors, reduced)
+            self._fit_consensus(vectors, reduced)
+        else:
+            self._fit_hdbscan(vectors, reduced)
+
+    def _fit_hdbscan(self, vectors: np.ndarray, reduced: np.ndarray) -> None:
+        import hdbscan
+
+        n = len(vectors)
         rng = np.random.default_rng(self.seed)
         fit_rows = np.sort(rng.choice(n, self.max_fit_users, replace=False)) if n > self.max_fit_users else np.arange(n)
 
-        labels = np.full(n, NOISE)
+        labels = np.full(n, NO_SEGMENT)
         model, size = self._hdbscan(reduced[fit_rows], self.min_segment_size_, prediction_data=n > len(fit_rows))
         labels[fit_rows] = model.labels_
         self.hdbscan_probability_ = np.zeros(n)
@@ -125,14 +237,14 @@ class Segmenter:
             for part, (part_labels, part_probability) in zip(parts, placed, strict=True):
                 labels[part], self.hdbscan_probability_[part] = part_labels, part_probability
         self.clusterer_ = model
-        self.assigned_by_ = np.where(labels == NOISE, "noise", "cluster").astype(object)
+        self.assigned_by_ = np.where(labels == NO_SEGMENT, "noise", "cluster").astype(object)
 
         if labels.max() < 0:  # no structure at all: one segment holds everyone
             labels[:] = 0
             self.assigned_by_[:] = "nearest"
         self.centroids_ = self._centroids(vectors, labels)
         if self.assign_noise:
-            noise = labels == NOISE
+            noise = labels == NO_SEGMENT
             if noise.any():
                 labels[noise] = _nearest_centroid(vectors, np.flatnonzero(noise), self.centroids_)
                 self.assigned_by_[noise] = "nearest"
@@ -141,7 +253,68 @@ class Segmenter:
         self.labels_ = labels
         self.strengths_ = _strengths(vectors, labels, self.centroids_)
         self.final_min_segment_size_ = size
-        return self
+
+    def _fit_placement(self, vectors: np.ndarray) -> None:
+        """What placing a new user needs: the members HDBSCAN or the consensus clustered (their
+        reduced vectors, labels and nearest-fellow distance), the members' own centroids, and
+        each segment's weakest strength."""
+        labels, k = self.labels_, len(self.centroids_)
+        pca = self.reducer_ if hasattr(self.reducer_, "components_") and hasattr(self.reducer_, "mean_") else None
+        # A linear reducer (PCA) is kept as arrays; a non-linear one (UMAP) is not portable, so
+        # placement then compares users with members in the full embedding space.
+        self.pca_components_ = np.asarray(pca.components_, np.float32) if pca is not None else None
+        self.pca_mean_ = np.asarray(pca.mean_, np.float32) if pca is not None else None
+        self.user_mean_ = vectors.mean(axis=0) if len(vectors) else np.zeros(vectors.shape[1:], np.float32)
+        members = (np.asarray(self.assigned_by_) == "cluster") & (labels >= 0)
+        reduced = self.project(vectors[members]) if members.any() else np.zeros((0, 1), np.float32)
+        self.members_reduced_, self.members_label_ = reduced.astype(np.float32), labels[members].astype(np.int64)
+        self.members_radius_ = np.zeros(len(reduced), np.float32)
+        self.member_centroids_ = unit_rows(np.asarray(self.centroids_, np.float32)).copy()
+        self.sizes_ = np.bincount(labels[labels >= 0], minlength=k).astype(int)
+        self.strength_floor_ = np.ones(k)
+        for sid in range(k):
+            own = self.members_label_ == sid
+            if own.any():
+                self.members_radius_[own] = _nearest_fellow(reduced[own])
+                self.member_centroids_[sid] = unit_rows(vectors[members][own].sum(axis=0)[None])[0]
+            if self.sizes_[sid]:
+                self.strength_floor_[sid] = float(self.strengths_[labels == sid].min())
+
+    def project(self, vectors: np.ndarray) -> np.ndarray:
+        """Full-space vectors → the space placement compares users with members in."""
+        vectors = unit_rows(np.asarray(vectors, np.float32))
+        if self.pca_components_ is None:
+            return vectors
+        return unit_rows((vectors - self.pca_mean_) @ self.pca_components_.T)
+
+    def _place_rows(self, vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        n = len(vectors)
+        labels = np.full(n, NO_SEGMENT, np.int64)
+        how = np.full(n, "noise", dtype=object)
+        if n == 0 or len(self.centroids_) == 0:
+            return labels, np.zeros(n), how
+        if len(self.members_label_):
+            from sklearn.neighbors import NearestNeighbors
+
+            k = min(NEIGHBOURS, len(self.members_label_))
+            distances, index = NearestNeighbors(n_neighbors=k).fit(self.members_reduced_).kneighbors(self.project(vectors))
+            # the nearest of the k nearest members whose own nearest-fellow distance reaches the user
+            reach = distances <= self.members_radius_[index] + TOLERANCE
+            first = reach.argmax(axis=1)
+            inside = reach.any(axis=1)
+            labels[inside] = self.members_label_[index[inside, first[inside]]]
+            how[inside] = "cluster"
+        similarity = vectors @ np.asarray(self.centroids_).T
+        noise = labels == NO_SEGMENT
+        if self.assign_noise and noise.any():
+            labels[noise] = (vectors[noise] @ self.member_centroids_.T).argmax(axis=1)
+            how[noise] = "nearest"
+        placed = labels >= 0
+        strengths = np.zeros(n)
+        strengths[placed] = np.clip(similarity[placed, labels[placed]], 0, 1)
+        outlier = placed & (strengths < self.strength_floor_[np.maximum(labels, 0)] - TOLERANCE)
+        labels[outlier], how[outlier] = NO_SEGMENT, "outlier"
+        return labels, strengths, how
 
     def _hdbscan(self, points: np.ndarray, size: int, prediction_data: bool = False):
         """HDBSCAN with the size halved until it finds at least two segments (or size 2)."""
@@ -157,7 +330,7 @@ class Segmenter:
                 return model, size
             size = max(2, size // 2)
 
-    def _fit_consensus(self, vectors: np.ndarray, reduced: np.ndarray) -> Segmenter:
+    def _fit_consensus(self, vectors: np.ndarray, reduced: np.ndarray) -> None:
         n = len(vectors)
         rng = np.random.default_rng(self.seed)
         rows = np.sort(rng.choice(n, self.max_consensus_users, replace=False)) if n > self.max_consensus_users else np.arange(n)
@@ -166,7 +339,7 @@ class Segmenter:
         size = max(2, round(self.min_segment_size_ * len(rows) / n),
                    default_min_segment_size(len(rows)) if n > len(rows) else 2)
         together = self._co_association(vectors[rows], reduced[rows], size, rng)
-        labels = np.full(n, NOISE)
+        labels = np.full(n, NO_SEGMENT)
         labels[rows] = _consensus_cut(together, self.consensus_cut, size)
         self.assigned_by_ = np.full(n, "nearest", dtype=object)
         self.assigned_by_[rows] = "cluster"
@@ -181,16 +354,13 @@ class Segmenter:
         self.hdbscan_probability_ = np.zeros(n)
         self.clusterer_ = None
         self.final_min_segment_size_ = size
-        return self
 
     def _refine(self, vectors: np.ndarray, labels: np.ndarray) -> np.ndarray:
         """Spherical k-means steps from the segments found: every user joins their nearest
         centroid, centroids are recomputed, until nothing moves (at most `refine` steps).
 
         A user between two interests then follows the centroids (which move little when a tenth
-        of the users drop out) rather than the cluster tree. On the dev sets at the default tag
-        weight: NMI 0.630 → 0.635 (Amazon), 0.937 → 0.944 (zh); mean ARI
-        of 10 runs on 90 % samples 0.780 → 0.813 (Amazon), 0.711 → 0.735 (demo), 0.931 → 0.928 (zh)."""
+        of the users drop out) rather than the cluster tree."""
         for _ in range(self.refine):
             moved = _nearest_centroid(vectors, np.arange(len(vectors)), self.centroids_)
             kept, moved = np.unique(moved, return_inverse=True)  # a segment left empty is dropped
@@ -205,10 +375,7 @@ class Segmenter:
         resample's noise users join their nearest segment there, as in a plain run.
 
         Each resample also sees a random `consensus_dims` share of the reduced dimensions (14 of
-        16): a split that rests on one direction alone then holds in only some resamples. Mean
-        ARI of 10 reruns on 90 % samples (two seeds): demo 0.735/0.722 -> 0.821/0.792, Amazon
-        0.813/0.802 -> 0.873/0.862, zh 0.928/0.932 -> 0.954/0.927; NMI at the default seed
-        0.642 -> 0.640, 0.635 -> 0.644, 0.944 -> 0.944 (eval/README)."""
+        16): a split that rests on one direction alone then holds in only some resamples."""
         n, d = reduced.shape
         together = np.zeros((n, n), np.float32)
         seen = np.zeros((n, n), np.float32)
@@ -222,7 +389,7 @@ class Segmenter:
             labels = self._base_fit(points, max(2, round(size * self.consensus_sample)), rng)
             if labels.max() < 0:
                 labels[:] = 0
-            noise = labels == NOISE
+            noise = labels == NO_SEGMENT
             if noise.any():
                 centroids = self._centroids(vectors[rows], labels)
                 labels[noise] = _nearest_centroid(vectors[rows], np.flatnonzero(noise), centroids)
@@ -241,13 +408,10 @@ class Segmenter:
 
         Louvain by default: HDBSCAN's tree moves with the few users between two
         interests, so whole branches flip between resamples; a community is kept by the
-        majority of each user's neighbours. Mean ARI of 10 reruns on 90 % samples (seeds 0 / 1),
-        HDBSCAN -> Louvain at resolution 2: demo 0.834 / 0.841 -> 0.874 / 0.887, Amazon
-        0.846 / 0.846 -> 0.896 / 0.904, zh 0.954 -> 0.980 / 0.973; NMI Amazon 0.697 -> 0.687 /
-        0.697, zh 0.940 -> 0.944 (eval/README)."""
+        majority of each user's neighbours."""
         # Below ~40 users a group is smaller than the neighbour count, so its users' edges must
         # reach into other groups and Louvain merges them (12 users in groups of 8 and 4: one
-        # community); HDBSCAN keeps them apart. The figures above are all from >= 160 users.
+        # community); HDBSCAN keeps them apart.
         if self.consensus_base == "hdbscan" or len(points) < MIN_GRAPH_USERS:
             return self._hdbscan(points, size)[0].labels_.copy()
         import networkx as nx
@@ -265,7 +429,7 @@ class Segmenter:
                                           weight.ravel().tolist()))
         communities = nx.community.louvain_communities(graph, resolution=self.resolution,
                                                        seed=int(rng.integers(2**31 - 1)))
-        labels = np.full(n, NOISE)
+        labels = np.full(n, NO_SEGMENT)
         # label order is irrelevant: the co-association only asks who shares a community
         for label, members in enumerate(c for c in communities if len(c) >= size):
             labels[list(members)] = label
@@ -321,10 +485,10 @@ def _consensus_cut(together: np.ndarray, cut: float, size: int) -> np.ndarray:
     big = np.flatnonzero(counts >= size)
     if len(big) == 0:
         return np.zeros(len(groups), np.int64)
-    labels = np.full(len(counts), NOISE)
+    labels = np.full(len(counts), NO_SEGMENT)
     labels[big] = np.arange(len(big))
     labels = labels[groups]
-    small = np.flatnonzero(labels == NOISE)
+    small = np.flatnonzero(labels == NO_SEGMENT)
     if len(small):
         share = np.stack([together[np.ix_(small, np.flatnonzero(labels == k))].mean(axis=1) for k in range(len(big))], axis=1)
         labels[small] = np.argmax(share, axis=1)

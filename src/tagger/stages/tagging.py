@@ -9,23 +9,24 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 from tagger.cache import ResultCache
-from tagger.llm.base import Engine, GenerationParams
+from tagger.llm.base import Engine, GenerationParams, Messages
 from tagger.stages.candidates import CandidateExtractor
 from tagger.stages.canon import canonical
-from tagger.stages.excerpts import PromptFiller
+from tagger.stages.excerpts import Filled, PromptFiller
 from tagger.llm.models import word_counter
 from tagger.errors import ConfigError
-from tagger.llm.structured import CallStats, Outcome, Pacer, Rejected, run_structured
+from tagger.llm.structured import CallStats, Outcome, Pacer, Rejected, StructuredSettings, run_structured
 from tagger.prompts import PromptTemplate
 from tagger.schemas import LLMTagChoice, LLMTagList, Tag, TaggedUser, UserDocument
+from tagger.text import CJK_CHAR as _CJK
 
 TAG_VARIABLES = {"comments", "candidates", "user_id", "items"}
 # The prompt's share of one user's comments, in tokens, when the caller gives no budget.
 DEFAULT_PROMPT_TOKENS = 384
 _PUNCT = re.compile(r"[^\w\s]", re.UNICODE)
-_CJK = re.compile(r"[\u3040-\u30ff\u3400-\u9fff\uf900-\ufaff]")
 
 
 def _norm(text: str) -> str:
@@ -121,71 +122,109 @@ def choice_schema(candidates: Sequence[str]) -> dict:
     return schema
 
 
+@dataclass(frozen=True)
+class TagOptions:
+    """Settings of one tagging pass (see `tag_users`).
+
+    mode: "grounded" (the model picks from the user's own phrases) or "free" (it writes tags and
+    quotes). `extractor` and `filler` default to ones fitted on the documents being tagged.
+    With `call_seconds`, each batch goes to the engine in calls of about that long, each cached
+    as it returns (not for engines with `whole_batches`); None sends one call per batch, because
+    on vLLM-CPU paced calls cost throughput, every call ending in decode-only steps.
+    """
+
+    params: GenerationParams
+    mode: str = "grounded"
+    batch_size: int = 256
+    extractor: CandidateExtractor | None = None
+    filler: PromptFiller | None = None
+    call_seconds: float | None = None
+
+
+@dataclass
+class _Requests:
+    """The tagging requests: which documents are asked, and what each prompt shows."""
+
+    askable: list[int]
+    candidates: list[list[str]]
+    filled: dict[int, Filled]
+    surfaces: dict[int, dict[str, str]]
+    chats: list[Messages]
+
+
 def tag_users(
     documents: Sequence[UserDocument],
     engine: Engine,
     template: PromptTemplate,
+    options: TagOptions,
     *,
-    params: GenerationParams,
-    cache: ResultCache,
-    mode: str = "grounded",
-    batch_size: int = 256,
-    on_batch: Callable[[int], None] | None = None,
+    cache: ResultCache | None = None,
     stats: CallStats | None = None,
-    extractor: CandidateExtractor | None = None,
-    filler: PromptFiller | None = None,
-    call_seconds: float | None = None,
+    on_batch: Callable[[int], None] | None = None,
 ) -> list[TaggedUser]:
     """One TaggedUser per document, in order: tagged with >=1 grounded tag, or failed with why.
 
     grounded: the model picks from phrases of the user's own comments (schema enum per user);
     free: the model writes tags and evidence quotes, and ungrounded ones are dropped.
-    Each prompt holds the excerpts `filler` picks from all of the user's comments
+    Each prompt holds the excerpts `options.filler` picks from all of the user's comments
     (tagger.stages.excerpts; by default a word count stands in for tokens).
-    `on_batch(n)` reports users as their answers arrive. With `call_seconds`, each batch goes to
-    the engine in calls of about that long, each cached as it returns (not for engines with
-    `whole_batches`); None (the default) sends one call per batch: on vLLM-CPU, paced calls cost
-    ~25-35 % throughput (eval/results/bench_throughput.md), every call ending in decode-only steps.
+    `on_batch(n)` reports users as their answers arrive.
     """
-    if mode not in TAG_MODES:
-        raise ConfigError(f"unknown tag mode '{mode}'; choose one of: {', '.join(TAG_MODES)}")
+    if options.mode not in TAG_MODES:
+        raise ConfigError(f"unknown tag mode '{options.mode}'; choose one of: {', '.join(TAG_MODES)}")
     template.check_variables(TAG_VARIABLES)
-    # A saved model passes the training run's extractor, so a user seen in training gets the
-    # same candidates (same prompt, cached answer) when assigned again. Free mode uses the
-    # candidates only to pick the prompt's excerpts.
-    extractor = extractor or CandidateExtractor().fit([d.text for d in documents])
-    filler = filler or PromptFiller(word_counter, DEFAULT_PROMPT_TOKENS)
-    candidates = [extractor.candidates(d.text) for d in documents]
-    askable = [i for i, c in enumerate(candidates) if c or mode == "free"]
-    filled = {i: filler.fill(documents[i].comments, candidates[i], extractor.phrases) for i in askable}
-    # Candidates are canonical ("mic" for "mics"); quotes need the form the user wrote.
-    surfaces = {i: extractor.surfaces(documents[i].text) for i in askable} if mode == "grounded" else {}
-    whole_batches = getattr(engine, "whole_batches", False)  # e.g. Ray: each call starts its replicas
-    chats = [template.render(comments=filled[i].lines, candidates=candidates[i] if mode == "grounded" else [],
-                             user_id=documents[i].user_id, items=documents[i].items) for i in askable]
+    grounded = options.mode == "grounded"
+    requests = _requests(documents, template, options)
+    askable = requests.askable
 
     def parse(k: int, answer) -> list[Tag]:
         document = documents[askable[k]]
-        if mode == "grounded":
-            tags = _chosen_tags(answer, document, surfaces[askable[k]])
+        if grounded:
+            tags = _chosen_tags(answer, document, requests.surfaces[askable[k]])
         else:
             tags = ground_tags(answer, document)
         if not tags:
             raise Rejected("no tag's evidence is a phrase from the reviews")
         return tags
 
+    whole_batches = getattr(engine, "whole_batches", False)  # e.g. Ray: each call starts its replicas
+    paced = options.call_seconds and not whole_batches
+    settings = StructuredSettings(
+        params=options.params, batch_size=options.batch_size, retry_message=template.retry_message,
+        pacer=Pacer(target_s=options.call_seconds, most=options.batch_size) if paced else None, on_batch=on_batch)
     outcomes = run_structured(
-        engine, chats, LLMTagChoice if mode == "grounded" else LLMTagList, parse, params=params, cache=cache,
-        batch_size=batch_size, on_batch=on_batch, stats=stats, retry_message=template.retry_message,
-        pacer=Pacer(target_s=call_seconds, most=batch_size) if call_seconds and not whole_batches else None,
-        schemas=[choice_schema(candidates[i]) for i in askable] if mode == "grounded" else None,
+        engine, requests.chats, LLMTagChoice if grounded else LLMTagList, parse, settings, cache=cache, stats=stats,
+        schemas=[choice_schema(requests.candidates[i]) for i in askable] if grounded else None,
     )
-    by_index: dict[int, Outcome] = dict(zip(askable, outcomes, strict=True))
     if on_batch and len(askable) < len(documents):
         on_batch(len(documents) - len(askable))
+    return _tagged_users(documents, dict(zip(askable, outcomes, strict=True)), requests.filled)
+
+
+def _requests(documents: Sequence[UserDocument], template: PromptTemplate, options: TagOptions) -> _Requests:
+    """The prompts of the documents that can be asked (grounded mode needs candidate phrases)."""
+    # A saved model passes the training run's extractor, so a user seen in training gets the
+    # same candidates (same prompt, cached answer) when assigned again. Free mode uses the
+    # candidates only to pick the prompt's excerpts.
+    extractor = options.extractor or CandidateExtractor().fit([d.text for d in documents])
+    filler = options.filler or PromptFiller(word_counter, DEFAULT_PROMPT_TOKENS)
+    grounded = options.mode == "grounded"
+    candidates = [extractor.candidates(d.text) for d in documents]
+    askable = [i for i, c in enumerate(candidates) if c or not grounded]
+    filled = {i: filler.fill(documents[i].comments, candidates[i], extractor.phrases) for i in askable}
+    # Candidates are canonical ("mic" for "mics"); quotes need the form the user wrote.
+    surfaces = {i: extractor.surfaces(documents[i].text) for i in askable} if grounded else {}
+    chats = [template.render(comments=filled[i].lines, candidates=candidates[i] if grounded else [],
+                             user_id=documents[i].user_id, items=documents[i].items) for i in askable]
+    return _Requests(askable, candidates, filled, surfaces, chats)
+
+
+def _tagged_users(documents: Sequence[UserDocument], by_index: dict[int, Outcome],
+                  filled: dict[int, Filled]) -> list[TaggedUser]:
     results = []
     for i, doc in enumerate(documents):
-        outcome = by_index.get(i) or Outcome(error="no candidate phrases: the comments hold no content words", attempts=0)
+        outcome = by_index.get(i) or Outcome(error="no candidate phrases: the comments hold no content words",
+                                             attempts=0)
         results.append(TaggedUser(
             user_id=doc.user_id,
             status="tagged" if outcome.value else "failed",

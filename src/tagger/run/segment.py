@@ -1,0 +1,123 @@
+"""`tagger segment`: load, run the pipeline inside one RunContext, then write the run folder
+with the lasting parts (the saved segment model, stability reruns, shares over time)."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from tagger.config import RunConfig
+from tagger.errors import ConfigError
+from tagger.lifecycle.drift import shares_for_run
+from tagger.lifecycle.segment_model import FORMAT_VERSION, MODEL_DIR, load_model, model_for_run, save_model
+from tagger.lifecycle.stability import stability_for_run
+from tagger.llm.base import Engine
+from tagger.pipeline import (PipelineRun, Prepared, documents_from_frame, public_profile, read_input, run_pipeline,
+                             run_summary)
+from tagger.progress import Reporter
+from tagger.run.context import RunContext
+from tagger.run.folder import RunFolder, check_destination
+from tagger.run.report_html import write_report
+from tagger.schemas import TaggedUser, UserDocument
+from tagger.stages.candidates import CandidateExtractor
+from tagger.stages.embedding import Encoder
+
+
+@dataclass
+class RunResult:
+    users: pd.DataFrame
+    segments: pd.DataFrame
+    tagged_users: list[TaggedUser]
+    documents: list[UserDocument]
+    summary: dict[str, Any]
+    vectors: np.ndarray = field(repr=False, default_factory=lambda: np.zeros((0, 0)))
+    out: Path | None = None
+
+
+def segment(source: Path | pd.DataFrame, config: RunConfig, *, out: Path | None = None, force: bool = False,
+            reporter: Reporter | None = None, engine: Engine | None = None, encoder: Encoder | None = None,
+            report: bool = True) -> RunResult:
+    """The whole run. Pass `engine`/`encoder` to reuse loaded models (notebooks, tests);
+    `report=False` skips the run folder's report.html."""
+    reporter = reporter or Reporter()
+    started = time.perf_counter()
+    if out is not None:
+        check_destination(Path(out), force)
+    prepared = Prepared.from_config(config, previous_candidates(config))
+    with reporter.stage("load"):
+        frame = read_input(source, config)  # the only read: shares over time use this frame too
+        documents, load_stats = documents_from_frame(frame, config)
+    with RunContext(config, reporter, out=out, force=force, engine=engine) as ctx:
+        run = run_pipeline(documents, load_stats, config, prepared, ctx, encoder)
+        engine_used = ctx.started_engine
+        ctx.close_engine()
+        summary = run_summary(run, engine_used, ctx.cache, reporter, started)
+        users = run.users_table()
+        result = RunResult(users, run.segments_table(), run.tagged, run.documents, summary, run.vectors)
+        lasting = _lasting(run, frame, summary, users, reporter, save=ctx.folder is not None)
+        if ctx.folder is not None:
+            _write(ctx.folder, run, result, lasting, reporter)
+            summary["timings_s"] = dict(reporter.timings)
+            summary["wall_time_s"] = round(time.perf_counter() - started, 3)
+            ctx.folder.write_json("run.json", summary)
+            if report:
+                write_report(ctx.folder.tmp, ctx.folder.path("report.html"))
+            result.out = ctx.commit()
+    return result
+
+
+def previous_candidates(config: RunConfig) -> CandidateExtractor | None:
+    """--candidates-from RUN: that run's phrase statistics, so a user it saw, writing what they
+    wrote then, gets the same candidate list: the same prompt, the cached answer and the same
+    tags. Fitted afresh, the list depends on everyone else in the data."""
+    if config.candidates_from is None:
+        return None
+    if config.tag_mode != "grounded":
+        raise ConfigError("--candidates-from needs --tag-mode grounded: free tagging has no candidate lists")
+    model = load_model(config.candidates_from)
+    if not model.manifest.get("candidates", {}).get("n_documents"):
+        raise ConfigError(f"{config.candidates_from} saved no candidate statistics (it ran with --tag-mode free); "
+                          "pass a run made with --tag-mode grounded")
+    return model.extractor()
+
+
+def _lasting(run: PipelineRun, frame: pd.DataFrame, summary: dict[str, Any], users: pd.DataFrame,
+             reporter: Reporter, save: bool = True) -> dict[str, Any]:
+    """The saved segment model, optional stability reruns, shares per period.
+    Adds the keys `segment_model`, `stability` and `over_time` to the run summary."""
+    config, segmentation = run.config, run.segmentation
+    rows = np.flatnonzero(run.has_vector)
+    out: dict[str, Any] = {}
+    if save and len(rows) and len(segmentation.centroids_):
+        out["model"] = model_for_run(segmentation, summary=summary, config=config, names=run.names(),
+                                     extractor=run.extractor, encoder=run.encoder)
+        out["clusterer"] = getattr(segmentation, "clusterer_", None)
+        summary["segment_model"] = {"path": MODEL_DIR, "format_version": FORMAT_VERSION}
+    if config.stability >= 2 and len(rows) >= 4:
+        with reporter.stage("stability"):
+            summary["stability"], out["stability"] = stability_for_run(config, run.vectors[rows],
+                                                                       segmentation.labels_[rows], run.names(),
+                                                                       segmentation)
+    if config.time_col:
+        out["shares"], summary["over_time"] = shares_for_run(frame, config, users)
+    return out
+
+
+def _write(folder: RunFolder, run: PipelineRun, result: RunResult, lasting: dict[str, Any], reporter: Reporter) -> None:
+    with reporter.stage("write"):
+        folder.write_table("users", result.users)
+        folder.write_table("segments", result.segments)
+        folder.write_jsonl("tags.jsonl", [u.model_dump() for u in run.tagged])
+        # What naming saw, so `tagger rename` can re-run naming alone.
+        folder.write_json("segment_profiles.json", [public_profile(p, run.config.k_anonymity) for p in run.profiles])
+        if "model" in lasting:
+            save_model(lasting["model"], folder.path(MODEL_DIR), lasting.get("clusterer"))
+        if "stability" in lasting:
+            folder.write_table("stability", lasting["stability"])
+        if "shares" in lasting:
+            folder.write_table("segment_shares", lasting["shares"])
