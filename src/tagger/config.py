@@ -51,30 +51,28 @@ class RunConfig(BaseModel):
     cache: bool = True
     # features and clustering
     embedder: str = "auto"
-    # With canonical tags and data-driven stop phrases, 0.3 of tags raised NMI on both
-    # dev sets at the other defaults (eval --sweep: Amazon 0.621 -> 0.644, zh 0.933 -> 0.938).
+    # Canonical tags with data-driven stop phrases add to what the comments say: some tag weight
+    # beats none on both dev sets (figures: eval/README.md, "How the defaults were chosen").
     tag_weight: float = Field(default=0.3, ge=0.0, le=1.0)
     whole_document: bool = Field(default=True,
                                  description="add the embedding of the user's whole document to the comment mean")
     # With --item-col: the share of the item titles' embedding in the text side of a user's
-    # vector. What a user reviewed says as much about their interests as what they wrote: on the
-    # Amazon dev set 0.5 raised NMI 0.646 -> 0.726 at the other defaults (0.3: 0.680, 0.7: 0.733,
-    # with stability 0.865 at 0.5 and 0.829 at 0.7; eval/README).
+    # vector. What a user reviewed says as much about their interests as what they wrote; 0.5
+    # keeps most of the gain of higher weights with steadier segments (figures: eval/README.md).
     item_weight: float = Field(default=0.5, ge=0.0, le=1.0)
     min_segment_size: int | None = Field(default=None, ge=2)
     reduce_dims: int = Field(default=16, ge=0)
-    # 1: larger values (HDBSCAN's own default ties it to the segment size) called 20-40 % of
-    # users noise and lowered NMI on both dev sets (eval/); noise users join a segment anyway.
+    # 1: larger values (HDBSCAN's own default ties it to the segment size) call many users noise
+    # and found the dev sets' groups worse (eval/README.md); noise users join a segment anyway.
     min_samples: int | None = Field(default=1, ge=1, description="HDBSCAN min_samples; None: half the min segment size")
     assign_noise: bool = True
     # Fits on 80 % resamples (each on 14 of the 16 dimensions), one majority cut, k-means steps:
-    # mean ARI of reruns on 90 % samples 0.67 -> 0.82 (demo), 0.71 -> 0.87 (Amazon).
-    # 100 rather than 50: with 50, a pair's co-association rests on ~32 shared resamples (±0.09
-    # at 0.5, the cut) and two seeds on the same users cut to ARI 0.84; the extra fits took mean
-    # ARI on 90 % samples 0.810 -> 0.837 (demo), 0.836 -> 0.846 (Amazon), NMI unchanged (eval/README).
+    # reruns on other samples give the same segments far more often than one fit does. 100: with
+    # fewer, a pair's co-association rests on too few shared resamples (~32 of 50, ±0.09 at the
+    # 0.5 cut) for two seeds to agree (figures: eval/README.md).
     consensus: int = Field(default=100, ge=0, le=200, description="fits whose co-association is cut once (0 = one HDBSCAN fit)")
-    # Louvain: mean ARI on 90 % samples 0.835 -> 0.882 (demo), 0.840 -> 0.896 (Amazon), five seeds; NMI kept
-    # on both dev sets (eval/README).
+    # Louvain: steadier across reruns than HDBSCAN fits, with the same fit to the dev sets'
+    # groups (figures: eval/README.md).
     consensus_base: Literal["louvain", "hdbscan"] = Field(default="louvain", description="what each consensus fit is")
     # lasting segments
     stability: int = Field(default=0, ge=0, le=50, description="rerun clustering with N seeds and report ARI (0 = off)")

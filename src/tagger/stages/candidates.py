@@ -131,10 +131,9 @@ def _rough_groups(phrase_sets: Sequence[set[str]], df: Counter, seed: int) -> np
     idf = np.log1p(len(phrase_sets) / np.array([df[p] for p in vocab], float))
     matrix = normalize(sparse.csr_matrix((idf[cols], (rows, cols)), shape=(n, len(vocab))))
     dims = min(50, len(vocab) - 1, n - 1)
-    # The groups decide the stop list, so every prompt: they must not move with the machine. On
-    # 2 cores the demo's stop list was 193 phrases with 2 threads and 199 with 1 (different
-    # summation orders), and another CPU changed half of the prompts. One thread, and the
-    # coordinates rounded to 1e-6 before k-means, leave the last-bit noise of the BLAS no say.
+    # The groups decide the stop list, so every prompt: they must not move with the machine, and
+    # thread count and CPU change BLAS summation orders. One thread, and the coordinates rounded
+    # to 1e-6 before k-means, leave the last-bit noise of the BLAS no say.
     from threadpoolctl import threadpool_limits
 
     with threadpool_limits(1):
