@@ -25,7 +25,6 @@ from __future__ import annotations
 import json
 import pickle
 from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +34,7 @@ from tagger.stages.candidates import CandidateExtractor
 from tagger.stages.canon import singular
 from tagger.stages.clustering import Segmenter
 from tagger.errors import ModelError
+from tagger.pipeline import package_versions
 from tagger.vectors import unit_rows
 
 FORMAT_VERSION = 1
@@ -49,16 +49,6 @@ PICKLE_PACKAGES = ("hdbscan", "scikit-learn", "numpy")
 
 def _unit(x: np.ndarray) -> np.ndarray:
     return unit_rows(np.asarray(x, np.float32))
-
-
-def package_versions(names=PICKLE_PACKAGES) -> dict[str, str]:
-    found = {}
-    for name in names:
-        try:
-            found[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            pass
-    return found
 
 
 @dataclass
@@ -185,7 +175,7 @@ def save_model(model: SegmentModel, folder: Path, clusterer: Any = None) -> None
             if getattr(clusterer, "prediction_data_", None) is None:
                 clusterer.generate_prediction_data()
             (folder / "clusterer.pkl").write_bytes(pickle.dumps(clusterer, protocol=pickle.HIGHEST_PROTOCOL))
-            manifest["clusterer"] = {"file": "clusterer.pkl", "packages": package_versions()}
+            manifest["clusterer"] = {"file": "clusterer.pkl", "packages": package_versions(PICKLE_PACKAGES)}
         except Exception as exc:  # the pickle is an extra; placement never needs it
             manifest["clusterer"] = {"file": None, "error": f"{type(exc).__name__}: {exc}"[:200]}
     (folder / "manifest.json").write_text(json.dumps(manifest, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
@@ -244,7 +234,7 @@ def load_clusterer(model: SegmentModel):
     info = model.manifest.get("clusterer") or {}
     if not info.get("file") or model.path is None:
         raise ModelError("this segment model holds no pickled clusterer; placement uses the portable files")
-    saved, now = info.get("packages", {}), package_versions()
+    saved, now = info.get("packages", {}), package_versions(PICKLE_PACKAGES)
     changed = [f"{k} {saved.get(k)} -> {now.get(k)}" for k in sorted(set(saved) | set(now)) if saved.get(k) != now.get(k)]
     if changed:
         raise ModelError(f"pickled clusterer was saved with other library versions ({', '.join(changed)}); "
