@@ -30,7 +30,7 @@ from eval.metrics import cluster_scores, name_quality, strict_name_quality, true
 # The shipped samples, so the harness runs from any clone; the dev sets are passed as files.
 SAMPLES = (Path(__file__).resolve().parent / "data" / "amazon-sample.csv",
            Path(__file__).resolve().parent / "data" / "zh-sample.csv")
-METHODS = ("tagger", "recipe-k3", "recipe-true-k", "bertopic", "bertopic-reduce-outliers", "bertopic-fair",
+METHODS = ("tagger", "tagger-true-k", "recipe-k3", "recipe-true-k", "bertopic", "bertopic-reduce-outliers", "bertopic-fair",
            "bertopic-fair-reduce-outliers", "hdbscan-raw")
 RESULTS = Path(__file__).resolve().parent / "results"
 # UMAP seeds of the fairly-configured BERTopic: its results move with the seed, so it gets the
@@ -187,19 +187,24 @@ def evaluate(path: Path, *, engine, config_values: dict, methods: Sequence[str],
         encoded += sorted({i for d in documents for i in d.items}) if config.item_weight > 0 else []
     stages["embedding"] = encoder.cost(encoded)
     labels = result.users["segment_id"].to_numpy()
-    names = dict(zip(result.segments["segment_id"], result.segments["name"], strict=True))
+    leaves = result.segments[result.segments["level"] == 0]
+    parents = result.segments[result.segments["level"] == 1]
+    names = dict(zip(leaves["segment_id"], leaves["name"], strict=True))
     counts = result.summary["counts"]
     rows.append(_row("tagger", labels, truth, names, encoder, stages,
                      named_by_llm=counts["segments_named_by_llm"], failed_users=counts["failed"],
                      cache_hits=result.summary["cache"]["hits"],
-                     segment_names=[f"{n} ({s})" for n, s in
-                                    zip(result.segments["name"], result.segments["size"], strict=True)]))
+                     segment_names=[f"{n} ({s})" for n, s in zip(leaves["name"], leaves["size"], strict=True)],
+                     parent_names=[f"{n} ({s})" for n, s in zip(parents["name"], parents["size"], strict=True)]))
     fallback = _fallback_names(result, labels)
     rows[-1]["name_quality_fallback"] = name_quality(labels, truth, fallback, encoder)
     rows[-1]["name_quality_strict_fallback"] = strict_name_quality(labels, truth, fallback, encoder)
     log(f"  tagger: NMI {rows[-1]['nmi']:.3f}, {rows[-1]['segments']} segments, {rows[-1]['time_s']} s")
     embed_s = raw_embed_s
     k_true = len(set(truth.tolist()))
+    if "tagger-true-k" in methods:  # the same run told the number of groups (--segments): tags cached
+        rows.append(_tagger_at(frame[columns], config.model_copy(update={"n_segments": k_true}), engine, encoder, truth))
+        log(f"  tagger-true-k: NMI {rows[-1]['nmi']:.3f}, {rows[-1]['segments']} segments")
 
     def run(method: str, fn, embed: float) -> None:
         start = time.perf_counter()
@@ -230,6 +235,23 @@ def evaluate(path: Path, *, engine, config_values: dict, methods: Sequence[str],
         out["sweep"] = run_sweep(result, encoder, truth, seed, log)
     encoder.save()
     return out
+
+
+def _tagger_at(frame: pd.DataFrame, config, engine, encoder, truth) -> dict:
+    from tagger.progress import Reporter
+    from tagger.run.segment import segment
+
+    reporter = Reporter()
+    result = segment(frame, config, engine=engine, encoder=encoder, reporter=reporter)
+    leaves = result.segments[result.segments["level"] == 0]
+    labels = result.users["segment_id"].to_numpy()
+    names = dict(zip(leaves["segment_id"], leaves["name"], strict=True))
+    parents = result.segments[result.segments["level"] == 1]
+    return _row("tagger-true-k", labels, truth, names, encoder,
+                {k: v for k, v in reporter.timings.items() if k != "recommend"},
+                segment_names=[f"{n} ({s})" for n, s in zip(leaves["name"], leaves["size"], strict=True)],
+                parent_names=[f"{n} ({s})" for n, s in zip(parents["name"], parents["size"], strict=True)],
+                tree_note=result.summary["tree"]["note"])
 
 
 def bertopic_rows(documents, vectors, embed_s, encoder, truth, methods: Sequence[str], seed: int, log, *,

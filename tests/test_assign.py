@@ -6,10 +6,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tagger.lifecycle.assign import place
-from tagger.schemas import NO_SEGMENT as NONE
 from tagger.cli import main
+from tagger.lifecycle.assign import place
 from tagger.lifecycle.segment_model import build_model
+from tagger.schemas import NO_SEGMENT as NONE
 from tagger.stages.clustering import Segmenter
 
 FAST = ["--engine", "fake", "--embedder", "hash"]

@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 
 from tagger.cli import main
-from tagger.lifecycle.drift import MOVED_SHARE, drift, shares_by_period, to_datetime
 from tagger.errors import ModelError
+from tagger.lifecycle.drift import MOVED_SHARE, MOVED_SIMILARITY, drift, shares_by_period, to_datetime
 from tagger.lifecycle.segment_model import MODEL_DIR
 
 FAST = ["--engine", "fake", "--embedder", "hash"]
@@ -138,3 +138,93 @@ def test_drift_between_two_samples_of_the_demo_is_only_noise(tmp_path, tag_weigh
     assert report["moved"] == []
     assert new == []
     assert vanished == []
+
+
+def tree_run(folder, leaf_axes, sizes, families=None, dim=8):
+    """A run folder holding only a saved model whose answers are fixed by construction: leaf i's
+    users all sit on axis `leaf_axes[i]`, `sizes[i]` of them; `families` (one parent index per
+    leaf) adds parents (ids after the leaves, named "parent 0", ...) centred on their leaves' users."""
+    from tagger.lifecycle.segment_model import build_model, save_model
+    from tagger.stages.clustering import Segmenter
+
+    x = np.vstack([np.repeat(np.eye(dim)[[axis]], size, axis=0) for axis, size in zip(leaf_axes, sizes, strict=True)])
+    labels = np.repeat(np.arange(len(sizes)), sizes)
+    segmenter = Segmenter.from_labels(x, labels)
+    parents, centroids = [], None
+    if families is not None:
+        families = np.asarray(families)
+        segmenter.tree_parents_ = [families]
+        parents = [{"segment_id": len(sizes) + p, "name": f"parent {p}", "size": int(np.asarray(sizes)[families == p].sum()),
+                    "level": 1, "parent_id": -1} for p in range(families.max() + 1)]
+        centroids = np.vstack([x[families[labels] == p].mean(axis=0) for p in range(families.max() + 1)])
+    model = build_model(segmenter, names={i: f"leaf {i}" for i in range(len(sizes))}, extractor=None,
+                        manifest={"embedder": "hash"}, parents=parents, parent_centroids=centroids)
+    save_model(model, folder / MODEL_DIR)
+    return folder
+
+
+def test_drift_matches_parents_as_well_as_leaves(tmp_path, capsys):
+    # Old: leaves on axes 0-3, in families {0, 1} and {2, 3}. New: leaves 0 and 1 stay (leaf 0 now
+    # holds half the users), the other family is replaced by leaves on axes 4 and 5.
+    old = tree_run(tmp_path / "old", [0, 1, 2, 3], [10, 10, 10, 10], families=[0, 0, 1, 1])
+    new = tree_run(tmp_path / "new", [0, 1, 4, 5], [20, 10, 5, 5], families=[0, 0, 1, 1])
+    report = drift(old, new)
+    assert [(m["old_id"], m["new_id"], m["moved"]) for m in report["matched"]] == [(0, 0, True), (1, 1, False)]
+    # new ids follow every old id (leaves 0-3, parents 4-5): leaves first, then parents
+    assert [(s["new_id"], s["stable_id"]) for s in report["new"]] == [(2, 6), (3, 7)]
+    assert [s["old_id"] for s in report["vanished"]] == [2, 3] and report["moved"] == [0]
+    parents = report["parents"]
+    assert set(parents) == {"matched", "moved", "new", "vanished"}
+    (kept,) = parents["matched"]
+    assert (kept["level"], kept["stable_id"], kept["old_id"], kept["new_id"]) == (1, 4, 4, 4)
+    # its centre leans towards leaf 0 now, yet stays nearer the old parent 0 than the line for moved
+    assert kept["old_name"] == kept["new_name"] == "parent 0" and MOVED_SIMILARITY <= kept["similarity"] < 1
+    assert (kept["old_share"], kept["new_share"], kept["share_change"], kept["moved"]) == (0.5, 0.75, 0.25, True)
+    assert parents["moved"] == [4]
+    assert [(s["level"], s["new_id"], s["stable_id"], s["name"], s["share"]) for s in parents["new"]] == [
+        (1, 5, 8, "parent 1", 0.25)]
+    assert [(s["level"], s["old_id"], s["name"], s["share"]) for s in parents["vanished"]] == [(1, 5, "parent 1", 0.5)]
+
+    code = main(["drift", str(old), str(new)])
+    printed = " ".join(capsys.readouterr().out.split())
+    assert code == 0 and "2 matched segments (40 → 40 users)" in printed
+    assert "1 matched parent segments (40 → 40 users)" in printed
+    assert "new parent 8: parent 1 (10 users, 25%" in printed and "vanished parent 5: parent 1 (20 users, 50%)" in printed
+    assert main(["drift", str(old), str(new), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["parents"] == parents
+
+
+def test_drift_without_parents_has_no_parents_section(tmp_path, capsys):
+    tree = tree_run(tmp_path / "tree", [0, 1, 2, 3], [10, 10, 10, 10], families=[0, 0, 1, 1])
+    flat = tree_run(tmp_path / "flat", [0, 1, 2, 3], [10, 10, 10, 10])
+    for old, new in ((flat, flat), (tree, flat), (flat, tree)):
+        report = drift(old, new)
+        assert "parents" not in report and len(report["matched"]) == 4 and report["new"] == report["vanished"] == []
+    code = main(["drift", str(tree), str(flat)])
+    printed = capsys.readouterr().out
+    assert code == 0 and "4 matched segments" in printed and "parent" not in printed
+
+
+def test_drift_reads_a_model_saved_before_segment_trees(tmp_path, capsys):
+    """A format 1 model (no parents.json, no parent_id) loads as a flat run."""
+    tree = tree_run(tmp_path / "tree", [0, 1, 2, 3], [10, 10, 10, 10], families=[0, 0, 1, 1])
+    old = tree_run(tmp_path / "old", [0, 1, 2, 3], [10, 10, 10, 10])
+    folder = old / MODEL_DIR
+    manifest = json.loads((folder / "manifest.json").read_text())
+    for name in ("parents.json", "parent_centroids.npy"):
+        (folder / name).unlink(missing_ok=True)
+    manifest["files"] = [f for f in manifest["files"] if f not in ("parents.json", "parent_centroids.npy")]
+    manifest["format_version"] = 1
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    segments = json.loads((folder / "segments.json").read_text())
+    (folder / "segments.json").write_text(json.dumps([{k: v for k, v in s.items() if k != "parent_id"} for s in segments]))
+    report = drift(old, tree)
+    assert "parents" not in report and len(report["matched"]) == 4
+    assert main(["drift", str(old), str(tree)]) == 0 and "parent" not in capsys.readouterr().out
+
+
+def test_drift_refuses_a_model_whose_parents_lack_centroids(tmp_path):
+    tree = tree_run(tmp_path / "tree", [0, 1, 2, 3], [10, 10, 10, 10], families=[0, 0, 1, 1])
+    np.save(tree / MODEL_DIR / "parent_centroids.npy", np.eye(8, dtype=np.float32)[:1])
+    with pytest.raises(ModelError, match="2 parent segments but 1 parent centroids; rerun `tagger segment`"):
+        drift(tree, tree)

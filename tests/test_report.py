@@ -10,7 +10,7 @@ import pytest
 
 from tagger.cli import main
 from tagger.run.report_html import _json_for_script, render_report
-from tagger.run.load import load_run
+from tagger.run.load import leaf_segments, load_run
 
 FAST = ["--engine", "fake", "--embedder", "hash"]
 # Entities survive cleaning as literal markup: the report must show them as text, never run them.
@@ -46,8 +46,10 @@ def test_report_is_offline_and_escapes_user_text(hostile_run):
     assert "<img src=x" not in text and "<b onmouseover" not in text and f"<script>{PWN}" not in text
     # ...and the hostile text is there, shown escaped (the segment's top items).
     assert "&lt;b onmouseover=" in text
-    for name in run.segments["name"]:
+    # One card per leaf segment; parents, when the run has them, are drawn in the tree instead.
+    for name in leaf_segments(run.segments)["name"]:
         assert f">{_escape(name)}</h3>" in text
+    assert text.count('<section class="card"') == len(leaf_segments(run.segments))
     assert set(run.users.columns) >= {"x", "y"} and run.users[["x", "y"]].abs().sum().sum() > 0
 
 
@@ -120,7 +122,8 @@ def test_hovering_a_dot_shows_user_segment_and_tags(hostile_run, tmp_path):
     page.write_text((hostile_run / "report.html").read_text().replace("</body>", probe + "</body>"))
     tip = re.search(r'data-tip="([^"]*)"', dump_dom(page, tmp_path)).group(1)
     user = run.users.iloc[0]
-    assert tip == f"{user.user_id}{user.segment_name}{', '.join(user.tags)}|block".replace("&", "&amp;")
+    segment = f"{user.segment_name} (in {user.parent_name})" if user.get("parent_name") else user.segment_name
+    assert tip == f"{user.user_id}{segment}{', '.join(user.tags)}|block".replace("&", "&amp;")
 
 
 def test_report_draws_stability_figures(comments_csv, tmp_path):

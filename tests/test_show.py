@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 
 from tagger.cli import main
+from tagger.run.load import leaf_segments
 
 FAST = ["--engine", "fake", "--embedder", "hash"]
 
@@ -25,7 +26,7 @@ def show(capsys, *args):
 
 
 def test_overview_lists_every_segment_with_size_share_tags_and_items(capsys, run_dir):
-    segments = pd.read_parquet(run_dir / "segments.parquet")
+    segments = leaf_segments(pd.read_parquet(run_dir / "segments.parquet"))
     code, out, _ = show(capsys, run_dir)
     assert code == 0
     for row in segments.itertuples():

@@ -3,8 +3,8 @@
 __version__ = "0.1.0"
 
 # The Python API (tagger.api) is imported on first use so `import tagger` stays light.
-_API = ("Segmentation", "open_run", "rename_segments", "segment_users")
-__all__ = ["Segmentation", "__version__", "open_run", "rename_segments", "segment_users"]
+_API = ("Segmentation", "open_run", "recut_segments", "rename_segments", "segment_users")
+__all__ = ["Segmentation", "__version__", "open_run", "recut_segments", "rename_segments", "segment_users"]
 
 
 def __getattr__(name: str):

@@ -2,7 +2,7 @@
 
     import tagger
     seg = tagger.segment_users(df, user_col="author", text_col="body")
-    seg.segments            # one row per segment: name, description, size, share, top tags...
+    seg.segments            # one row per segment of every level: name, description, size, share, level, parent_id...
     seg.users               # one row per user: segment, strength, tags, x/y for a map
     seg.tags                # one row per (user, tag) with its evidence quote
     seg.segment("dog owners"), seg.user("u42")      # like `tagger show --segment/--user --json`
@@ -98,6 +98,15 @@ def open_run(run_dir: Path | str) -> Segmentation:
 def rename_segments(run_dir: Path | str, prompts: Path | str | None = None, *, llm=None) -> Segmentation:
     """Like `tagger rename`: re-run naming only (e.g. after editing name.toml) and rewrite the folder."""
     return Segmentation.from_run(rename_run(run_dir, prompts, engine=llm))
+
+
+def recut_segments(run_dir: Path | str, segments: int | None = None, *, levels: int | None = None,
+                   out: Path | str | None = None, force: bool = False, llm=None) -> Segmentation:
+    """Like `tagger recut`: cut the run's tree again to `segments` leaves (None: the consensus's
+    own) and name them, without tagging or embedding; in place, or into `out`."""
+    from tagger.run.recut import recut_run
+
+    return Segmentation.from_run(recut_run(run_dir, segments, levels=levels, out=out, force=force, engine=llm))
 
 
 def _tags_frame(run: Run) -> pd.DataFrame:

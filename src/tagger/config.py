@@ -74,6 +74,10 @@ class RunConfig(BaseModel):
     # Louvain: steadier across reruns than HDBSCAN fits, with the same fit to the dev sets'
     # groups (figures: eval/README.md).
     consensus_base: Literal["louvain", "hdbscan"] = Field(default="louvain", description="what each consensus fit is")
+    # The grain: exactly this many leaf segments where the data allows (None: what the consensus
+    # finds), and the levels of the segment tree (1: flat; 2: about sqrt(leaves) parents above them).
+    n_segments: int | None = Field(default=None, ge=1, description="leaf segments asked for (None: automatic)")
+    levels: int = Field(default=2, ge=1, le=3, description="levels of the segment tree (1 = flat)")
     # lasting segments
     stability: int = Field(default=0, ge=0, le=50, description="rerun clustering with N seeds and report ARI (0 = off)")
     stability_sample: float = Field(default=0.9, gt=0.0, le=1.0, description="share of users each stability rerun sees")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import platform
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -21,7 +21,7 @@ from tagger import __version__
 from tagger import prompts as prompt_files
 from tagger.cache import ResultCache
 from tagger.config import RunConfig
-from tagger.errors import ConfigError, InputError
+from tagger.errors import InputError
 from tagger.llm.base import Engine, GenerationParams
 from tagger.llm.models import prompt_counter
 from tagger.llm.structured import CallStats
@@ -31,10 +31,10 @@ from tagger.schemas import NO_SEGMENT, Segment, TaggedUser, UserDocument
 from tagger.stages.candidates import CandidateExtractor
 from tagger.stages.clustering import Placement, Segmenter
 from tagger.stages.data import Columns, LoadStats, build_documents, check_column_types, read_table
-from tagger.stages.embedding import EmbedStats, Encoder, create_encoder, mostly_cjk, unsegmented_reasons, user_vectors
+from tagger.stages.embedding import CachedEncoder, EmbedStats, Encoder, create_encoder, mostly_cjk, unsegmented_reasons, user_vectors
 from tagger.stages.excerpts import PromptFiller
-from tagger.stages.naming import (NAMING_MAX_TOKENS, NamingOptions, SegmentName, audience_words, fallback_name, name_segments,
-                                  profile_segments, rank_options)
+from tagger.stages.naming import (NAMING_MAX_TOKENS, NamingCorpus, NamingOptions, SegmentName, SegmentProfile,
+                                  audience_words, fallback_name, name_tree, profile_segments, rank_options)
 from tagger.stages.recommend import top_items_by_lift
 from tagger.stages.tagging import TAG_MODES, TagOptions, canonical_tags, tag_users
 from tagger.stages.taxonomy import Topic, load_taxonomy
@@ -48,6 +48,7 @@ class Resources(Protocol):
 
     reporter: Reporter
     cache: ResultCache
+    vector_cache: ResultCache  # vectors of candidate names, by encoder
     model: str  # what the engine loads (for the prompt's token counter)
 
     @property
@@ -95,9 +96,10 @@ class PipelineRun:
     language: str
     vectors: np.ndarray = field(repr=False)
     segmentation: Segmenter
-    profiles: list
+    profiles: list[SegmentProfile]  # every level's, leaves first, ids as in `segments`
     segments: list[Segment]
     stats: Stats
+    corpus: NamingCorpus
 
     @property
     def has_vector(self) -> np.ndarray:
@@ -109,17 +111,27 @@ class PipelineRun:
         return Placement(s.labels_, s.strengths_, s.assigned_by_)
 
     def names(self) -> dict[int, str]:
+        """Every segment's name, at every level."""
         return {s.segment_id: s.name for s in self.segments}
 
+    def parent_of(self) -> dict[int, int]:
+        return {s.segment_id: s.parent_id for s in self.segments}
+
+    def parent_nodes(self) -> tuple[list[dict[str, Any]], np.ndarray | None]:
+        """The segments above the leaves as the saved model keeps them, and their unit centroids."""
+        nodes = [{"segment_id": s.segment_id, "name": s.name, "size": s.size, "level": s.level,
+                  "parent_id": s.parent_id} for s in self.segments if s.level > 0]
+        levels = range(1, len(self.segmentation.tree_parents_) + 1)
+        centroids = [self.segmentation.level_centroids(self.vectors, level)[1] for level in levels]
+        return nodes, np.vstack(centroids) if centroids else None
+
     def users_table(self) -> pd.DataFrame:
-        users = user_table(self.documents, self.tagged, self.placement, self.names(), "unsegmented")
+        users = user_table(self.documents, self.tagged, self.placement, self.names(), "unsegmented", self.parent_of())
         users["x"], users["y"] = _map_xy(self.vectors, self.has_vector)
         return users
 
     def segments_table(self) -> pd.DataFrame:
-        total = max(int((self.segmentation.labels_ >= 0).sum()), 1)  # shares of the users placed in a segment
-        return pd.DataFrame([{**s.model_dump(), "share": round(s.size / total, 4)} for s in self.segments],
-                            columns=[*Segment.model_fields, "share"])
+        return segments_table(self.segments, int((self.segmentation.labels_ >= 0).sum()))
 
 
 def run_pipeline(documents: list[UserDocument], load_stats: LoadStats, config: RunConfig, prepared: Prepared,
@@ -136,21 +148,67 @@ def run_pipeline(documents: list[UserDocument], load_stats: LoadStats, config: R
     with resources.reporter.stage("clustering"):
         segmentation = segmenter_for(config).fit(vectors, has_vector)
     with resources.reporter.stage("naming"):
-        profiles = profile_segments(segmentation.labels_, segmentation.strengths_, segmentation.centroids_,
-                                    tagged, documents)
-        rank_options(profiles, segmentation.centroids_, encoder, language, topics=prepared.topics,
-                     prompts=config.prompts, audience=config.audience)
-        named = name_profiles(profiles, resources, prepared.name_template, config, language, stats.name)
+        corpus = NamingCorpus.from_documents(documents, tagged)
+        profiles = tree_profiles(segmentation, vectors, tagged, corpus, CachedEncoder.around(encoder, resources.vector_cache),
+                                 language, prepared.topics, config)
+        named = name_profiles(profiles, resources.engine, prepared.name_template, config, language, stats.name,
+                              resources.cache)
     with resources.reporter.stage("recommend"):
-        items = top_items_by_lift(segmentation.labels_, documents) if config.item_col else {}
-    segments = withhold_small_segments([
+        items = tree_items(segmentation, corpus) if config.item_col else {}
+    segments = tree_segments(profiles, named, items, config.k_anonymity)
+    return PipelineRun(config, prepared, documents, load_stats, tagged, extractor, encoder, language, vectors,
+                       segmentation, profiles, segments, stats, corpus)
+
+
+def tree_profiles(segmentation: Segmenter, vectors: np.ndarray, tagged: Sequence[TaggedUser], corpus: NamingCorpus,
+                  encoder: Encoder, language: str, topics: Sequence[Topic], config: RunConfig) -> list[SegmentProfile]:
+    """Profiles of every level's segments, ranked among their own level: leaves take ids 0..k-1,
+    each level above the ids after the one below (schemas.Segment's level and parent_id)."""
+    profiles: list[SegmentProfile] = []
+    base, levels = 0, len(segmentation.tree_parents_) + 1
+    for level in range(levels):
+        labels, centroids, strengths = segmentation.level_centroids(vectors, level)
+        own = profile_segments(labels, strengths, centroids, tagged, corpus)
+        # A parent is a broad interest: the taxonomy's first two tiers ("Sports", "Sports > Baseball").
+        rank_options(own, centroids, encoder, language, topics=topics if level == 0 else
+                     [t for t in topics if t.tier <= 2], prompts=config.prompts, audience=config.audience)
+        k = len(centroids)
+        parents = segmentation.tree_parents_[level] if level < levels - 1 else None
+        for p in own:
+            p.level = level
+            p.parent_id = base + k + int(parents[p.segment_id]) if parents is not None else NO_SEGMENT
+            p.neighbours = [base + j for j in p.neighbours]
+            p.segment_id += base
+        profiles += own
+        base += k
+    return profiles
+
+
+def tree_items(segmentation: Segmenter, corpus: NamingCorpus) -> dict[int, list[tuple[str, float, int]]]:
+    """Each segment's items by lift, at every level (ids as in tree_profiles)."""
+    items, base = {}, 0
+    for level in range(len(segmentation.tree_parents_) + 1):
+        labels = segmentation.level_labels(level)
+        items |= {base + sid: found for sid, found in top_items_by_lift(labels, corpus.items).items()}
+        base += int(labels.max()) + 1 if (labels >= 0).any() else 0
+    return items
+
+
+def tree_segments(profiles: Sequence[SegmentProfile], named: Sequence[SegmentName],
+                  items: dict[int, list[tuple[str, float, int]]], k_anonymity: int) -> list[Segment]:
+    return withhold_small_segments([
         Segment(segment_id=p.segment_id, name=n.label, description=n.description, size=p.size, top_tags=p.top_tags,
                 top_items=[i for i, _, _ in items.get(p.segment_id, [])], evidence=p.quotes, named_by=n.named_by,
-                iab_id=n.iab_id, iab_path=n.iab_path)
+                iab_id=n.iab_id, iab_path=n.iab_path, level=p.level, parent_id=p.parent_id)
         for p, n in zip(profiles, named, strict=True)
-    ], config.k_anonymity)
-    return PipelineRun(config, prepared, documents, load_stats, tagged, extractor, encoder, language, vectors,
-                       segmentation, profiles, segments, stats)
+    ], k_anonymity)
+
+
+def segments_table(segments: Sequence[Segment], placed: int) -> pd.DataFrame:
+    """The segments table: every level, with each segment's share of the users placed in a leaf."""
+    total = max(placed, 1)
+    return pd.DataFrame([{**s.model_dump(), "share": round(s.size / total, 4)} for s in segments],
+                        columns=[*Segment.model_fields, "share"])
 
 
 def tag_stage(documents: list[UserDocument], config: RunConfig, prepared: Prepared, resources: Resources,
@@ -183,18 +241,24 @@ def segmenter_for(config: RunConfig) -> Segmenter:
     """The run's segmentation settings; the rest are the class's defaults."""
     return Segmenter(min_segment_size=config.min_segment_size, min_samples=config.min_samples,
                      reduce_dims=config.reduce_dims, consensus=config.consensus,
-                     consensus_base=config.consensus_base, assign_noise=config.assign_noise, seed=config.seed)
+                     consensus_base=config.consensus_base, assign_noise=config.assign_noise, seed=config.seed,
+                     n_segments=config.n_segments, levels=config.levels)
 
 
 def user_table(documents: list[UserDocument], tagged: list[TaggedUser], placement: Placement,
-               names: dict[int, str], missing_name: str) -> pd.DataFrame:
+               names: dict[int, str], missing_name: str, parent_of: Mapping[int, int] | None = None) -> pd.DataFrame:
     """The users table (`segment` and `assign` alike). A user without a vector gets no segment
-    name at all; one in no named segment (noise kept out) gets `missing_name`."""
+    name at all; one in no named segment (noise kept out) gets `missing_name`. `parent_of` maps a
+    leaf to its parent segment (the tree's level 1): the users' parent_id and parent_name."""
     has_vector = placement.assigned_by != "unsegmented"
+    parent_of = parent_of or {}
+    parents = np.array([parent_of.get(int(x), NO_SEGMENT) for x in placement.labels], np.int64)
     return pd.DataFrame({
         "user_id": [d.user_id for d in documents],
         "segment_id": placement.labels.astype(int),
         "segment_name": [names.get(int(x), missing_name) if has else "" for x, has in zip(placement.labels, has_vector)],
+        "parent_id": parents,
+        "parent_name": [names.get(int(x), "") if x >= 0 else "" for x in parents],
         "strength": np.round(placement.strengths, 4),
         "assigned_by": list(placement.assigned_by),
         "status": [u.status for u in tagged],
@@ -210,20 +274,23 @@ def fit_candidates(config: RunConfig, texts: list[str], previous: CandidateExtra
     return previous.update(texts) if previous is not None else CandidateExtractor().fit(texts)
 
 
-def name_profiles(profiles, resources: Resources, template, config: RunConfig, language: str,
-                  stats: CallStats) -> list[SegmentName]:
-    """The naming stage: one name per profile."""
+def name_profiles(profiles: Sequence[SegmentProfile], engine: Engine | None, template, config: RunConfig,
+                  language: str, stats: CallStats, cache: ResultCache | None = None) -> list[SegmentName]:
+    """The naming stage: one name per profile, every level (`engine` None: no LLM)."""
     # The embedded 135M model's Chinese names match their segments far worse than the segments'
     # own phrases (eval/README.md): Chinese segments take their best-ranked name ("洗发水买家").
     options = NamingOptions(GenerationParams(max_tokens=NAMING_MAX_TOKENS, temperature=config.temperature,
                                              seed=config.seed),
                             language=language, use_llm=not (language == "zh" and config.model == "embedded"),
                             audience=config.audience, prompts=config.prompts)
-    named = name_segments(profiles, resources.engine, template, options, cache=resources.cache, stats=stats)
-    # A name repeating a member's words verbatim may be text planted in a comment.
-    return [fallback_name(p, language, config.audience, config.prompts)
-            if n.named_by == "llm" and quotes_users(n.label, p.quotes, p.top_tags) else n
-            for p, n in zip(profiles, named, strict=True)]
+
+    def planted(own: list[SegmentProfile], named: list[SegmentName]) -> list[SegmentName]:
+        # A name repeating a member's words verbatim may be text planted in a comment.
+        return [fallback_name(p, language, config.audience, config.prompts)
+                if n.named_by == "llm" and quotes_users(n.label, p.quotes, p.top_tags) else n
+                for p, n in zip(own, named, strict=True)]
+
+    return name_tree(profiles, engine, template, options, cache=cache, stats=stats, check=planted)
 
 
 def load_documents(source: Path | pd.DataFrame, config: RunConfig) -> tuple[list[UserDocument], LoadStats]:
@@ -327,7 +394,8 @@ def run_summary(run: PipelineRun, engine: Engine | None, cache: ResultCache, rep
             "rows_without_time": run.load_stats.rows_without_time,
             "users": len(tagged), "tagged": n - len(failed) if tagged else 0, "failed": len(failed),
             "failure_reasons": reasons, "retried": tag_stats.retried,
-            "segments": len(segments),
+            "segments": sum(s.level == 0 for s in segments),
+            "parent_segments": sum(s.level == 1 for s in segments),
             "users_in_clusters": int((assigned_by == "cluster").sum()),
             "noise_assigned_to_nearest": int((assigned_by == "nearest").sum()),
             "unsegmented": int((labels < 0).sum()),
@@ -335,6 +403,9 @@ def run_summary(run: PipelineRun, engine: Engine | None, cache: ResultCache, rep
             "unsegmented_no_content": int((assigned_by == "unsegmented").sum()),
             "segments_named_by_llm": sum(s.named_by == "llm" for s in segments),
         },
+        "tree": {"levels": len(run.segmentation.tree_parents_) + 1,
+                 "per_level": [sum(s.level == k for s in segments) for k in range(len(run.segmentation.tree_parents_) + 1)],
+                 "segments_asked": config.n_segments, "note": run.segmentation.cut_note_},
         "tokens": {"prompt_per_user": round(tag_stats.prompt_tokens / n, 1),
                    "output_per_user": round(tag_stats.output_tokens / n, 1),
                    "naming_prompt": name_stats.prompt_tokens, "naming_output": name_stats.output_tokens},

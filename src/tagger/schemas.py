@@ -95,3 +95,7 @@ class Segment(Strict):
     # from the segment's own phrases.
     iab_id: str = ""
     iab_path: str = ""
+    # Place in the segment tree: 0 for the leaf segments users belong to, 1 for their parents, ...;
+    # the id of the segment one level up (NO_SEGMENT at the top).
+    level: int = 0
+    parent_id: int = NO_SEGMENT

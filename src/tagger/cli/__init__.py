@@ -20,6 +20,7 @@ COMMANDS = {
     "prompts": "tagger.cli.prompts_cmd",
     "show": "tagger.cli.show",
     "rename": "tagger.cli.rename",
+    "recut": "tagger.cli.recut",
     "report": "tagger.cli.report",
 }
 

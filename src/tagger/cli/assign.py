@@ -54,8 +54,13 @@ def command(run_dir, source, out, force, no_cache, quiet, verbose, **options) ->
         console.print(rows_line(counts))
     for name, size in result.summary["segment_sizes"].items():
         console.print(f"  {size:6d}  {name}")
+    if result.summary.get("parent_sizes"):
+        console.print("by parent segment:")
+        for name, size in result.summary["parent_sizes"].items():
+            console.print(f"  {size:6d}  {name}")
     if agreement:
         split = "; ".join(f"{k}: {v['same_segment']:.1%} of {v['users']}" for k, v in agreement.items() if isinstance(v, dict))
+        parent = f", {agreement['same_parent']:.1%} their original parent" if "same_parent" in agreement else ""
         console.print(f"{agreement['users']} users were in the run: {agreement['same_segment']:.1%} got their "
-                      f"original segment ({split})")
+                      f"original segment ({split}){parent}")
     console.print(f"wrote {result.out}/ (users, tags.jsonl, assign.json)")

@@ -24,9 +24,9 @@ def command(run_dir, prompts, verbose) -> None:
     from tagger.run.load import load_run, segment_overview
     from tagger.run.rename import rename_run
 
-    before = {s["segment_id"]: s["name"] for s in segment_overview(load_run(run_dir))}
+    before = {s["segment_id"]: s["name"] for s in segment_overview(load_run(run_dir), level=None)}
     run = rename_run(run_dir, prompts)
-    for row in segment_overview(run):
+    for row in segment_overview(run, level=None):
         old = before.get(row["segment_id"], "")
         change = f"  (was: {old})" if old != row["name"] else "  (unchanged)"
         click.echo(f"{row['segment_id']:>3}  {row['name']}{change}")

@@ -1,4 +1,4 @@
-"""`tagger show RUN_DIR [--segment ID|NAME | --user ID] [--json]`"""
+"""`tagger show RUN_DIR [--tree | --segment ID|NAME | --user ID] [--json]`"""
 
 from __future__ import annotations
 
@@ -10,19 +10,24 @@ import click
 
 @click.command("show")
 @click.argument("run_dir", type=click.Path(path_type=Path))
-@click.option("--segment", "segment_ref", metavar="ID|NAME", help="one segment: description, sample members, why they belong")
-@click.option("--user", "user_id", metavar="ID", help="one user: tags with evidence, segment, strength")
+@click.option("--tree", is_flag=True, help="the segment tree: each top-level segment with the segments beneath it")
+@click.option("--segment", "segment_ref", metavar="ID|NAME",
+              help="one segment (a leaf or a parent): description, sample members, why they belong")
+@click.option("--user", "user_id", metavar="ID", help="one user: tags with evidence, segment, parent, strength")
 @click.option("--sample", type=int, default=5, show_default=True, help="members shown with --segment")
 @click.option("--json", "as_json", is_flag=True, help="print JSON for scripts")
-def command(run_dir, segment_ref, user_id, sample, as_json) -> None:
-    """Print the segments of a run folder, or one segment or user in detail."""
+def command(run_dir, tree, segment_ref, user_id, sample, as_json) -> None:
+    """Print the segments of a run folder, its segment tree, or one segment or user in detail."""
     from tagger.errors import ConfigError
-    from tagger.run.load import load_run, segment_detail, segment_overview, user_detail
+    from tagger.run.load import load_run, segment_detail, segment_overview, segment_tree, user_detail
 
-    if segment_ref is not None and user_id is not None:
-        raise ConfigError("pass either --segment or --user, not both")
+    if sum([tree, segment_ref is not None, user_id is not None]) > 1:
+        raise ConfigError("pass only one of --tree, --segment and --user")
     run = load_run(run_dir)
-    if segment_ref is not None:
+    if tree:
+        data = segment_tree(run.segments)
+        text = _tree_text(data, run)
+    elif segment_ref is not None:
         data = segment_detail(run, segment_ref, sample)
         text = _segment_text(data)
     elif user_id is not None:
@@ -36,15 +41,48 @@ def command(run_dir, segment_ref, user_id, sample, as_json) -> None:
 
 def _overview_text(rows, summary) -> str:
     counts = summary.get("counts", {})
-    lines = [f"{len(rows)} segments of {counts.get('users', sum(r['size'] for r in rows))} users"]
+    parents = {r["parent_id"] for r in rows if r["parent_id"] >= 0}
+    under = f" in {len(parents)} groups (--tree shows them)" if parents else ""
+    lines = [f"{len(rows)} segments of {counts.get('users', sum(r['size'] for r in rows))} users{under}"]
     for r in rows:
         lines.append(f"{r['segment_id']:>3}  {r['name']}  ({r['size']} users, {r['share']:.0%})")
+        if r["parent_id"] >= 0:
+            lines.append(f"     parent: {r['parent_id']} {r['parent_name']}")
         if r.get("iab_path"):
             lines.append(f"     iab:   {r['iab_id']} | {r['iab_path']}")
         lines.append(f"     tags:  {', '.join(r['top_tags'][:6]) or '-'}")
         if r["top_items"]:
             lines.append(f"     items: {'; '.join(_short(i) for i in r['top_items'][:3])}")
     return "\n".join(lines)
+
+
+def _tree_text(nodes, run) -> str:
+    """Top-level segments at the margin, the segments beneath each drawn with box lines."""
+    from tagger.run.load import leaf_segments
+
+    leaves = len(leaf_segments(run.segments))
+    users = run.summary.get("counts", {}).get("users", len(run.users))
+    if any(n["children"] for n in nodes):
+        lines = [f"{leaves} segments of {users} users in {len(nodes)} groups"]
+    else:
+        lines = [f"{leaves} segments of {users} users (no parent segments)"]
+    for node in nodes:
+        lines += _node_lines(node, "", "")
+    outside = int((run.users["segment_id"] < 0).sum())
+    if outside:
+        lines.append(f"  -  in no segment  ({outside} user{'' if outside == 1 else 's'})")
+    return "\n".join(lines)
+
+
+def _node_lines(node, lead: str, rest: str) -> list[str]:
+    """`lead` starts the node's own line and `rest` the lines of its children (the box-drawing prefix)."""
+    iab = f"  iab: {node['iab_path']}" if node["iab_path"] else ""
+    lines = [f"{lead}{node['segment_id']:>3}  {node['name']}  ({node['size']} users, {node['share']:.0%}){iab}"]
+    for k, child in enumerate(node["children"]):
+        last = k == len(node["children"]) - 1
+        branch, below = ("     └─", "       ") if last else ("     ├─", "     │ ")
+        lines += _node_lines(child, rest + branch, rest + below)
+    return lines
 
 
 def _short(text: str, width: int = 50) -> str:
@@ -59,7 +97,9 @@ def _segment_text(d) -> str:
     assigned = ", ".join(f"{n} {k}" for k, n in d["assigned_by"].items())
     lines = [
         f"segment {d['segment_id']}: {d['name']}  ({d['size']} users, {d['share']:.0%}, named by {d['named_by']})",
-        d["description"],
+        *([d["description"]] if d["description"] else []),
+        *([f"parent:    {d['parent_id']} {d['parent_name']}"] if d["parent_id"] >= 0 else []),
+        *([f"children:  {'; '.join(_child(c) for c in d['children'])}"] if d["children"] else []),
         *([f"taxonomy:  {d['iab_id']} | {d['iab_path']}"] if d.get("iab_path") else []),
         f"top tags:  {', '.join(d['top_tags']) or '-'}",
     ]
@@ -69,13 +109,19 @@ def _segment_text(d) -> str:
     lines.append(f"strongest {len(d['members'])} members:")
     for m in d["members"]:
         shared = ", ".join(m["shared_with_segment"]) or "none of the segment's top tags"
-        lines.append(f"  {m['user_id']}  strength {m['strength']:.2f} ({m['assigned_by']}); shares: {shared}")
+        where = f" in {m['segment_id']} {m['segment_name']}" if m["segment_id"] != d["segment_id"] else ""
+        lines.append(f"  {m['user_id']}{where}  strength {m['strength']:.2f} ({m['assigned_by']}); shares: {shared}")
         lines += _tags_text(m["tags"], "    ")
     return "\n".join(lines)
 
 
+def _child(c) -> str:
+    return f"{c['segment_id']} {c['name']} ({c['size']})"
+
+
 def _user_text(d) -> str:
-    lines = [f"user {d['user_id']}: segment {d['segment_id']} {d['segment_name'] or '(none)'}",
+    parent = f" (in {d['parent_id']} {d['parent_name']})" if d["parent_id"] >= 0 else ""
+    lines = [f"user {d['user_id']}: segment {d['segment_id']} {d['segment_name'] or '(none)'}{parent}",
              f"strength {d['strength']:.2f} ({d['assigned_by']}); status {d['status']}"
              + (f" ({d['error']})" if d["error"] else "") + (f"; {d['reason']}" if d.get("reason") else ""),
              f"shares with the segment: {', '.join(d['shared_with_segment']) or '-'}",

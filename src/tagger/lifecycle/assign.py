@@ -12,7 +12,9 @@ The rule (`Segmenter.place`, the same for a new user and for a user seen in trai
    users), else it stays in no segment (`noise`);
 3. strength is the cosine to the segment's centroid (as in training); a user whose strength
    is below the weakest training member of that segment fits it worse than anyone did and
-   gets segment "none" (`outlier`).
+   gets segment "none" (`outlier`);
+4. the user's parent (`parent_id`, `parent_name`) is the parent of that segment in the saved
+   segment tree: -1 and "" for a user in no segment and for every user of a flat run.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ from tagger.pipeline import comment_counts, load_documents, user_table
 from tagger.progress import Reporter
 from tagger.run.context import RunContext, run_config
 from tagger.run.folder import check_destination
-from tagger.schemas import NO_SEGMENT, TaggedUser
+from tagger.schemas import TaggedUser
 from tagger.stages.clustering import Placement
 from tagger.stages.embedding import Encoder, create_encoder, user_vectors
 from tagger.stages.excerpts import PromptFiller
@@ -82,8 +84,8 @@ def assign(run_dir: Path, source: Path | pd.DataFrame, *, out: Path | None = Non
             vectors, has_vector, _ = user_vectors(tagged, documents, encoder, tag_weight=config.tag_weight,
                                                   whole_document=config.whole_document, item_weight=config.item_weight)
             placement = model.segmenter(config.assign_noise).place(vectors, has_vector)
-        names = current_names(run_dir, model)
-        users = user_table(documents, tagged, placement, names, NONE_NAME)
+        names = _node_names(run_dir, model)
+        users = user_table(documents, tagged, placement, names, NONE_NAME, parent_of=model.parent_of())
         summary = _summary(run_dir, model, load_stats, tagged, users, names, placement, ctx)
         summary["wall_time_s"] = round(time.perf_counter() - started, 3)
         result = AssignResult(users, tagged, summary)
@@ -93,6 +95,18 @@ def assign(run_dir: Path, source: Path | pd.DataFrame, *, out: Path | None = Non
             ctx.folder.write_json("assign.json", summary)
             result.out = ctx.commit()
     return result
+
+
+def _node_names(run_dir: Path, model: SegmentModel) -> dict[int, str]:
+    """Names of every node of the saved tree, leaves and parents, as the run shows them now."""
+    saved = {int(p["segment_id"]): str(p["name"]) for p in model.parents}
+    return {**saved, **current_names(run_dir, model)}
+
+
+def _sizes(users: pd.DataFrame, column: str, names: dict[int, str]) -> dict[str, int]:
+    """Users per node id in `column` (leaf or parent), by name, in id order; -1 (none) left out."""
+    ids = users[column][users[column] >= 0]
+    return {names.get(int(k), str(k)): int(v) for k, v in ids.value_counts().sort_index().items()}
 
 
 def _saved_run(run_dir: Path, overrides: dict[str, Any]):
@@ -125,7 +139,6 @@ def _tag(documents, config: RunConfig, template, model: SegmentModel, ctx: RunCo
 def _summary(run_dir: Path, model: SegmentModel, load_stats, tagged, users: pd.DataFrame, names: dict[int, str],
              placement: Placement, ctx: RunContext) -> dict[str, Any]:
     config, labels = ctx.config, placement.labels
-    placed = users[users["segment_id"] != NO_SEGMENT]
     return {
         "run": str(run_dir),
         "model": model.manifest.get("model"),
@@ -135,8 +148,9 @@ def _summary(run_dir: Path, model: SegmentModel, load_stats, tagged, users: pd.D
                    "users": len(users), "tagged": sum(u.status == "tagged" for u in tagged),
                    "placed": int((labels >= 0).sum()), "none": int((labels < 0).sum()),
                    "by": {k: int(v) for k, v in pd.Series(placement.assigned_by).value_counts().items()}},
-        "segment_sizes": {names.get(int(k), str(k)): int(v)
-                          for k, v in placed["segment_id"].value_counts().sort_index().items()},
+        "segment_sizes": _sizes(users, "segment_id", names),
+        # {} for a flat run: its leaves have no parents
+        "parent_sizes": _sizes(users, "parent_id", names),
         "agreement": training_agreement(run_dir, users),
         "cache": {"enabled": config.cache, "hits": ctx.cache.hits, "misses": ctx.cache.misses},
         "timings_s": dict(ctx.reporter.timings),
@@ -145,16 +159,25 @@ def _summary(run_dir: Path, model: SegmentModel, load_stats, tagged, users: pd.D
 
 def training_agreement(run_dir: Path, users: pd.DataFrame) -> dict[str, Any] | None:
     """Share of users that were in the training run and got their original segment back,
-    overall and split by how training assigned them (cluster = HDBSCAN member, nearest = noise)."""
+    overall and split by how training assigned them (cluster = HDBSCAN member, nearest = noise);
+    with `same_parent` the share that got their original parent, when the run has parents."""
+    import pyarrow.parquet as pq
+
     path = Path(run_dir) / "users.parquet"
     if not path.exists():
         return None
-    training = pd.read_parquet(path, columns=["user_id", "segment_id", "assigned_by"])
+    # runs written before segment trees have no parent_id column
+    columns = ["user_id", "segment_id", "assigned_by"]
+    columns += ["parent_id"] if "parent_id" in pq.read_schema(path).names and "parent_id" in users else []
+    training = pd.read_parquet(path, columns=columns)
     both = users.merge(training, on="user_id", suffixes=("", "_training"))
     if both.empty:
         return None
     same = both["segment_id"] == both["segment_id_training"]
     out: dict[str, Any] = {"users": len(both), "same_segment": round(float(same.mean()), 4)}
+    with_parent = both[both["parent_id_training"] >= 0] if "parent_id" in columns else both.iloc[:0]
+    if len(with_parent):
+        out["same_parent"] = round(float((with_parent["parent_id"] == with_parent["parent_id_training"]).mean()), 4)
     for kind, group in both.groupby("assigned_by_training"):
         agree = group["segment_id"] == group["segment_id_training"]
         out[str(kind)] = {"users": len(group), "same_segment": round(float(agree.mean()), 4)}

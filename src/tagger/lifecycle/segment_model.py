@@ -14,7 +14,9 @@ that `load_clusterer` refuses when the library versions differ. Placement itself
 | `members_reduced.npy`, `members_label.npy` | reduced vectors and labels of the users the clustering placed itself (not noise) |
 | `members_radius.npy` | per member, the distance to its nearest fellow member (how close a new user must come) |
 | `member_centroids.npy` | centroids of the clustered users alone: noise joined the nearest of these in training |
-| `segments.json` | per segment: name, size, radius (loosest member link), strength floor |
+| `segments.json` | per leaf segment: name, size, radius (loosest member link), strength floor, parent id |
+| `parents.json`, `parent_centroids.npy` | the segments above the leaves (id, name, size, level, parent id) and their unit centroids |
+| `recut/` | what `tagger recut` re-cuts from without the comments (`tagger.lifecycle.recut_data`) |
 | `document_frequencies.json` | the candidate extractor's training document frequencies (phrases held by >= 2 users) |
 | `singulars.json` | the singulars training merged plurals into ("shampoos" → "shampoo"), so placement merges them alike |
 | `clusterer.pkl` | the fitted HDBSCAN with prediction data (optional, version-locked) |
@@ -33,16 +35,18 @@ import numpy as np
 from tagger.stages.candidates import CandidateExtractor
 from tagger.stages.canon import singular
 from tagger.stages.clustering import Segmenter
+from tagger.stages.embedding import FINGERPRINT_TEXTS, embedder_fingerprint
 from tagger.errors import ModelError
 from tagger.pipeline import package_versions
 from tagger.vectors import unit_rows
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+# Format 1 (before the segment tree) loads as a flat model: no parents, no recut data.
+READABLE_VERSIONS = (1, 2)
 MODEL_DIR = "model"
 # Phrases held by one user score exactly as unseen ones (df defaults to 1), so dropping them
 # loses nothing; the cap only bounds the file for very large runs.
 MAX_DF_PHRASES = 300_000
-FINGERPRINT_TEXTS = ("reading books and hiking trails", "dog food for my puppy", "音乐和电影")
 FINGERPRINT_MIN_COSINE = 0.999
 PICKLE_PACKAGES = ("hdbscan", "scikit-learn", "numpy")
 
@@ -69,6 +73,21 @@ class SegmentModel:
     document_frequencies: dict[str, int] = field(default_factory=dict)
     singulars: list[str] = field(default_factory=list)
     path: Path | None = None
+    # The segments above the leaves (schemas.Segment's level and parent_id) and their unit centroids.
+    parents: list[dict[str, Any]] = field(default_factory=list)
+    parent_centroids: np.ndarray | None = None
+
+    def parent_of(self) -> dict[int, int]:
+        """Every segment's parent id, leaves and parents alike; -1 at the top."""
+        return {int(s["segment_id"]): int(s.get("parent_id", -1)) for s in [*self.segments, *self.parents]}
+
+    def level_of(self, level: int, leaf_labels: np.ndarray) -> np.ndarray:
+        """The ids at `level` (0 = the leaves themselves) of users in the given leaves; -1 stays -1."""
+        parent_of = self.parent_of()
+        labels = np.asarray(leaf_labels, np.int64)
+        for _ in range(level):
+            labels = np.array([parent_of.get(int(x), -1) if x >= 0 else -1 for x in labels], np.int64)
+        return labels
 
     def segmenter(self, assign_noise: bool | None = None) -> Segmenter:
         """The fitted segmentation this model saved, ready to `place` new users."""
@@ -98,12 +117,17 @@ class SegmentModel:
 
     @property
     def names(self) -> dict[int, str]:
-        return {s["segment_id"]: s["name"] for s in self.segments}
+        """Every segment's saved name, leaves and parents."""
+        return {s["segment_id"]: s["name"] for s in [*self.segments, *self.parents]}
 
 
 def build_model(segmenter: Segmenter, *, names: dict[int, str], extractor: CandidateExtractor | None,
-                manifest: dict[str, Any]) -> SegmentModel:
-    """The saved form of a fitted Segmenter (its users with a vector)."""
+                manifest: dict[str, Any], parents: list[dict[str, Any]] | None = None,
+                parent_centroids: np.ndarray | None = None) -> SegmentModel:
+    """The saved form of a fitted Segmenter (its users with a vector); `parents` the segments
+    above its leaves, as in `SegmentModel.parents`."""
+    parents = parents or []
+    parent_of = tree_parent_ids(segmenter)
     reducer = segmenter.reducer_
     manifest = {**manifest, "placement_space": "pca" if segmenter.pca_components_ is not None else "full",
                 "reducer": type(reducer).__name__ if reducer is not None else None}
@@ -120,14 +144,25 @@ def build_model(segmenter: Segmenter, *, names: dict[int, str], extractor: Candi
             "members": int(own.sum()),
             "radius": float(segmenter.members_radius_[own].max()) if own.any() else 0.0,
             "strength_floor": float(strengths[mine].min()) if mine.any() else 1.0,
+            "parent_id": parent_of.get(sid, -1),
         })
     model = SegmentModel(centroids=_unit(segmenter.centroids_), members_reduced=segmenter.members_reduced_,
                          members_label=members_label, segments=segments, manifest=dict(manifest),
                          members_radius=segmenter.members_radius_, member_centroids=segmenter.member_centroids_,
                          pca_components=segmenter.pca_components_, pca_mean=segmenter.pca_mean_,
-                         user_mean=segmenter.user_mean_)
+                         user_mean=segmenter.user_mean_, parents=parents,
+                         parent_centroids=_unit(parent_centroids) if parent_centroids is not None and len(parents) else None)
     _add_candidates(model, extractor)
     return model
+
+
+def tree_parent_ids(segmenter: Segmenter) -> dict[int, int]:
+    """Leaf id → parent id, with parents numbered after the leaves (as the segments table does)."""
+    tree = getattr(segmenter, "tree_parents_", [])
+    if not tree:
+        return {}
+    k = len(segmenter.centroids_)
+    return {leaf: k + int(parent) for leaf, parent in enumerate(tree[0])}
 
 
 def _add_candidates(model: SegmentModel, extractor: CandidateExtractor | None) -> None:
@@ -144,10 +179,6 @@ def _add_candidates(model: SegmentModel, extractor: CandidateExtractor | None) -
         model.manifest["candidates"] = {"per_user": 20, "n_documents": 0, "phrases": 0, "truncated": False}
 
 
-def embedder_fingerprint(encoder) -> list[list[float]]:
-    return np.round(encoder.encode(list(FINGERPRINT_TEXTS)), 5).tolist()
-
-
 def save_model(model: SegmentModel, folder: Path, clusterer: Any = None) -> None:
     """Write the model into `folder` (created); `clusterer` is pickled as an optional extra."""
     folder = Path(folder)
@@ -159,6 +190,9 @@ def save_model(model: SegmentModel, folder: Path, clusterer: Any = None) -> None
         files |= {"pca_components.npy": model.pca_components, "pca_mean.npy": model.pca_mean}
     if model.user_mean is not None:
         files["user_mean.npy"] = np.asarray(model.user_mean, np.float32)
+    if model.parent_centroids is not None:
+        files["parent_centroids.npy"] = np.asarray(model.parent_centroids, np.float32)
+    (folder / "parents.json").write_text(json.dumps(model.parents, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     (folder / "segments.json").write_text(json.dumps(model.segments, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     (folder / "document_frequencies.json").write_text(
         json.dumps(model.document_frequencies, ensure_ascii=False, separators=(",", ":")) + "\n", encoding="utf-8")
@@ -169,7 +203,8 @@ def save_model(model: SegmentModel, folder: Path, clusterer: Any = None) -> None
     for name, array in files.items():
         np.save(folder / name, array, allow_pickle=False)
     manifest = {**{k: v for k, v in model.manifest.items() if k != "embedder_fingerprint"},
-                "format_version": FORMAT_VERSION, "files": sorted([*files, "segments.json", "document_frequencies.json", "singulars.json"])}
+                "format_version": FORMAT_VERSION,
+                "files": sorted([*files, "segments.json", "parents.json", "document_frequencies.json", "singulars.json"])}
     if clusterer is not None:
         try:
             if getattr(clusterer, "prediction_data_", None) is None:
@@ -193,14 +228,16 @@ def load_model(run_dir: Path) -> SegmentModel:
     except json.JSONDecodeError as exc:
         raise ModelError(f"{manifest_path} is not valid JSON ({exc}); rerun `tagger segment`") from None
     version = manifest.get("format_version")
-    if version != FORMAT_VERSION:
+    if version not in READABLE_VERSIONS:
         raise ModelError(f"segment model in {run_dir} has format version {version}, this tagger reads "
-                         f"{FORMAT_VERSION}; rerun `tagger segment` or use the tagger version that wrote it")
+                         f"{' and '.join(map(str, READABLE_VERSIONS))}; rerun `tagger segment` or use the tagger "
+                         "version that wrote it")
     try:
         arrays = {name: np.load(folder / name, allow_pickle=False) for name in manifest["files"] if name.endswith(".npy")}
         segments = json.loads((folder / "segments.json").read_text(encoding="utf-8"))
         frequencies = json.loads((folder / "document_frequencies.json").read_text(encoding="utf-8"))
         singulars = json.loads((folder / "singulars.json").read_text(encoding="utf-8"))
+        parents = json.loads((folder / "parents.json").read_text(encoding="utf-8")) if version >= 2 else []
     except (OSError, ValueError, KeyError) as exc:
         raise ModelError(f"segment model in {run_dir} is incomplete ({type(exc).__name__}: {exc}); "
                          "rerun `tagger segment`") from None
@@ -210,8 +247,8 @@ def load_model(run_dir: Path) -> SegmentModel:
                         members_label=arrays["members_label.npy"], segments=segments, manifest=manifest,
                         members_radius=arrays["members_radius.npy"], member_centroids=arrays["member_centroids.npy"],
                         pca_components=arrays.get("pca_components.npy"), pca_mean=arrays.get("pca_mean.npy"),
-                        user_mean=arrays.get("user_mean.npy"),
-                        document_frequencies=frequencies, singulars=singulars, path=folder)
+                        user_mean=arrays.get("user_mean.npy"), document_frequencies=frequencies, singulars=singulars,
+                        path=folder, parents=parents, parent_centroids=arrays.get("parent_centroids.npy"))
 
 
 def check_embedder(model: SegmentModel, encoder) -> None:
@@ -243,8 +280,10 @@ def load_clusterer(model: SegmentModel):
 
 
 def model_for_run(segmenter: Segmenter, *, summary: dict[str, Any], config, names: dict[int, str],
-                  extractor: CandidateExtractor | None, encoder) -> SegmentModel:
-    """A run's fitted segmentation, settings and summary → the SegmentModel to save."""
+                  extractor: CandidateExtractor | None, encoder, tree: tuple[list[dict[str, Any]], np.ndarray | None] = ([], None),
+                  ) -> SegmentModel:
+    """A run's fitted segmentation, settings and summary → the SegmentModel to save; `tree`: the
+    segments above the leaves and their centroids."""
     centroids = np.asarray(segmenter.centroids_)
     manifest = {
         "tagger_version": summary.get("tagger_version"),
@@ -260,7 +299,8 @@ def model_for_run(segmenter: Segmenter, *, summary: dict[str, Any], config, name
         "packages": summary.get("packages", {}),
         "users": int((segmenter.assigned_by_ != "unsegmented").sum()),
     }
-    return build_model(segmenter, names=names, extractor=extractor, manifest=manifest)
+    return build_model(segmenter, names=names, extractor=extractor, manifest=manifest, parents=tree[0],
+                       parent_centroids=tree[1])
 
 
 def current_names(run_dir: Path, model: SegmentModel) -> dict[int, str]:

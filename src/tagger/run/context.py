@@ -28,6 +28,8 @@ class RunContext:
         self.reporter = reporter or Reporter()
         self.folder = RunFolder(Path(out), force) if out is not None else None
         self.cache = ResultCache(tagger_home() / "cache.sqlite" if config.cache else None)
+        # Vectors of candidate names (stages.embedding.CachedEncoder), counted apart from the answers.
+        self.vector_cache = ResultCache(tagger_home() / "cache.sqlite" if config.cache else None)
         self._engine, self._own_engine = engine, engine is None
 
     @functools.cached_property
@@ -72,6 +74,7 @@ class RunContext:
         try:
             self.close_engine()
             self.cache.close()
+            self.vector_cache.close()
         finally:
             if self.folder is not None:
                 self.folder.abandon()  # after commit() the partial folder is gone already

@@ -6,6 +6,7 @@ Everything here reads what `tagger segment` wrote; nothing recomputes tags or cl
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -82,11 +83,73 @@ def load_run(path: Path | str) -> Run:
     return Run(path, summary, users, segments, {u.user_id: u for u in tagged}, profiles)
 
 
-def segment_overview(run: Run) -> list[dict[str, Any]]:
-    """One dict per segment: id, name, size, share, taxonomy node, top tags, top items."""
+def tree_columns(segments: pd.DataFrame) -> pd.DataFrame:
+    """`segments` with int `level` and `parent_id` columns; runs written before the segment tree have
+    neither, and read as all leaves with no parent."""
+    frame = segments.copy()
+    frame["level"] = frame["level"].fillna(0).astype(int) if "level" in frame else 0
+    frame["parent_id"] = frame["parent_id"].fillna(-1).astype(int) if "parent_id" in frame else -1
+    return frame
+
+
+def leaf_segments(segments: pd.DataFrame) -> pd.DataFrame:
+    """The level-0 rows: the segments users are placed in."""
+    frame = tree_columns(segments)
+    return frame[frame["level"] == 0]
+
+
+def parent_of(segments: pd.DataFrame) -> dict[int, int]:
+    """Every segment's parent id, -1 at the top. A parent that is missing, or not above its child,
+    counts as none, so a damaged table still reads as a tree and never as a loop."""
+    frame = tree_columns(segments)
+    levels = dict(zip(frame["segment_id"].astype(int), frame["level"], strict=True))
+    return {sid: (pid if levels.get(pid, -1) > levels[sid] else -1)
+            for sid, pid in zip(frame["segment_id"].astype(int), frame["parent_id"], strict=True)}
+
+
+def ancestors(parents: dict[int, int], segment_id: int) -> list[int]:
+    """The ids above `segment_id` in `parents` (from `parent_of`), nearest first; [] at the top and for -1."""
+    chain: list[int] = []
+    node = parents.get(int(segment_id), -1)
+    while node >= 0:
+        chain.append(node)
+        node = parents.get(node, -1)
+    return chain
+
+
+def segment_tree(segments: pd.DataFrame) -> list[dict[str, Any]]:
+    """The top-level segments (parents, or the leaves of a flat run), each with its `children`,
+    largest first within a level: {"segment_id", "name", "size", "share", "level", "iab_id",
+    "iab_path", "children": [...]}."""
+    frame = tree_columns(segments)
+    children: dict[int, list[dict[str, Any]]] = {}
+    parents = parent_of(frame)
+    nodes = {}
+    for r in frame.itertuples():
+        nodes[int(r.segment_id)] = {
+            "segment_id": int(r.segment_id), "name": str(r.name), "size": int(r.size), "share": float(r.share),
+            "level": int(r.level), "iab_id": text_cell(getattr(r, "iab_id", "")),
+            "iab_path": text_cell(getattr(r, "iab_path", "")), "children": []}
+        children.setdefault(parents[int(r.segment_id)], []).append(nodes[int(r.segment_id)])
+    for parent_id, kids in children.items():
+        kids.sort(key=lambda n: (-n["size"], n["segment_id"]))
+        if parent_id >= 0:
+            nodes[parent_id]["children"] = kids
+    return children.get(-1, [])
+
+
+def segment_overview(run: Run, level: int | None = 0) -> list[dict[str, Any]]:
+    """One dict per segment at `level` (default the leaves; None: every level): id, name, size, share,
+    level, parent, taxonomy node, top tags, top items."""
+    frame = tree_columns(run.segments)
+    names = _names(frame)
+    parents = parent_of(frame)
+    rows = frame if level is None else frame[frame["level"] == level]
     return [{"segment_id": int(r.segment_id), "name": r.name, "size": int(r.size), "share": float(r.share),
-             "iab_id": str(getattr(r, "iab_id", "") or ""), "iab_path": str(getattr(r, "iab_path", "") or ""),
-             "top_tags": list(r.top_tags), "top_items": list(r.top_items)} for r in run.segments.itertuples()]
+             "level": int(r.level), "parent_id": parents[int(r.segment_id)],
+             "parent_name": names.get(parents[int(r.segment_id)], ""),
+             "iab_id": text_cell(getattr(r, "iab_id", "")), "iab_path": text_cell(getattr(r, "iab_path", "")),
+             "top_tags": list(r.top_tags), "top_items": list(r.top_items)} for r in rows.itertuples()]
 
 
 def user_detail(run: Run, user_id: str) -> dict[str, Any]:
@@ -94,8 +157,10 @@ def user_detail(run: Run, user_id: str) -> dict[str, Any]:
     segment_tags = set()
     if int(row.segment_id) >= 0:
         segment_tags = set(run.find_segment(int(row.segment_id)).top_tags)
+    parent_id = parent_of(run.segments).get(int(row.segment_id), -1)
     return {
         "user_id": str(row.user_id), "segment_id": int(row.segment_id), "segment_name": row.segment_name,
+        "parent_id": parent_id, "parent_name": _names(run.segments).get(parent_id, ""),
         "strength": float(row.strength), "assigned_by": row.assigned_by, "status": row.status,
         "error": row.error or "", "reason": row.get("reason", "") or "", "tags": run.evidence(row.user_id),
         "shared_with_segment": [t for t in row.tags if t in segment_tags],
@@ -104,17 +169,39 @@ def user_detail(run: Run, user_id: str) -> dict[str, Any]:
 
 def segment_detail(run: Run, ref: str | int, sample: int = 5) -> dict[str, Any]:
     """The segment, its strongest members with their evidence, and why they belong:
-    membership strength, how they were assigned, and which of the segment's tags they carry."""
+    membership strength, how they were assigned, and which of the segment's tags they carry.
+    A parent's members are the users of every leaf below it."""
     seg = run.find_segment(ref)
-    members = run.users[run.users["segment_id"] == int(seg.segment_id)]
+    node = next(n for n in walk_tree(segment_tree(run.segments)) if n["segment_id"] == int(seg.segment_id))
+    leaves = [n["segment_id"] for n in walk_tree([node]) if n["level"] == 0]
+    members = run.users[run.users["segment_id"].isin(leaves)]
     members = members.sort_values(["strength", "user_id"], ascending=[False, True], kind="stable")
     assigned = members["assigned_by"].value_counts().to_dict()
+    parent_id = parent_of(run.segments)[node["segment_id"]]
     return {
-        "segment_id": int(seg.segment_id), "name": seg["name"], "description": seg.description,
-        "size": int(seg["size"]), "share": float(seg.share), "named_by": seg.named_by,
-        "iab_id": str(seg.get("iab_id", "") or ""), "iab_path": str(seg.get("iab_path", "") or ""),
+        "segment_id": node["segment_id"], "name": seg["name"], "description": text_cell(seg.get("description", "")),
+        "size": int(seg["size"]), "share": float(seg.share), "named_by": text_cell(seg.get("named_by", "")),
+        "level": node["level"], "parent_id": parent_id, "parent_name": _names(run.segments).get(parent_id, ""),
+        "children": [{k: n[k] for k in ("segment_id", "name", "size", "share")} for n in node["children"]],
+        "iab_id": text_cell(seg.get("iab_id", "")), "iab_path": text_cell(seg.get("iab_path", "")),
         "top_tags": list(seg.top_tags), "top_items": list(seg.top_items), "evidence": list(seg.evidence),
         "mean_strength": round(float(members["strength"].mean()), 4) if len(members) else 0.0,
         "assigned_by": {str(k): int(v) for k, v in assigned.items()},
         "members": [user_detail(run, uid) for uid in members["user_id"].head(sample)],
     }
+
+
+def walk_tree(nodes: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
+    """Every node of `segment_tree`'s nodes, each before its children."""
+    for node in nodes:
+        yield node
+        yield from walk_tree(node["children"])
+
+
+def _names(segments: pd.DataFrame) -> dict[int, str]:
+    return dict(zip(segments["segment_id"].astype(int), segments["name"].astype(str), strict=True))
+
+
+def text_cell(value: Any) -> str:
+    """A text cell as str, "" when empty: parent rows may leave description or taxonomy cells as None or NaN."""
+    return "" if value is None or (isinstance(value, float) and value != value) else str(value)

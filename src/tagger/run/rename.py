@@ -15,7 +15,7 @@ from tagger.run.context import RunContext, run_config
 from tagger.run.folder import RUN_MARKER, RunFolder
 from tagger.run.load import Run, load_run
 from tagger.run.report_html import render_report
-from tagger.stages.naming import NAMING_MAX_TOKENS, NamingOptions, name_segments
+from tagger.stages.naming import NAMING_MAX_TOKENS, NamingOptions, name_tree
 
 
 def rename_run(path: Path | str, prompts: Path | str | None = None, *, engine=None) -> Run:
@@ -38,7 +38,7 @@ def rename_run(path: Path | str, prompts: Path | str | None = None, *, engine=No
         llm = engine or ctx.lazy_engine(str(run.summary.get("model", config.model)))
         options = NamingOptions(params, language=run.summary.get("language", "en"), audience=config.audience,
                                 prompts=config.prompts)
-        named = name_segments(run.profiles, llm, template, options, cache=ctx.cache, stats=stats)
+        named = name_tree(run.profiles, llm, template, options, cache=ctx.cache, stats=stats)
         hits, misses = ctx.cache.hits, ctx.cache.misses
     config = run.summary.get("config", {})
     k_anonymity = int(config.get("k_anonymity", 1))
@@ -57,6 +57,8 @@ def rename_run(path: Path | str, prompts: Path | str | None = None, *, engine=No
     # a user left unsegmented for lack of content keeps an empty name (pipeline.user_table)
     users["segment_name"] = ["" if by == "unsegmented" else names.get(int(s), "unsegmented")
                              for s, by in zip(users["segment_id"], users["assigned_by"], strict=True)]
+    if "parent_id" in users:
+        users["parent_name"] = [names.get(int(p), "") if p >= 0 else "" for p in users["parent_id"]]
 
     summary = dict(run.summary)
     summary["prompts"] = {**summary.get("prompts", {}), "name": {"path": str(template.path), "sha256": template.sha256}}

@@ -15,7 +15,8 @@ from html import escape
 from pathlib import Path
 
 from tagger.errors import OutputError
-from tagger.run.load import Run, load_run
+from tagger.run.load import (Run, ancestors, load_run, parent_of, segment_tree, text_cell, tree_columns,
+                             walk_tree)
 
 PALETTE = ("#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7",
            "#9c755f", "#2f4b7c", "#a05195", "#d45087", "#665191", "#008080", "#bc5090", "#7a5195")
@@ -23,6 +24,8 @@ NO_SEGMENT = "#bbbbbb"
 MAP_W, MAP_H, PAD = 640, 420, 16
 # More dots than this make a slow page and a blot; larger runs show a seeded sample.
 MAX_MAP_USERS = 5000
+# The tree's name column narrows by one indent per level, so every bar starts at the same x.
+TREE_NAME_W, TREE_BAR_W, TREE_INDENT = 210, 260, 22
 
 CSS = """
 body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",sans-serif;margin:0;background:#f6f7f9;color:#222}
@@ -44,9 +47,21 @@ blockquote{margin:4px 0;padding:2px 8px;border-left:3px solid #ddd;color:#444;fo
 .card ul{margin:4px 0;padding-left:18px} .label{font-weight:600;font-size:12px;margin-top:8px;color:#555}
 .bar{cursor:pointer}
 .unstable{color:#b00020;font-weight:600}
+.tree,.tree ul{list-style:none;margin:0;padding:0}
+.tree ul{margin-left:6px;padding-left:15px;border-left:1px solid #ddd}
+.tree>li{margin-bottom:8px}
+.node-row{display:flex;align-items:center;gap:8px;min-height:24px;cursor:pointer;border-radius:4px}
+.node-row:hover,.node-row.chosen{background:#eef1f5}
+.node-row.group .node-name{font-weight:600}
+.node-name{flex:none;white-space:nowrap;overflow:hidden;text-overflow:ellipsis}
+.node-bar{flex:none;display:flex;height:14px;border-radius:3px;overflow:hidden}
+.node-bar span+span{border-left:1px solid #fff}
+.node-size{color:#555;font-size:12px;white-space:nowrap}
+.node-desc{color:#666;font-size:12px;margin:0 0 2px;max-width:560px}
 """
 
-# Hover shows user, segment and tags; clicking a bar or legend entry highlights one segment.
+# Hover shows user, segment and tags; clicking a bar, tree row or legend entry highlights one segment
+# (a group: the users of every leaf beneath it).
 SCRIPT = """
 (function(){
   var data = JSON.parse(document.getElementById('tagger-data').textContent);
@@ -71,8 +86,11 @@ SCRIPT = """
   function highlight(seg){
     chosen = (chosen === seg) ? null : seg;
     for (var i = 0; i < dots.length; i++){
-      var on = chosen === null || dots[i].getAttribute('data-s') === chosen;
+      var on = chosen === null || (' ' + dots[i].getAttribute('data-a') + ' ').indexOf(' ' + chosen + ' ') >= 0;
       dots[i].classList.toggle('dim', !on);
+    }
+    for (var k = 0; k < bars.length; k++){
+      bars[k].classList.toggle('chosen', bars[k].getAttribute('data-seg') === chosen);
     }
   }
   var bars = document.querySelectorAll('[data-seg]');
@@ -90,7 +108,12 @@ def colour(segment_id: int) -> str:
 
 def render_report(run: Run) -> str:
     counts = run.summary.get("counts", {})
-    title = f"tagger: {len(run.segments)} segments of {counts.get('users', len(run.users))} users"
+    segments = tree_columns(run.segments)
+    leaves, tree = segments[segments["level"] == 0], segment_tree(segments)
+    grouped = any(node["children"] for node in tree)
+    names, parents = _names(segments), parent_of(segments)
+    title = (f"tagger: {len(leaves)} segments of {counts.get('users', len(run.users))} users"
+             f"{f' in {len(tree)} groups' if grouped else ''}")
     meta = (f"model {run.summary.get('model', '?')} · embedder {run.summary.get('embedder', '?')} · "
             f"tagged {counts.get('tagged', '?')}/{counts.get('users', '?')} ({counts.get('failed', 0)} failed) · "
             f"{counts.get('noise_assigned_to_nearest', 0)} joined their nearest segment · "
@@ -103,14 +126,16 @@ def render_report(run: Run) -> str:
         f"<title>{escape(title)}</title><style>{CSS}</style></head><body>",
         f"<header><h1>{escape(title)}</h1><div class=\"meta\">{escape(meta)}</div></header><main>",
         "<div class=\"row\">",
-        f"<div><h2>Segment sizes</h2><div class=\"panel\">{_size_chart(run)}</div></div>",
+        _tree_panel(tree, segments) if grouped else
+        f"<div><h2>Segment sizes</h2><div class=\"panel\">{_size_chart(leaves)}</div></div>",
         (f"<div><h2>Map of users</h2><div class=\"panel\">{_map(run, rows)}</div>"
          f"<div class=\"meta\">2-D projection (PCA) of the user vectors{sampled}; hover a dot, "
          "click a bar or a legend entry to highlight a segment.</div></div>"),
         "</div>",
         _stability_section(run.summary.get("stability")),
         "<h2>Segments</h2><div class=\"cards\">",
-        "".join(_card(row) for row in run.segments.itertuples()),
+        "".join(_card(row, parents[int(row.segment_id)], names.get(parents[int(row.segment_id)], ""))
+                for row in leaves.itertuples()),
         "</div></main><div id=\"tip\"></div>",
         f"<script type=\"application/json\" id=\"tagger-data\">{_json_for_script(_hover_data(run, rows))}</script>",
         f"<script>{SCRIPT}</script></body></html>\n",
@@ -150,14 +175,55 @@ def _map_rows(n: int) -> list[int]:
 
 
 def _hover_data(run: Run, rows: list[int]) -> dict:
-    names = dict(zip(run.segments["segment_id"].astype(int), run.segments["name"], strict=True))
+    names, parents = _names(run.segments), parent_of(run.segments)
+    labels = {sid: f"{name} (in {names[parents[sid]]})" if parents[sid] >= 0 else name for sid, name in names.items()}
     users = run.users.iloc[rows]
-    return {"users": [{"user": str(u.user_id), "segment": names.get(int(u.segment_id), "unsegmented"),
+    return {"users": [{"user": str(u.user_id), "segment": labels.get(int(u.segment_id), "unsegmented"),
                        "tags": list(u.tags)} for u in users.itertuples()]}
 
 
-def _size_chart(run: Run) -> str:
-    rows = list(run.segments.sort_values(["size", "segment_id"], ascending=[False, True]).itertuples())
+def _names(segments) -> dict[int, str]:
+    return dict(zip(segments["segment_id"].astype(int), segments["name"].astype(str), strict=True))
+
+
+def _lineage(segments) -> dict[int, str]:
+    """Each segment id with the ids above it, as a dot's `data-a`: clicking any of them lights the dot."""
+    parents = parent_of(segments)
+    return {sid: " ".join(map(str, [sid, *ancestors(parents, sid)])) for sid in parents}
+
+
+def _tree_panel(tree: list[dict], segments) -> str:
+    """Each top-level segment with the segments beneath it as an indented list; every row has a
+    bar on one shared scale, a group's bar made of its leaves' colours in proportion."""
+    largest = max(node["size"] for node in tree) or 1
+    about = {int(r.segment_id): " · ".join(t for t in (text_cell(getattr(r, "description", "")),
+                                                       text_cell(getattr(r, "iab_path", ""))) if t)
+             for r in segments.itertuples()}
+    body = "".join(_tree_node(node, 0, largest, about) for node in tree)
+    return (f"<div><h2>Segment tree</h2><div class=\"panel\"><ul class=\"tree\" aria-label=\"segment tree\">{body}"
+            "</ul></div><div class=\"meta\">Largest first; bar length is users. "
+            "Click a row to highlight its users on the map.</div></div>")
+
+
+def _tree_node(node: dict, depth: int, largest: int, about: dict[int, str]) -> str:
+    sid, group = node["segment_id"], bool(node["children"])
+    leaves = [n for n in walk_tree([node]) if n["level"] == 0] or [node]
+    bar = "".join(f"<span style=\"flex:{leaf['size']};background:{colour(leaf['segment_id'])}\"></span>"
+                  for leaf in leaves)
+    hover = " · ".join(t for t in (node["name"], about.get(sid, "")) if t)
+    width = max(2, round(TREE_BAR_W * node["size"] / largest))
+    row = (f"<div class=\"node-row {'group' if group else 'leaf'}\" data-seg=\"{sid}\" data-depth=\"{depth}\">"
+           f"<span class=\"node-name\" style=\"width:{TREE_NAME_W - depth * TREE_INDENT}px\" title=\"{escape(hover)}\">"
+           f"{escape(node['name'])}</span>"
+           f"<span class=\"node-bar\" style=\"width:{width}px\">{bar}</span>"
+           f"<span class=\"node-size\">{node['size']} users ({node['share']:.0%})</span></div>")
+    desc = f"<div class=\"node-desc\">{escape(about[sid])}</div>" if group and about.get(sid) else ""
+    kids = "".join(_tree_node(child, depth + 1, largest, about) for child in node["children"])
+    return f"<li id=\"node-{sid}\">{row}{desc}{f'<ul>{kids}</ul>' if kids else ''}</li>"
+
+
+def _size_chart(leaves) -> str:
+    rows = list(leaves.sort_values(["size", "segment_id"], ascending=[False, True]).itertuples())
     bar_h, label_w, bar_w = 24, 190, 260
     largest = max([int(r.size) for r in rows] or [1])
     height = bar_h * len(rows) + 8
@@ -183,7 +249,8 @@ def _map(run: Run, rows: list[int]) -> str:
     x0, x1, y0, y1 = min(xs), max(xs), min(ys), max(ys)
     sx = (MAP_W - 2 * PAD) / ((x1 - x0) or 1.0)
     sy = (MAP_H - 2 * PAD) / ((y1 - y0) or 1.0)
-    names = dict(zip(run.segments["segment_id"].astype(int), run.segments["name"], strict=True))
+    segments = tree_columns(run.segments)
+    names, lineage = _names(segments[segments["level"] == 0]), _lineage(segments)
     parts = [f"<svg width=\"{MAP_W}\" height=\"{MAP_H}\" viewBox=\"0 0 {MAP_W} {MAP_H}\" role=\"img\" aria-label=\"map of users\">"]
     for i, u in enumerate(users.itertuples()):
         if not (math.isfinite(xs[i]) and math.isfinite(ys[i])):
@@ -192,7 +259,8 @@ def _map(run: Run, rows: list[int]) -> str:
         cx = PAD + (xs[i] - x0) * sx
         cy = MAP_H - PAD - (ys[i] - y0) * sy
         hover = f"{u.user_id} · {names.get(seg, 'unsegmented')} · {', '.join(u.tags)}"
-        parts.append(f"<circle class=\"dot\" data-i=\"{i}\" data-s=\"{seg}\" cx=\"{cx:.1f}\" cy=\"{cy:.1f}\" r=\"4\" "
+        parts.append(f"<circle class=\"dot\" data-i=\"{i}\" data-s=\"{seg}\" data-a=\"{lineage.get(seg, seg)}\" "
+                     f"cx=\"{cx:.1f}\" cy=\"{cy:.1f}\" r=\"4\" "
                      f"fill=\"{colour(seg)}\"><title>{escape(hover)}</title></circle>")
     parts.append(f"</svg><div style=\"max-width:{MAP_W}px\">")
     for seg, name in names.items():
@@ -242,14 +310,15 @@ def _stability_section(stability: dict | None) -> str:
     ])
 
 
-def _card(row) -> str:
+def _card(row, parent_id: int, parent: str) -> str:
     tags = "".join(f"<span class=\"chip\">{escape(t)}</span>" for t in row.top_tags) or "<span class=\"meta\">none</span>"
     quotes = "".join(f"<blockquote>“{escape(q)}”</blockquote>" for q in row.evidence)
     items = "".join(f"<li>{escape(i)}</li>" for i in row.top_items)
     return "".join([
         f"<section class=\"card\" id=\"segment-{int(row.segment_id)}\" style=\"--c:{colour(int(row.segment_id))}\">",
         f"<h3>{escape(row.name)}</h3>",
-        f"<div class=\"sub\">segment {int(row.segment_id)} · {int(row.size)} users ({float(row.share):.0%}) · named by {escape(row.named_by)}</div>",
+        f"<div class=\"sub\">segment {int(row.segment_id)}{_in_parent(parent_id, parent)} · {int(row.size)} users "
+        f"({float(row.share):.0%}) · named by {escape(row.named_by)}</div>",
         f"<div>{escape(row.description)}</div>",
         (f"<div class=\"meta\">IAB {escape(str(row.iab_id))} · {escape(str(row.iab_path))}</div>"
          if getattr(row, "iab_path", "") else ""),
@@ -258,6 +327,10 @@ def _card(row) -> str:
         f"<div class=\"label\">Top items</div><ul>{items}</ul>" if items else "",
         "</section>",
     ])
+
+
+def _in_parent(parent_id: int, parent: str) -> str:
+    return f" · in <a href=\"#node-{int(parent_id)}\">{escape(parent)}</a>" if parent_id >= 0 and parent else ""
 
 
 def _short(text: str, width: int) -> str:

@@ -5,18 +5,23 @@ from __future__ import annotations
 from rich.console import Console
 from rich.table import Table
 
+from tagger.run.load import parent_of, segment_tree, tree_columns, walk_tree
+
 
 def print_segments(result, console: Console | None = None) -> None:
     console = console or Console()
     counts = result.summary["counts"]
-    table = Table(title=f"{counts['segments']} segments of {counts['users']} users")
-    for column, justify in (("id", "right"), ("segment", "left"), ("users", "right"), ("share", "right"),
-                            ("IAB", "left"), ("top tags", "left")):
+    rows, groups = _leaf_rows(result.segments)
+    title = f"{len(rows)} segments of {counts['users']} users" + (f" in {groups} groups" if groups else "")
+    table = Table(title=title)
+    for column, justify in (("id", "right"), ("segment", "left"), *([("group", "left")] if groups else []),
+                            ("users", "right"), ("share", "right"), ("IAB", "left"), ("top tags", "left")):
         table.add_column(column, justify=justify)
-    for row in result.segments.itertuples():
+    for row, parent in rows:
         # the node's last two tiers: "Computing > Laptops" says enough beside the name
         iab = " > ".join(str(row.iab_path).split(" > ")[-2:]) if row.iab_path else "-"
-        table.add_row(str(row.segment_id), row.name, str(row.size), f"{row.share:.0%}", iab, ", ".join(row.top_tags[:4]))
+        table.add_row(str(row.segment_id), row.name, *([parent or "-"] if groups else []), str(row.size),
+                      f"{row.share:.0%}", iab, ", ".join(row.top_tags[:4]))
     console.print(table)
     console.print(
         f"tagged {counts['tagged']}/{counts['users']} users ({counts['failed']} failed), "
@@ -49,6 +54,19 @@ def rows_line(counts: dict) -> str:
         line += f"; not used: {dropped}"
     cleaned = ", ".join(f"{counts[key]} {label}" for key, label in TEXT_LABELS.items() if counts.get(key))
     return line + (f"; {cleaned}" if cleaned else "")
+
+
+def _leaf_rows(segments) -> tuple[list, int]:
+    """The leaf rows with their parent's name, and how many top-level groups there are (0 when flat).
+    With groups, the leaves come group by group in the tree's order, so a group's leaves sit together."""
+    frame = tree_columns(segments)
+    tree = segment_tree(frame)
+    leaves = frame[frame["level"] == 0].set_index("segment_id", drop=False)
+    names, parents = dict(zip(frame["segment_id"], frame["name"], strict=True)), parent_of(frame)
+    if not any(node["children"] for node in tree):
+        return [(row, "") for row in leaves.itertuples()], 0
+    order = [n["segment_id"] for n in walk_tree(tree) if n["level"] == 0]
+    return [(row, names.get(parents[row.segment_id], "")) for row in leaves.loc[order].itertuples()], len(tree)
 
 
 def _no_content(counts: dict) -> str:

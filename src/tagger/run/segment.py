@@ -14,6 +14,7 @@ import pandas as pd
 from tagger.config import RunConfig
 from tagger.errors import ConfigError
 from tagger.lifecycle.drift import shares_for_run
+from tagger.lifecycle.recut_data import save_recut_data
 from tagger.lifecycle.segment_model import FORMAT_VERSION, MODEL_DIR, load_model, model_for_run, save_model
 from tagger.lifecycle.stability import stability_for_run
 from tagger.llm.base import Engine
@@ -95,7 +96,7 @@ def _lasting(run: PipelineRun, frame: pd.DataFrame, summary: dict[str, Any], use
     out: dict[str, Any] = {}
     if save and len(rows) and len(segmentation.centroids_):
         out["model"] = model_for_run(segmentation, summary=summary, config=config, names=run.names(),
-                                     extractor=run.extractor, encoder=run.encoder)
+                                     extractor=run.extractor, encoder=run.encoder, tree=run.parent_nodes())
         out["clusterer"] = getattr(segmentation, "clusterer_", None)
         summary["segment_model"] = {"path": MODEL_DIR, "format_version": FORMAT_VERSION}
     if config.stability >= 2 and len(rows) >= 4:
@@ -117,6 +118,7 @@ def _write(folder: RunFolder, run: PipelineRun, result: RunResult, lasting: dict
         folder.write_json("segment_profiles.json", [public_profile(p, run.config.k_anonymity) for p in run.profiles])
         if "model" in lasting:
             save_model(lasting["model"], folder.path(MODEL_DIR), lasting.get("clusterer"))
+            save_recut_data(folder.path(MODEL_DIR), run.segmentation, run.vectors, run.corpus)
         if "stability" in lasting:
             folder.write_table("stability", lasting["stability"])
         if "shares" in lasting:

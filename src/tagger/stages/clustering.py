@@ -22,6 +22,7 @@ import numpy as np
 
 from tagger.errors import ConfigError
 from tagger.schemas import NO_SEGMENT
+from tagger.stages.tree import cut_to, labels_at, parent_levels
 from tagger.vectors import unit_rows
 
 # Recomputed vectors can differ from the training ones in the last float bits.
@@ -92,6 +93,13 @@ def _strengths(vectors: np.ndarray, labels: np.ndarray, centroids: np.ndarray) -
     return out
 
 
+class _Linear(NamedTuple):
+    """A saved PCA's arrays, where placement expects a fitted reducer."""
+
+    components_: np.ndarray
+    mean_: np.ndarray
+
+
 class Placement(NamedTuple):
     """Where users went: segment ids (NO_SEGMENT for none), strengths 0..1 and how."""
 
@@ -113,7 +121,9 @@ class Segmenter:
     `consensus` (fits cut once; 0 = one HDBSCAN fit), `consensus_sample` (share of users each fit
     sees), `consensus_cut` (co-association needed to stay together), `max_consensus_users`,
     `refine` (k-means steps), `consensus_dims` (share of reduced dimensions each fit sees),
-    `consensus_base` ("louvain" or "hdbscan"), `resolution` and `neighbours` (Louvain's graph).
+    `consensus_base` ("louvain" or "hdbscan"), `resolution` and `neighbours` (Louvain's graph),
+    `n_segments` (exactly this many leaves where the data allows; None: as many as the consensus
+    finds), `levels` (1: leaves only; 2: leaves and about sqrt(leaves) parents; 3: grandparents too).
     """
 
     min_segment_size: int | None = None
@@ -133,6 +143,8 @@ class Segmenter:
     consensus_base: str = "louvain"
     resolution: float = 2.0
     neighbours: int = 10
+    n_segments: int | None = None
+    levels: int = 2
 
     def get_params(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
@@ -164,11 +176,41 @@ class Segmenter:
             self.labels_, self.strengths_ = np.zeros(len(rows), np.int64), np.ones(len(rows))
             self.assigned_by_ = np.full(len(rows), "cluster", dtype=object)
             self.centroids_, self.min_segment_size_ = own[:1], 1
+            self.tree_parents_, self.cut_note_, self.auto_labels_ = [], "", self.labels_.copy()
         self._fit_placement(unit_rows(own))
+        self._spread_rows(n, rows)
+        return self
+
+    def _spread_rows(self, n: int, rows: np.ndarray) -> None:
         if len(rows) < n:
+            found = self.auto_labels_
             self.labels_, self.strengths_, self.assigned_by_ = _spread(n, rows, self.labels_, self.strengths_,
                                                                        self.assigned_by_)
-        return self
+            self.auto_labels_ = np.full(n, NO_SEGMENT, np.int64)
+            self.auto_labels_[rows] = found
+
+    def recut(self, vectors: np.ndarray, n_segments: int | None, levels: int) -> Segmenter:
+        """A new fitted segmentation cut from this one's consensus leaves (`auto_labels_`, every
+        row's) to `n_segments` leaves (None: those leaves) and `levels` levels, without refitting:
+        the same cut `fit` makes. Needs `assigned_by_`, `min_segment_size_` and the PCA arrays."""
+        rows = np.flatnonzero(np.asarray(self.assigned_by_) != "unsegmented")
+        unit = unit_rows(np.asarray(vectors, np.float32)[rows])
+        reduced = self.project(unit)
+        new = Segmenter(**{**self.get_params(), "n_segments": n_segments, "levels": levels})
+        new._validate()
+        found = np.asarray(self.auto_labels_, np.int64)[rows]
+        count = n_segments or (int(found.max()) + 1 if (found >= 0).any() else 0)
+        labels, new.cut_note_ = cut_to(unit, reduced, found, count, self.min_segment_size_, self.seed)
+        new.labels_, new.auto_labels_ = labels, found
+        new.assigned_by_ = np.asarray(self.assigned_by_, dtype=object)[rows]
+        new.centroids_ = self._centroids(unit, labels)
+        new.strengths_ = _strengths(unit, labels, new.centroids_)
+        new.tree_parents_ = parent_levels(unit, labels, levels)
+        new.min_segment_size_ = self.min_segment_size_
+        new.reducer_ = _Linear(self.pca_components_, self.pca_mean_) if self.pca_components_ is not None else None
+        new._fit_placement(unit)
+        new._spread_rows(len(vectors), rows)
+        return new
 
     @classmethod
     def from_labels(cls, vectors: np.ndarray, labels: np.ndarray, strengths: np.ndarray | None = None,
@@ -183,8 +225,25 @@ class Segmenter:
                                 else np.asarray(strengths, float))
         segmenter.assigned_by_ = np.where(segmenter.labels_ >= 0, "cluster", "noise").astype(object)
         segmenter.reducer_, segmenter.min_segment_size_ = reducer, 1
+        segmenter.tree_parents_, segmenter.cut_note_, segmenter.auto_labels_ = [], "", segmenter.labels_.copy()
         segmenter._fit_placement(vectors)
         return segmenter
+
+    def level_labels(self, level: int) -> np.ndarray:
+        """Every row's 0-based node index at `level` (0 = leaves, `labels_`); NO_SEGMENT stays."""
+        if level > len(self.tree_parents_):
+            raise ConfigError(f"this segmentation has {len(self.tree_parents_) + 1} level(s), not {level + 1}")
+        return labels_at(self.labels_, self.tree_parents_, level)
+
+    def level_centroids(self, vectors: np.ndarray, level: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(per-row node index, unit centroids, strengths) at `level` of the tree for the fitted
+        rows' `vectors`; level 0 gives `labels_`, `centroids_` and `strengths_` themselves."""
+        labels = self.level_labels(level)
+        if level == 0:
+            return labels, self.centroids_, self.strengths_
+        unit = unit_rows(np.asarray(vectors, np.float32))
+        centroids = self._centroids(unit, labels)
+        return labels, centroids, _strengths(unit, labels, centroids)
 
     def predict(self, vectors: np.ndarray) -> np.ndarray:
         return self.place(vectors).labels
@@ -203,6 +262,10 @@ class Segmenter:
             raise ConfigError(f"unknown consensus base '{self.consensus_base}'; use louvain or hdbscan")
         if self.reducer not in ("pca", "umap"):
             raise ConfigError(f"unknown reducer '{self.reducer}'; use pca or umap")
+        if self.n_segments is not None and self.n_segments < 1:
+            raise ConfigError(f"--segments must be at least 1, not {self.n_segments}")
+        if not 1 <= self.levels <= 3:
+            raise ConfigError(f"--levels must be 1, 2 or 3, not {self.levels}")
 
     def _fit_rows(self, vectors: np.ndarray) -> None:
         n = len(vectors)
@@ -212,6 +275,19 @@ class Segmenter:
             self._fit_consensus(vectors, reduced)
         else:
             self._fit_hdbscan(vectors, reduced)
+        self._fit_tree(vectors, reduced)
+
+    def _fit_tree(self, vectors: np.ndarray, reduced: np.ndarray) -> None:
+        """The leaves asked for (`n_segments`) cut from the ones found, then the levels above."""
+        self.cut_note_, self.auto_labels_ = "", self.labels_.copy()
+        if self.n_segments:
+            labels, self.cut_note_ = cut_to(vectors, reduced, self.labels_, self.n_segments, self.min_segment_size_,
+                                            self.seed)
+            if not np.array_equal(labels, self.labels_):
+                self.labels_ = labels
+                self.centroids_ = self._centroids(vectors, labels)
+                self.strengths_ = _strengths(vectors, labels, self.centroids_)
+        self.tree_parents_ = parent_levels(vectors, self.labels_, self.levels)
 
     def _fit_hdbscan(self, vectors: np.ndarray, reduced: np.ndarray) -> None:
         import hdbscan

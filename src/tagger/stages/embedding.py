@@ -43,6 +43,55 @@ def _unit(matrix: np.ndarray) -> np.ndarray:
     return unit_rows(np.asarray(matrix, dtype=np.float32))
 
 
+# Three texts whose vectors identify an encoder's weights (saved with a segment model; checked by
+# assign; the key of the name-vector cache).
+FINGERPRINT_TEXTS = ("reading books and hiking trails", "dog food for my puppy", "音乐和电影")
+
+
+def embedder_fingerprint(encoder: Encoder) -> list[list[float]]:
+    return np.round(encoder.encode(list(FINGERPRINT_TEXTS)), 5).tolist()
+
+
+def encoder_identity(name: str, fingerprint: Sequence[Sequence[float]]) -> str:
+    """The encoder's name and a hash of its fingerprint: the same weights give the same identity."""
+    digest = hashlib.sha256(np.asarray(fingerprint, np.float32).tobytes()).hexdigest()[:16]
+    return f"{name}:{digest}"
+
+
+class CachedEncoder:
+    """An encoder whose vectors of short texts (candidate segment names, taxonomy entries) are
+    kept in the answer cache under the encoder's identity. Naming embeds the same few thousand
+    taxonomy names on every run, rename and recut; with all of them cached, `load` (the real
+    encoder, seconds to import and start) is never called."""
+
+    def __init__(self, name: str, identity: str, load: Callable[[], Encoder], cache):
+        self.name, self.window = name, None
+        self._identity, self._load, self._cache = identity, load, cache
+        self._encoder: Encoder | None = None
+
+    @classmethod
+    def around(cls, encoder: Encoder, cache) -> CachedEncoder:
+        """A loaded encoder, caching what it embeds for later runs."""
+        wrapped = cls(encoder.name, encoder_identity(encoder.name, embedder_fingerprint(encoder)), lambda: encoder, cache)
+        wrapped._encoder = encoder
+        return wrapped
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        texts = list(texts)
+        keys = {t: hashlib.sha256(f"embed\0{self._identity}\0{t}".encode()).hexdigest() for t in texts}
+        found = self._cache.get_many(list(dict.fromkeys(keys.values()))) if texts else {}
+        missing = list(dict.fromkeys(t for t in texts if keys[t] not in found))
+        if missing:
+            self._encoder = self._encoder or self._load()
+            vectors = self._encoder.encode(missing)
+            fresh = {keys[t]: {"v": v.tolist()} for t, v in zip(missing, vectors, strict=True)}
+            self._cache.put_many(fresh.items())
+            found.update(fresh)
+        if not texts:
+            return np.zeros((0, 1), np.float32)
+        return _unit(np.array([found[keys[t]]["v"] for t in texts], np.float32))
+
+
 class SentenceTransformerEncoder:
     def __init__(self, name_or_path: str, label: str | None = None, batch_size: int = 64):
         try:

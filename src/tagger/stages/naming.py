@@ -17,7 +17,7 @@ import json
 import math
 import re
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cache
 from typing import NamedTuple
@@ -88,6 +88,9 @@ class SegmentProfile:
     scores: list[float] = field(default_factory=list)
     # The options taken from the taxonomy: option → {"iab_id", "iab_path"}.
     sources: dict[str, dict[str, str]] = field(default_factory=dict)
+    # Its place in the segment tree (schemas.Segment's level and parent_id).
+    level: int = 0
+    parent_id: int = -1
 
     def nouns(self, phrases: Sequence[str]) -> list[str]:
         """The phrases that can name a group of people: their last word can be a noun here."""
@@ -117,17 +120,44 @@ def _terms(text: str, known: set[str]) -> list[str]:
     return list({canonical(p, known) for p in surface_phrases(text) if p not in STOPWORDS})
 
 
+@dataclass
+class NamingCorpus:
+    """What naming reads of the users' text, one entry per user: their distinct phrases in
+    canonical form, their distinct items and the phrases of those, plus the words the data uses as
+    verbs. Computed once per run and saved with it, so `tagger recut` names new segments without
+    the comments."""
+
+    terms: list[list[str]]
+    items: list[list[str]]
+    item_terms: list[list[str]]
+    verbs: frozenset[str]
+
+    @classmethod
+    def from_documents(cls, documents: Sequence[UserDocument], tagged_users: Sequence[TaggedUser] = ()) -> NamingCorpus:
+        known = vocabulary(d.text for d in documents)
+        terms = [_terms(d.text, known) for d in documents]
+        items = [list(dict.fromkeys(d.items)) for d in documents]
+        item_terms = [_terms(" . ".join(d.items), known) if d.items else [] for d in documents]
+        heads = {p.split()[-1] for phrases in [*terms, *item_terms] for p in phrases}
+        heads |= {t.tag.split()[-1] for u in tagged_users for t in u.tags}
+        # Judged on at most VERB_SAMPLE documents (evenly spread): at a million users the counts are
+        # settled long before the end and a full pass would cost as much as the profiles themselves.
+        step = max(1, len(documents) // VERB_SAMPLE)
+        return cls(terms, items, item_terms, frozenset(used_as_verbs(heads, (d.text for d in documents[::step]))))
+
+
 def profile_segments(
     labels: np.ndarray, strengths: np.ndarray, centroids: np.ndarray,
-    tagged_users: Sequence[TaggedUser], documents: Sequence[UserDocument],
+    tagged_users: Sequence[TaggedUser], corpus: NamingCorpus | Sequence[UserDocument],
     *, top: int = 8, quotes: int = 4,
 ) -> list[SegmentProfile]:
+    """One profile per segment of `labels`; `corpus` is the run's NamingCorpus (or its documents)."""
+    if not isinstance(corpus, NamingCorpus):
+        corpus = NamingCorpus.from_documents(corpus, tagged_users)
     n = len(tagged_users)
     tags_all: Counter = Counter(t for u in tagged_users for t in {x.tag for x in u.tags})
-    known = vocabulary(d.text for d in documents)
-    terms_per_user = [_terms(d.text, known) for d in documents]
-    terms_all: Counter = Counter(t for terms in terms_per_user for t in terms)
-    items_all: Counter = Counter(i for d in documents for i in set(d.items))
+    terms_all: Counter = Counter(t for terms in corpus.terms for t in terms)
+    items_all: Counter = Counter(i for items in corpus.items for i in items)
     similarity = centroids @ centroids.T if len(centroids) else np.zeros((0, 0))
     profiles = []
     for seg in range(int(labels.max()) + 1 if len(labels) else 0):
@@ -135,45 +165,45 @@ def profile_segments(
         if not len(members):
             continue
         tags_in = Counter(t for i in members for t in {x.tag for x in tagged_users[i].tags})
-        terms_in = Counter(t for i in members for t in terms_per_user[i])
+        terms_in = Counter(t for i in members for t in corpus.terms[i])
         top_tags = characteristic(tags_in, len(members), tags_all, n, top)
-        best = members[np.argsort(-strengths[members], kind="stable")]
-        picked, seen = [], set()
-        for i in best:
-            for tag in tagged_users[i].tags:
-                if tag.tag in top_tags and tag.evidence and tag.evidence not in seen:
-                    picked.append(tag.evidence[:100])
-                    seen.add(tag.evidence)
-                    break
-            if len(picked) >= quotes:
-                break
         order = [int(j) for j in np.argsort(-similarity[seg]) if j != seg][:2]
         # Members that share no tag still share words, or at least items: every segment gets
         # something of its own to be named from.
         top_terms = (characteristic(terms_in, len(members), terms_all, n, top)
                      or characteristic(terms_in, len(members), terms_all, n, top, min_count=1)
-                     or characteristic(Counter(i for m in members for i in set(documents[m].items)),
+                     or characteristic(Counter(i for m in members for i in corpus.items[m]),
                                        len(members), items_all, n, top, min_count=1))
+        picked = _quotes(members, strengths, tagged_users, top_tags, quotes)
         profiles.append(SegmentProfile(seg, len(members), top_tags, top_terms, picked, order))
-    heads = [{p.split()[-1] for p in [*profile.top_tags, *profile.top_terms]} for profile in profiles]
-    # Judged on at most VERB_SAMPLE documents (evenly spread): at a million users the counts are
-    # settled long before the end and a full pass would cost as much as the profiles themselves.
-    step = max(1, len(documents) // VERB_SAMPLE)
-    verbs = used_as_verbs(set().union(*heads), (d.text for d in documents[::step]))
-    item_terms: list[list[str]] | None = None
-    for profile, own_heads in zip(profiles, heads, strict=True):
-        profile.verbs = sorted(own_heads & verbs)
+    items_words: Counter = Counter(t for terms in corpus.item_terms for t in terms)
+    for profile in profiles:
+        heads = {p.split()[-1] for p in [*profile.top_tags, *profile.top_terms]}
+        profile.verbs = sorted(heads & corpus.verbs)
         if profile.nouns(profile.top_tags) or profile.nouns(profile.top_terms):
             continue
-        # Nothing its members write can name people ("can't wait" is all 8 demo users share):
-        # the words of their items can ("print magazine" for 4 of those 8).
-        if item_terms is None:
-            item_terms = [_terms(" . ".join(d.items), known) for d in documents]
-            items_words = Counter(t for terms in item_terms for t in terms)
+        # Nothing its members write can name people ("can't wait" is what a whole small segment
+        # may share): the words of their items can ("print magazine").
         members = np.flatnonzero(labels == profile.segment_id)
         profile.top_terms = list(dict.fromkeys([*profile.top_terms, *characteristic(
-            Counter(t for i in members for t in item_terms[i]), len(members), items_words, n, top)]))
+            Counter(t for i in members for t in corpus.item_terms[i]), len(members), items_words, n, top)]))
     return profiles
+
+
+def _quotes(members: np.ndarray, strengths: np.ndarray, tagged_users: Sequence[TaggedUser], top_tags: list[str],
+            quotes: int) -> list[str]:
+    """Evidence of the segment's top tags from its strongest members, one per member."""
+    best = members[np.argsort(-strengths[members], kind="stable")]
+    picked, seen = [], set()
+    for i in best:
+        for tag in tagged_users[i].tags:
+            if tag.tag in top_tags and tag.evidence and tag.evidence not in seen:
+                picked.append(tag.evidence[:100])
+                seen.add(tag.evidence)
+                break
+        if len(picked) >= quotes:
+            break
+    return picked
 
 
 @cache
@@ -373,9 +403,9 @@ class NamingOptions:
 
 def name_segments(
     profiles: Sequence[SegmentProfile], engine: Engine | None, template: PromptTemplate, options: NamingOptions, *,
-    cache: ResultCache | None = None, stats: CallStats | None = None,
+    cache: ResultCache | None = None, stats: CallStats | None = None, taken: Collection[str] = (),
 ) -> list[SegmentName]:
-    """One name per profile; labels are unique."""
+    """One name per profile; labels are unique, and none is one of `taken` (lowercase)."""
     template.check_variables(NAME_VARIABLES)
     language, audience, prompts = options.language, options.audience, options.prompts
     every = [p.options or label_options(p, language, prompts, audience) for p in profiles]
@@ -385,7 +415,32 @@ def name_segments(
     if engine is not None and askable and options.use_llm:
         for i, answer in _llm_names(profiles, askable, offered, engine, template, options, cache=cache, stats=stats):
             results[i] = answer
-    return _unique(results, profiles, every)
+    return _unique(results, profiles, every, set(taken))
+
+
+def name_tree(profiles: Sequence[SegmentProfile], engine: Engine | None, template: PromptTemplate,
+              options: NamingOptions, *, cache: ResultCache | None = None, stats: CallStats | None = None,
+              check: Callable[[list[SegmentProfile], list[SegmentName]], list[SegmentName]] | None = None,
+              ) -> list[SegmentName]:
+    """Names for the segments of every level, the top level first: each level is named among
+    itself (its profiles were ranked against each other), and no segment takes a name a level
+    above took, so a child never repeats its parent's. `check` may replace names of a level."""
+    results: list[SegmentName | None] = [None] * len(profiles)
+    taken: set[str] = set()
+    for level in sorted({p.level for p in profiles}, reverse=True):
+        rows = [i for i, p in enumerate(profiles) if p.level == level]
+        own = [profiles[i] for i in rows]
+        for profile in own:
+            keep = [k for k, o in enumerate(profile.options) if o.lower() not in taken]
+            profile.options = [profile.options[k] for k in keep]
+            profile.scores = [profile.scores[k] for k in keep if k < len(profile.scores)]
+        named = name_segments(own, engine, template, options, cache=cache, stats=stats, taken=taken)
+        if check is not None:
+            named = _unique(check(own, named), own, [p.options for p in own], set(taken))
+        for i, name in zip(rows, named, strict=True):
+            results[i] = name
+        taken |= {n.label.lower() for n in named}
+    return results  # type: ignore[return-value]
 
 
 def _llm_names(profiles, askable, offered, engine, template, options: NamingOptions, *, cache,
@@ -515,10 +570,11 @@ def _shares_a_word(label: str, shown: str) -> bool:
 
 
 def _unique(results: Sequence[SegmentName], profiles: Sequence[SegmentProfile],
-            options: Sequence[Sequence[str]]) -> list[SegmentName]:
-    """Names unique: a repeated name goes to the larger segment; the others take their next
-    unused label, else the name plus a distinctive tag, else plus the segment id."""
-    used: set[str] = set()
+            options: Sequence[Sequence[str]], used: set[str] | None = None) -> list[SegmentName]:
+    """Names unique, and none in `used` (lowercase names already given): a repeated name goes to
+    the larger segment; the others take their next unused label, else the name plus a
+    distinctive tag, else plus the segment id."""
+    used = set() if used is None else used
     out: list = [None] * len(results)
     for i in sorted(range(len(results)), key=lambda i: -profiles[i].size):
         name = results[i]
