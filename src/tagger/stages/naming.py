@@ -422,12 +422,14 @@ def name_tree(profiles: Sequence[SegmentProfile], engine: Engine | None, templat
               options: NamingOptions, *, cache: ResultCache | None = None, stats: CallStats | None = None,
               check: Callable[[list[SegmentProfile], list[SegmentName]], list[SegmentName]] | None = None,
               ) -> list[SegmentName]:
-    """Names for the segments of every level, the top level first: each level is named among
+    """Names for the segments of every level, the leaves first: each level is named among
     itself (its profiles were ranked against each other), and no segment takes a name a level
-    above took, so a child never repeats its parent's. `check` may replace names of a level."""
+    below took, so a parent never repeats a child's. Leaves first: they are what users belong
+    to, and a parent named first took its best child's name ("book readers" over the book leaf),
+    leaving the leaf a worse one. `check` may replace names of a level."""
     results: list[SegmentName | None] = [None] * len(profiles)
     taken: set[str] = set()
-    for level in sorted({p.level for p in profiles}, reverse=True):
+    for level in sorted({p.level for p in profiles}):
         rows = [i for i, p in enumerate(profiles) if p.level == level]
         own = [profiles[i] for i in rows]
         for profile in own:
