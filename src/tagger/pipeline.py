@@ -118,12 +118,7 @@ class PipelineRun:
         return {s.segment_id: s.parent_id for s in self.segments}
 
     def parent_nodes(self) -> tuple[list[dict[str, Any]], np.ndarray | None]:
-        """The segments above the leaves as the saved model keeps them, and their unit centroids."""
-        nodes = [{"segment_id": s.segment_id, "name": s.name, "size": s.size, "level": s.level,
-                  "parent_id": s.parent_id} for s in self.segments if s.level > 0]
-        levels = range(1, len(self.segmentation.tree_parents_) + 1)
-        centroids = [self.segmentation.level_centroids(self.vectors, level)[1] for level in levels]
-        return nodes, np.vstack(centroids) if centroids else None
+        return parent_nodes(self.segments, self.segmentation, self.vectors)
 
     def users_table(self) -> pd.DataFrame:
         users = user_table(self.documents, self.tagged, self.placement, self.names(), "unsegmented", self.parent_of())
@@ -202,6 +197,23 @@ def tree_segments(profiles: Sequence[SegmentProfile], named: Sequence[SegmentNam
                 iab_id=n.iab_id, iab_path=n.iab_path, level=p.level, parent_id=p.parent_id)
         for p, n in zip(profiles, named, strict=True)
     ], k_anonymity)
+
+
+def parent_nodes(segments: Sequence[Segment], segmentation: Segmenter,
+                 vectors: np.ndarray) -> tuple[list[dict[str, Any]], np.ndarray | None]:
+    """The segments above the leaves as the saved model keeps them, and their unit centroids."""
+    nodes = [{"segment_id": s.segment_id, "name": s.name, "size": s.size, "level": s.level,
+              "parent_id": s.parent_id} for s in segments if s.level > 0]
+    levels = range(1, len(segmentation.tree_parents_) + 1)
+    centroids = [segmentation.level_centroids(vectors, level)[1] for level in levels]
+    return nodes, np.vstack(centroids) if centroids else None
+
+
+def tree_summary(segmentation: Segmenter, segments: Sequence[Segment], asked: int | None) -> dict[str, Any]:
+    """run.json's "tree": levels, segments per level, the leaves asked for and why not, if not."""
+    levels = len(segmentation.tree_parents_) + 1
+    return {"levels": levels, "per_level": [sum(s.level == k for s in segments) for k in range(levels)],
+            "segments_asked": asked, "note": segmentation.cut_note_}
 
 
 def segments_table(segments: Sequence[Segment], placed: int) -> pd.DataFrame:
@@ -403,9 +415,7 @@ def run_summary(run: PipelineRun, engine: Engine | None, cache: ResultCache, rep
             "unsegmented_no_content": int((assigned_by == "unsegmented").sum()),
             "segments_named_by_llm": sum(s.named_by == "llm" for s in segments),
         },
-        "tree": {"levels": len(run.segmentation.tree_parents_) + 1,
-                 "per_level": [sum(s.level == k for s in segments) for k in range(len(run.segmentation.tree_parents_) + 1)],
-                 "segments_asked": config.n_segments, "note": run.segmentation.cut_note_},
+        "tree": tree_summary(run.segmentation, segments, config.n_segments),
         "tokens": {"prompt_per_user": round(tag_stats.prompt_tokens / n, 1),
                    "output_per_user": round(tag_stats.output_tokens / n, 1),
                    "naming_prompt": name_stats.prompt_tokens, "naming_output": name_stats.output_tokens},

@@ -19,7 +19,8 @@ from tagger.config import RunConfig
 from tagger.lifecycle.recut_data import RecutData, load_recut_data, save_recut_data
 from tagger.lifecycle.segment_model import MODEL_DIR, SegmentModel, build_model, check_embedder, load_model, save_model
 from tagger.llm.structured import CallStats
-from tagger.pipeline import (name_profiles, public_profile, segments_table, tree_items, tree_profiles, tree_segments)
+from tagger.pipeline import (name_profiles, parent_nodes, public_profile, segments_table, tree_items, tree_profiles,
+                             tree_segments, tree_summary)
 from tagger.progress import Reporter
 from tagger.run.context import RunContext, run_config
 from tagger.run.folder import RUN_MARKER, RunFolder, check_destination
@@ -71,7 +72,7 @@ def recut_run(path: Path | str, n_segments: int | None, *, levels: int | None = 
     recut = Run(Path(out) if out is not None else run.path, summary, users, table, run.tagged_users,
                 profiles)
     with reporter.stage("write"):
-        _write(run, recut, model, (segmentation, data), config, force=force)
+        _write(run, recut, model, (segmentation, data, segments), config, force=force)
     return load_run(recut.path)
 
 
@@ -119,13 +120,11 @@ def _summary(run: Run, config: RunConfig, segmentation: Segmenter, segments, sta
              started: float) -> dict[str, Any]:
     summary = {k: v for k, v in run.summary.items() if k not in ("stability", "over_time")}
     summary["config"] = {**summary.get("config", {}), "n_segments": config.n_segments, "levels": config.levels}
-    levels = len(segmentation.tree_parents_) + 1
     summary["counts"] = {**summary.get("counts", {}),
                          "segments": sum(s.level == 0 for s in segments),
                          "parent_segments": sum(s.level == 1 for s in segments),
                          "segments_named_by_llm": sum(s.named_by == "llm" for s in segments)}
-    summary["tree"] = {"levels": levels, "per_level": [sum(s.level == k for s in segments) for k in range(levels)],
-                       "segments_asked": config.n_segments, "note": segmentation.cut_note_}
+    summary["tree"] = tree_summary(segmentation, segments, config.n_segments)
     summary["tokens"] = {**summary.get("tokens", {}), "naming_prompt": stats.prompt_tokens,
                          "naming_output": stats.output_tokens}
     summary["recut"] = {"at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "from": str(run.path),
@@ -134,10 +133,11 @@ def _summary(run: Run, config: RunConfig, segmentation: Segmenter, segments, sta
     return summary
 
 
-def _write(old: Run, new: Run, model: SegmentModel, cut: tuple[Segmenter, RecutData], config: RunConfig, *,
+def _write(old: Run, new: Run, model: SegmentModel, cut: tuple[Segmenter, RecutData, list], config: RunConfig, *,
            force: bool) -> None:
-    """The whole folder built aside (the old run's other files copied) and swapped in at once."""
-    segmentation, data = cut
+    """The whole folder built aside (the old run's other files copied) and swapped in at once;
+    `cut`: the segmentation, the recut data and the named segments."""
+    segmentation, data, segments = cut
     in_place = new.path.resolve() == old.path.resolve()
     folder = RunFolder(new.path, force=force or in_place)
     try:
@@ -147,13 +147,10 @@ def _write(old: Run, new: Run, model: SegmentModel, cut: tuple[Segmenter, RecutD
         folder.write_table("users", new.users)
         folder.write_table("segments", new.segments)
         folder.write_json("segment_profiles.json", [public_profile(p, config.k_anonymity) for p in new.profiles])
-        parents = [{"segment_id": int(r.segment_id), "name": r.name, "size": int(r.size), "level": int(r.level),
-                    "parent_id": int(r.parent_id)} for r in new.segments.itertuples() if r.level > 0]
-        centroids = [segmentation.level_centroids(data.vectors, level)[1]
-                     for level in range(1, len(segmentation.tree_parents_) + 1)]
-        rebuilt = build_model(segmentation, names={int(k): v for k, v in zip(new.segments["segment_id"], new.segments["name"])},
-                              extractor=model.extractor(), manifest=model.manifest, parents=parents,
-                              parent_centroids=np.vstack(centroids) if centroids else None)
+        parents, centroids = parent_nodes(segments, segmentation, data.vectors)
+        names = {s.segment_id: s.name for s in segments}
+        rebuilt = build_model(segmentation, names=names, extractor=model.extractor(), manifest=model.manifest,
+                              parents=parents, parent_centroids=centroids)
         save_model(rebuilt, folder.path(MODEL_DIR))
         save_recut_data(folder.path(MODEL_DIR), segmentation, data.vectors, data.corpus)
         folder.write_json(RUN_MARKER, new.summary)
