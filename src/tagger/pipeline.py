@@ -263,14 +263,13 @@ def user_table(documents: list[UserDocument], tagged: list[TaggedUser], placemen
     name at all; one in no named segment (noise kept out) gets `missing_name`. `parent_of` maps a
     leaf to its parent segment (the tree's level 1): the users' parent_id and parent_name."""
     has_vector = placement.assigned_by != "unsegmented"
-    parent_of = parent_of or {}
-    parents = np.array([parent_of.get(int(x), NO_SEGMENT) for x in placement.labels], np.int64)
+    parents, parent_names = parent_columns(placement.labels, names, parent_of or {})
     return pd.DataFrame({
         "user_id": [d.user_id for d in documents],
         "segment_id": placement.labels.astype(int),
         "segment_name": [names.get(int(x), missing_name) if has else "" for x, has in zip(placement.labels, has_vector)],
         "parent_id": parents,
-        "parent_name": [names.get(int(x), "") if x >= 0 else "" for x in parents],
+        "parent_name": parent_names,
         "strength": np.round(placement.strengths, 4),
         "assigned_by": list(placement.assigned_by),
         "status": [u.status for u in tagged],
@@ -278,6 +277,13 @@ def user_table(documents: list[UserDocument], tagged: list[TaggedUser], placemen
         "error": [u.error for u in tagged],
         "reason": unsegmented_reasons(tagged, documents, has_vector),
     })
+
+
+def parent_columns(labels: np.ndarray, names: Mapping[int, str],
+                   parent_of: Mapping[int, int]) -> tuple[np.ndarray, list[str]]:
+    """Each user's parent segment id (NO_SEGMENT for none) and its name ("" for none)."""
+    parents = np.array([parent_of.get(int(x), NO_SEGMENT) for x in labels], np.int64)
+    return parents, [names.get(int(x), "") if x >= 0 else "" for x in parents]
 
 
 def fit_candidates(config: RunConfig, texts: list[str], previous: CandidateExtractor | None) -> CandidateExtractor:

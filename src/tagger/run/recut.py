@@ -19,14 +19,13 @@ from tagger.config import RunConfig
 from tagger.lifecycle.recut_data import RecutData, load_recut_data, save_recut_data
 from tagger.lifecycle.segment_model import MODEL_DIR, SegmentModel, build_model, check_embedder, load_model, save_model
 from tagger.llm.structured import CallStats
-from tagger.pipeline import (name_profiles, parent_nodes, public_profile, segments_table, tree_items, tree_profiles,
+from tagger.pipeline import (name_profiles, parent_columns, parent_nodes, public_profile, segments_table, tree_items, tree_profiles,
                              tree_segments, tree_summary)
 from tagger.progress import Reporter
 from tagger.run.context import RunContext, run_config
 from tagger.run.folder import RUN_MARKER, RunFolder, check_destination
 from tagger.run.load import Run, load_run
 from tagger.run.report_html import write_report
-from tagger.schemas import NO_SEGMENT
 from tagger.stages.clustering import Segmenter
 from tagger.stages.embedding import CachedEncoder, Encoder, create_encoder, encoder_identity
 from tagger.stages.taxonomy import load_taxonomy
@@ -108,9 +107,7 @@ def _users(users: pd.DataFrame, segmentation: Segmenter, names: dict[int, str], 
     users["segment_id"] = labels.astype(int)
     has_vector = users["assigned_by"].to_numpy() != "unsegmented"
     users["segment_name"] = [names.get(int(x), "unsegmented") if has else "" for x, has in zip(labels, has_vector)]
-    parents = np.array([parent_of.get(int(x), NO_SEGMENT) for x in labels], np.int64)
-    users["parent_id"] = parents
-    users["parent_name"] = [names.get(int(x), "") if x >= 0 else "" for x in parents]
+    users["parent_id"], users["parent_name"] = parent_columns(labels, names, parent_of)
     users["strength"] = np.round(segmentation.strengths_, 4)
     users["assigned_by"] = list(segmentation.assigned_by_)
     return users
