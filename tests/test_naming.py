@@ -339,3 +339,45 @@ def test_a_description_is_kept_when_its_nouns_come_from_the_segment():
     assert described("This guitar is a good one. I love my amplifier.") == template
     # two nouns the segment never showed ("perspective", "life") are padding, however many fit
     assert described("Customers who play guitar and amplifier with a different perspective on life.") == template
+
+
+def test_a_parent_keeps_only_names_that_speak_for_most_of_its_members():
+    from tagger.stages.naming import name_tree
+
+    def leaf(sid, size, tags, parent, option, path=""):
+        p = SegmentProfile(sid, size, tags, [], [], [], options=[option], scores=[1.0], level=0, parent_id=parent)
+        p.heads = {option: tags[0]}
+        if path:
+            p.sources = {option: {"iab_id": str(sid), "iab_path": path}}
+        return p
+
+    def parent(sid, size, options, paths):
+        p = SegmentProfile(sid, size, ["gift", "yarn"], [], [], [], options=options, scores=[1.0] * len(options),
+                           level=1, parent_id=-1)
+        p.sources = {o: {"iab_id": "9", "iab_path": path} for o, path in paths.items()}
+        p.heads = {o: o.split(" > ")[-1].lower() if o in paths else o.split()[0] for o in options}
+        return p
+
+    tree = [
+        leaf(0, 30, ["baseball", "bat"], 4, "baseball fans", "Sports > Baseball"),
+        leaf(1, 20, ["fishing", "rod"], 4, "fishing sports fans", "Sports > Fishing Sports"),
+        leaf(2, 25, ["skin care", "serum"], 5, "skin care followers", "Style & Fashion > Beauty > Skin Care"),
+        leaf(3, 15, ["yarn", "knitting"], 5, "knitting enthusiasts"),
+        # "sports fans" is the node above both leaves; "lotteries" speaks for neither
+        parent(4, 50, ["lotteries shoppers", "sports fans"], {"lotteries shoppers": "Shopping > Lotteries",
+                                                             "sports fans": "Sports"}),
+        # "yarn lovers" speaks for the knitters alone (15 of 40 members): under half
+        parent(5, 40, ["yarn lovers"], {}),
+    ]
+    options = NamingOptions(params=GenerationParams(max_tokens=60))
+    names = name_tree(tree, None, prompts.load("name"), options, cache=ResultCache(None))
+    assert [n.label for n in names[:4]] == ["baseball fans", "fishing sports fans", "skin care followers",
+                                           "knitting enthusiasts"]
+    assert names[4].label == "sports fans" and names[4].iab_path == "Sports"
+    # no name speaks for most members: the children's own subjects, largest first
+    assert names[5].label == "skin care / yarn" and names[5].iab_path == ""
+    assert names[5].description == "People who write mostly about gift and yarn."
+    # a child under the k-anonymity floor is counted, never named
+    options = NamingOptions(params=GenerationParams(max_tokens=60), k_anonymity=20)
+    names = name_tree(tree, None, prompts.load("name"), options, cache=ResultCache(None))
+    assert names[5].label == "skin care +1"

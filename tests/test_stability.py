@@ -133,9 +133,11 @@ def test_stability_reruns_keep_the_runs_grain_and_flat_runs_report_no_levels(mon
     x, _ = families()
     grain = Segmenter(consensus=10, seed=0, n_segments=4, levels=3).fit(x)
     stability_for_run(rerun_settings(), x, grain.labels_, {}, grain)
-    # every rerun has the run's parameters (its levels and leaves asked for among them) but the seed
+    # every rerun has the run's parameters (its levels and leaves asked for among them) but the
+    # seed, and the number of parents the run has rather than the rule that chose it
     assert [p.pop("seed") for p in reruns] == [1, 2]
-    assert reruns == [{k: v for k, v in grain.get_params().items() if k != "seed"}] * 2
+    assert grain.n_parents is None and int(grain.tree_parents_[0].max()) + 1 == 2
+    assert reruns == [{**{k: v for k, v in grain.get_params().items() if k != "seed"}, "n_parents": 2}] * 2
     assert {(p["n_segments"], p["levels"]) for p in reruns} == {(4, 3)}
     # Two leaves asked for: every rerun cuts the two families as well, and two leaves have no parents.
     two = Segmenter(consensus=10, seed=0, n_segments=2).fit(x)

@@ -82,6 +82,25 @@ def test_parents_group_the_pairs_and_nest_the_leaves():
     assert parent_levels(x, leaves, levels=1) == []
 
 
+def test_parents_asked_for_are_cut_from_the_same_linkage():
+    points, group, pair = paired_groups(pairs=3, per_group=15)  # six leaves: the rule gives 2 parents
+    assert parent_count(6) == 2
+    (parents,) = parent_levels(points, group, levels=2, first=3)
+    assert (labels_at(group, [parents], 1) == pair).all()
+    fitted = Segmenter(n_parents=3).fit(points)
+    assert fitted.cut_note_ == "" and adjusted_rand_score(pair, fitted.level_labels(1)) == 1.0
+    assert (fitted.recut(points, None, 2, n_parents=3).level_labels(1) == fitted.level_labels(1)).all()
+    # three levels: the grandparents follow the rule over the parents asked for (sqrt(3) → none)
+    assert len(Segmenter(n_parents=3, levels=3).fit(points).tree_parents_) == 1
+    # as many parents as leaves, or more: no parent level, and the one line says why
+    too_many = Segmenter(n_parents=6).fit(points)
+    assert too_many.tree_parents_ == []
+    assert too_many.cut_note_ == "no parent level: 6 segments cannot have 6 parents; ask for fewer than 6 with --parents"
+    both = Segmenter(n_segments=3, n_parents=4).fit(points)
+    assert both.cut_note_.startswith("no parent level: 3 segments cannot have 4 parents")
+    assert Segmenter(n_parents=4, levels=1).fit(points).cut_note_ == ""  # flat: nothing asked of a parent level
+
+
 def test_merge_groups_numbers_groups_by_their_first_member():
     centroids = np.array([[0, 1.0], [1.0, 0], [0, 0.9], [0.9, 0.1]])
     assert list(merge_groups(centroids, 2)) == [0, 1, 0, 1]
@@ -118,6 +137,8 @@ def test_bad_tree_settings_are_one_line_errors():
         Segmenter(n_segments=0).fit(np.eye(4, dtype=np.float32))
     with pytest.raises(ConfigError, match="--levels must be 1, 2 or 3"):
         Segmenter(levels=4).fit(np.eye(4, dtype=np.float32))
+    with pytest.raises(ConfigError, match="--parents must be at least 2, not 1"):
+        Segmenter(n_parents=1).fit(np.eye(4, dtype=np.float32))
 
 
 # --- the run folder and `tagger recut` ------------------------------------------------------
@@ -205,6 +226,27 @@ def test_levels_one_is_flat_and_the_model_places_new_users_at_both_levels(capsys
     assert list(model.level_of(1, leaves)) == list(users["parent_id"])
     # names are unique across levels: no leaf repeats its parent's
     assert segments["name"].str.lower().is_unique
+
+
+def test_parents_are_asked_for_in_segment_and_kept_or_changed_by_recut(capsys, paired_csv, tmp_path):
+    out = tmp_path / "run"
+    assert run(capsys, "segment", paired_csv, "--out", out, "--segments", "6", "--parents", "3", *FAST)[0] == 0
+    segments, users = tables(out)
+    assert sorted(segments.groupby("level").size()) == [3, 6]
+    # each pair of interests that share words is one parent
+    by_user = dict(zip(users["user_id"], users["parent_id"]))
+    assert all(by_user[f"{a}-0"] == by_user[f"{b}-4"] for a, b in (("guitar", "drum"), ("dog", "cat"), ("bread", "coffee")))
+    summary = json.loads((out / "run.json").read_text())
+    assert summary["tree"]["parents_asked"] == 3 and summary["tree"]["per_level"] == [6, 3]
+    assert run(capsys, "recut", out, "--segments", "6")[0] == 0  # the run's parents are kept
+    assert json.loads((out / "run.json").read_text())["tree"]["per_level"] == [6, 3]
+    code, stdout, _ = run(capsys, "recut", out, "--segments", "6", "--parents", "6")
+    assert code == 0 and "note: no parent level: 6 segments cannot have 6 parents" in stdout
+    assert set(tables(out)[0]["level"]) == {0}
+    code, stdout, _ = run(capsys, "segment", paired_csv, "--out", tmp_path / "few", "--segments", "2", "--parents", "2", *FAST)
+    assert code == 0 and "note: no parent level: 2 segments cannot have 2 parents" in stdout
+    code, _, err = run(capsys, "segment", paired_csv, "--out", tmp_path / "bad", "--parents", "1", *FAST)
+    assert code == 2 and "--parents" in err and not (tmp_path / "bad").exists()
 
 
 def test_recut_refuses_bad_input_with_one_line_and_leaves_the_run_as_it_was(capsys, paired_csv, tmp_path):

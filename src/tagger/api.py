@@ -101,12 +101,15 @@ def rename_segments(run_dir: Path | str, prompts: Path | str | None = None, *, l
 
 
 def recut_segments(run_dir: Path | str, segments: int | None = None, *, levels: int | None = None,
-                   out: Path | str | None = None, force: bool = False, llm=None) -> Segmentation:
+                   parents: int | None = None, out: Path | str | None = None, force: bool = False,
+                   llm=None) -> Segmentation:
     """Like `tagger recut`: cut the run's tree again to `segments` leaves (None: the consensus's
-    own) and name them, without tagging or embedding; in place, or into `out`."""
+    own) and `parents` parents (None: the run's) and name them, without tagging or embedding; in
+    place, or into `out`."""
     from tagger.run.recut import recut_run
 
-    return Segmentation.from_run(recut_run(run_dir, segments, levels=levels, out=out, force=force, engine=llm))
+    return Segmentation.from_run(recut_run(run_dir, segments, levels=levels, parents=parents, out=out, force=force,
+                                          engine=llm))
 
 
 def _tags_frame(run: Run) -> pd.DataFrame:

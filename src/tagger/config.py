@@ -77,6 +77,7 @@ class RunConfig(BaseModel):
     # The grain: exactly this many leaf segments where the data allows (None: what the consensus
     # finds), and the levels of the segment tree (1: flat; 2: about sqrt(leaves) parents above them).
     n_segments: int | None = Field(default=None, ge=1, description="leaf segments asked for (None: automatic)")
+    n_parents: int | None = Field(default=None, ge=2, description="parents of the leaves asked for (None: about sqrt(leaves))")
     levels: int = Field(default=2, ge=1, le=3, description="levels of the segment tree (1 = flat)")
     # lasting segments
     stability: int = Field(default=0, ge=0, le=50, description="rerun clustering with N seeds and report ARI (0 = off)")

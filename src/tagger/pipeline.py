@@ -209,11 +209,13 @@ def parent_nodes(segments: Sequence[Segment], segmentation: Segmenter,
     return nodes, np.vstack(centroids) if centroids else None
 
 
-def tree_summary(segmentation: Segmenter, segments: Sequence[Segment], asked: int | None) -> dict[str, Any]:
-    """run.json's "tree": levels, segments per level, the leaves asked for and why not, if not."""
+def tree_summary(segmentation: Segmenter, segments: Sequence[Segment]) -> dict[str, Any]:
+    """run.json's "tree": levels, segments per level, the leaves and parents asked for and why
+    not, if not."""
     levels = len(segmentation.tree_parents_) + 1
     return {"levels": levels, "per_level": [sum(s.level == k for s in segments) for k in range(levels)],
-            "segments_asked": asked, "note": segmentation.cut_note_}
+            "segments_asked": segmentation.n_segments, "parents_asked": segmentation.n_parents,
+            "note": segmentation.cut_note_}
 
 
 def segments_table(segments: Sequence[Segment], placed: int) -> pd.DataFrame:
@@ -254,7 +256,7 @@ def segmenter_for(config: RunConfig) -> Segmenter:
     return Segmenter(min_segment_size=config.min_segment_size, min_samples=config.min_samples,
                      reduce_dims=config.reduce_dims, consensus=config.consensus,
                      consensus_base=config.consensus_base, assign_noise=config.assign_noise, seed=config.seed,
-                     n_segments=config.n_segments, levels=config.levels)
+                     n_segments=config.n_segments, levels=config.levels, n_parents=config.n_parents)
 
 
 def user_table(documents: list[UserDocument], tagged: list[TaggedUser], placement: Placement,
@@ -300,7 +302,7 @@ def name_profiles(profiles: Sequence[SegmentProfile], engine: Engine | None, tem
     options = NamingOptions(GenerationParams(max_tokens=NAMING_MAX_TOKENS, temperature=config.temperature,
                                              seed=config.seed),
                             language=language, use_llm=not (language == "zh" and config.model == "embedded"),
-                            audience=config.audience, prompts=config.prompts)
+                            audience=config.audience, prompts=config.prompts, k_anonymity=config.k_anonymity)
 
     def planted(own: list[SegmentProfile], named: list[SegmentName]) -> list[SegmentName]:
         # A name repeating a member's words verbatim may be text planted in a comment.
@@ -352,7 +354,7 @@ def public_profile(profile, k: int) -> dict[str, Any]:
     or candidate names."""
     data = dict(vars(profile))
     if profile.size < k:
-        data.update(top_tags=[], top_terms=[], quotes=[], options=[], verbs=[], scores=[], sources={})
+        data.update(top_tags=[], top_terms=[], quotes=[], options=[], verbs=[], scores=[], sources={}, heads={})
     return data
 
 
@@ -421,7 +423,7 @@ def run_summary(run: PipelineRun, engine: Engine | None, cache: ResultCache, rep
             "unsegmented_no_content": int((assigned_by == "unsegmented").sum()),
             "segments_named_by_llm": sum(s.named_by == "llm" for s in segments),
         },
-        "tree": tree_summary(run.segmentation, segments, config.n_segments),
+        "tree": tree_summary(run.segmentation, segments),
         "tokens": {"prompt_per_user": round(tag_stats.prompt_tokens / n, 1),
                    "output_per_user": round(tag_stats.output_tokens / n, 1),
                    "naming_prompt": name_stats.prompt_tokens, "naming_output": name_stats.output_tokens},

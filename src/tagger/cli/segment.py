@@ -34,6 +34,7 @@ DEMO = "demo"
 @click.option("--min-segment-size", type=int, help="smallest segment a fit may form [grows with sqrt(users)]")
 @click.option("--segments", "n_segments", type=click.IntRange(min=1), help="leaf segments to make: exactly N where the data holds N of the minimum size [automatic]")
 @click.option("--levels", type=click.IntRange(1, 3), help="levels of the segment tree: 1 flat, 2 with about sqrt(leaves) named parents, 3 with grandparents [2]")
+@click.option("--parents", "n_parents", type=click.IntRange(min=2), help="parents of the leaves: exactly P where there are more than P leaves [about sqrt(leaves)]")
 @click.option("--consensus", type=int, help="segments = consensus of N fits (Louvain on a k-nearest-neighbour graph) on 80% resamples; 0: one HDBSCAN fit [100]")
 @click.option("--doc-tokens", type=int, help="token budget of one user's comments [384]")
 @click.option("--max-tokens", type=int, help="output token budget of one tag answer [160]")

@@ -34,22 +34,24 @@ from tagger.stages.taxonomy import load_taxonomy
 STALE_FILES = ("stability.parquet", "stability.csv", "segment_shares.parquet", "segment_shares.csv")
 
 
-def recut_run(path: Path | str, n_segments: int | None, *, levels: int | None = None, out: Path | str | None = None,
-              force: bool = False, engine=None, encoder: Encoder | None = None,
+def recut_run(path: Path | str, n_segments: int | None, *, levels: int | None = None, parents: int | None = None,
+              out: Path | str | None = None, force: bool = False, engine=None, encoder: Encoder | None = None,
               reporter: Reporter | None = None) -> Run:
-    """Re-cut RUN to `n_segments` leaves (None: the consensus's own) and `levels` levels (None: the
-    run's), name every level and write the run folder again: in place, or into `out`."""
+    """Re-cut RUN to `n_segments` leaves (None: the consensus's own), `levels` levels and
+    `parents` parents of the leaves (None: the run's), name every level and write the run folder
+    again: in place, or into `out`."""
     started = time.perf_counter()
     reporter = reporter or Reporter()
     run = load_run(path)
     if out is not None:
         check_destination(Path(out), force)
-    config = run_config(run.path, n_segments=n_segments, levels=levels)
+    config = run_config(run.path, n_segments=n_segments, levels=levels, n_parents=parents)
     config = config.model_copy(update={"n_segments": n_segments})  # None asks for the automatic grain
     model = load_model(run.path)
     data = load_recut_data(run.path, len(run.users))
     with reporter.stage("cut"):
-        segmentation = _segmenter(model, data, config).recut(data.vectors, config.n_segments, config.levels)
+        segmentation = _segmenter(model, data, config).recut(data.vectors, config.n_segments, config.levels,
+                                                                 config.n_parents)
     tagged = [run.tagged_users[u] for u in run.users["user_id"].astype(str)]
     stats = CallStats()
     with RunContext(config, reporter, engine=engine) as ctx:
@@ -116,12 +118,13 @@ def _users(users: pd.DataFrame, segmentation: Segmenter, names: dict[int, str], 
 def _summary(run: Run, config: RunConfig, segmentation: Segmenter, segments, stats: CallStats, cache: dict[str, int],
              started: float) -> dict[str, Any]:
     summary = {k: v for k, v in run.summary.items() if k not in ("stability", "over_time")}
-    summary["config"] = {**summary.get("config", {}), "n_segments": config.n_segments, "levels": config.levels}
+    summary["config"] = {**summary.get("config", {}), "n_segments": config.n_segments, "levels": config.levels,
+                         "n_parents": config.n_parents}
     summary["counts"] = {**summary.get("counts", {}),
                          "segments": sum(s.level == 0 for s in segments),
                          "parent_segments": sum(s.level == 1 for s in segments),
                          "segments_named_by_llm": sum(s.named_by == "llm" for s in segments)}
-    summary["tree"] = tree_summary(segmentation, segments, config.n_segments)
+    summary["tree"] = tree_summary(segmentation, segments)
     summary["tokens"] = {**summary.get("tokens", {}), "naming_prompt": stats.prompt_tokens,
                          "naming_output": stats.output_tokens}
     summary["recut"] = {"at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "from": str(run.path),

@@ -37,7 +37,7 @@ def rename_run(path: Path | str, prompts: Path | str | None = None, *, engine=No
         params = GenerationParams(max_tokens=NAMING_MAX_TOKENS, temperature=config.temperature, seed=config.seed)
         llm = engine or ctx.lazy_engine(str(run.summary.get("model", config.model)))
         options = NamingOptions(params, language=run.summary.get("language", "en"), audience=config.audience,
-                                prompts=config.prompts)
+                                prompts=config.prompts, k_anonymity=config.k_anonymity)
         named = name_tree(run.profiles, llm, template, options, cache=ctx.cache, stats=stats)
         hits, misses = ctx.cache.hits, ctx.cache.misses
     config = run.summary.get("config", {})

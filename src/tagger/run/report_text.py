@@ -23,6 +23,9 @@ def print_segments(result, console: Console | None = None) -> None:
         table.add_row(str(row.segment_id), row.name, *([parent or "-"] if groups else []), str(row.size),
                       f"{row.share:.0%}", iab, ", ".join(row.top_tags[:4]))
     console.print(table)
+    note = result.summary.get("tree", {}).get("note")
+    if note:  # fewer segments or parents than asked for, and why
+        console.print(f"note: {note}", markup=False)
     console.print(
         f"tagged {counts['tagged']}/{counts['users']} users ({counts['failed']} failed), "
         f"{counts['noise_assigned_to_nearest']} noise users joined their nearest segment, "

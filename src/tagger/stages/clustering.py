@@ -22,7 +22,7 @@ import numpy as np
 
 from tagger.errors import ConfigError
 from tagger.schemas import NO_SEGMENT
-from tagger.stages.tree import cut_to, labels_at, parent_levels
+from tagger.stages.tree import cut_to, labels_at, parent_levels, parents_note
 from tagger.vectors import unit_rows
 
 # Recomputed vectors can differ from the training ones in the last float bits.
@@ -123,7 +123,8 @@ class Segmenter:
     `refine` (k-means steps), `consensus_dims` (share of reduced dimensions each fit sees),
     `consensus_base` ("louvain" or "hdbscan"), `resolution` and `neighbours` (Louvain's graph),
     `n_segments` (exactly this many leaves where the data allows; None: as many as the consensus
-    finds), `levels` (1: leaves only; 2: leaves and about sqrt(leaves) parents; 3: grandparents too).
+    finds), `levels` (1: leaves only; 2: leaves and their parents; 3: grandparents too), `n_parents`
+    (the leaves' parents; None: about sqrt(leaves)).
     """
 
     min_segment_size: int | None = None
@@ -145,6 +146,7 @@ class Segmenter:
     neighbours: int = 10
     n_segments: int | None = None
     levels: int = 2
+    n_parents: int | None = None
 
     def get_params(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
@@ -189,14 +191,15 @@ class Segmenter:
             self.auto_labels_ = np.full(n, NO_SEGMENT, np.int64)
             self.auto_labels_[rows] = found
 
-    def recut(self, vectors: np.ndarray, n_segments: int | None, levels: int) -> Segmenter:
+    def recut(self, vectors: np.ndarray, n_segments: int | None, levels: int, n_parents: int | None = None) -> Segmenter:
         """A new fitted segmentation cut from this one's consensus leaves (`auto_labels_`, every
-        row's) to `n_segments` leaves (None: those leaves) and `levels` levels, without refitting:
-        the same cut `fit` makes. Needs `assigned_by_`, `min_segment_size_` and the PCA arrays."""
+        row's) to `n_segments` leaves (None: those leaves), `levels` levels and `n_parents` parents,
+        without refitting: the same cut `fit` makes. Needs `assigned_by_`, `min_segment_size_` and
+        the PCA arrays."""
         rows = np.flatnonzero(np.asarray(self.assigned_by_) != "unsegmented")
         unit = unit_rows(np.asarray(vectors, np.float32)[rows])
         reduced = self.project(unit)
-        new = Segmenter(**{**self.get_params(), "n_segments": n_segments, "levels": levels})
+        new = Segmenter(**{**self.get_params(), "n_segments": n_segments, "levels": levels, "n_parents": n_parents})
         new._validate()
         found = np.asarray(self.auto_labels_, np.int64)[rows]
         count = n_segments or (int(found.max()) + 1 if (found >= 0).any() else 0)
@@ -205,7 +208,7 @@ class Segmenter:
         new.assigned_by_ = np.asarray(self.assigned_by_, dtype=object)[rows]
         new.centroids_ = self._centroids(unit, labels)
         new.strengths_ = _strengths(unit, labels, new.centroids_)
-        new.tree_parents_ = parent_levels(unit, labels, levels)
+        new._fit_parents(unit)
         new.min_segment_size_ = self.min_segment_size_
         new.reducer_ = _Linear(self.pca_components_, self.pca_mean_) if self.pca_components_ is not None else None
         new._fit_placement(unit)
@@ -264,6 +267,8 @@ class Segmenter:
             raise ConfigError(f"unknown reducer '{self.reducer}'; use pca or umap")
         if self.n_segments is not None and self.n_segments < 1:
             raise ConfigError(f"--segments must be at least 1, not {self.n_segments}")
+        if self.n_parents is not None and self.n_parents < 2:
+            raise ConfigError(f"--parents must be at least 2, not {self.n_parents}")
         if not 1 <= self.levels <= 3:
             raise ConfigError(f"--levels must be 1, 2 or 3, not {self.levels}")
 
@@ -287,7 +292,13 @@ class Segmenter:
                 self.labels_ = labels
                 self.centroids_ = self._centroids(vectors, labels)
                 self.strengths_ = _strengths(vectors, labels, self.centroids_)
-        self.tree_parents_ = parent_levels(vectors, self.labels_, self.levels)
+        self._fit_parents(vectors)
+
+    def _fit_parents(self, vectors: np.ndarray) -> None:
+        self.tree_parents_ = parent_levels(vectors, self.labels_, self.levels, self.n_parents)
+        leaves = int(self.labels_.max()) + 1 if (self.labels_ >= 0).any() else 0
+        self.cut_note_ = " ".join(filter(None, [self.cut_note_, parents_note(self.n_parents, self.levels,
+                                                                             self.tree_parents_, leaves)]))
 
     def _fit_hdbscan(self, vectors: np.ndarray, reduced: np.ndarray) -> None:
         import hdbscan

@@ -68,6 +68,10 @@ GROUNDED_SHARE = 0.6
 # have a different perspective on life." holds 3 of 5, two of them padding.
 MAX_UNGROUNDED = 1
 MAX_LABEL_CHARS = 40
+# A parent's name must speak for this share of its members at least (`_speaks_for`): the
+# encoder's nearest node to a parent of skin care, food, gifts and crafts was "lotteries and
+# scratchcards", and one of sports gear, cars and computer mice was "sports equipment".
+COVERED = 0.5
 VERB_SAMPLE = 20_000
 _SENTENCE_END = tuple(".!?。！？")
 
@@ -91,6 +95,8 @@ class SegmentProfile:
     # Its place in the segment tree (schemas.Segment's level and parent_id).
     level: int = 0
     parent_id: int = -1
+    # What each option is about ("dog" for "dog owners"; a taxonomy node's own name).
+    heads: dict[str, str] = field(default_factory=dict)
 
     def nouns(self, phrases: Sequence[str]) -> list[str]:
         """The phrases that can name a group of people: their last word can be a noun here."""
@@ -237,7 +243,8 @@ def rank_options(profiles: Sequence[SegmentProfile], centroids: np.ndarray, enco
     GROUNDING_TEXT of its members' mean text (the centroid), in absolute terms: nearest is not enough, the encoder's nearest topic of a segment about keys and
     algorithms can be "grocery shopping"."""
     topics = [t for t in topics if bool(_CJK.search(t.name)) == (language == "zh")]
-    built = [label_options(p, language, prompts, audience) for p in profiles]
+    heads = [label_heads(p, language, prompts, audience) for p in profiles]
+    built = [list(h) for h in heads]
     # Grounded in the segment's noun phrases: "watch" written as a verb ("to watch the game") put
     # "watch enthusiasts" on a Nintendo segment.
     phrases = [list(dict.fromkeys([*p.nouns(p.top_tags)[:GROUNDING_PHRASES],
@@ -246,14 +253,14 @@ def rank_options(profiles: Sequence[SegmentProfile], centroids: np.ndarray, enco
     texts = list(dict.fromkeys([*(t.name for t in topics), *(t.meaning for t in topics), *grounds,
                                 *(o for b in built for o in b), *(t for ph in phrases for t in ph)]))
     if not texts or not len(centroids):
-        for p, b in zip(profiles, built, strict=True):
-            p.options = b
+        for p, h in zip(profiles, heads, strict=True):
+            p.options, p.heads = list(h), h
         return
     vectors = unit_rows(np.asarray(encoder.encode(texts), np.float32))
     row = {t: i for i, t in enumerate(texts)}
     to_segments = vectors @ unit_rows(np.asarray(centroids, np.float32)).T
     names, meanings = [row[t.name] for t in topics], [row[t.meaning] for t in topics]
-    for p, b, ph in zip(profiles, built, phrases, strict=True):
+    for p, b, ph, h in zip(profiles, built, phrases, heads, strict=True):
         others = np.delete(to_segments, p.segment_id, axis=1)
         margin = to_segments[:, p.segment_id] - (others.max(axis=1) if others.shape[1] else 0.0)
         fit = to_segments[:, p.segment_id] + margin
@@ -267,6 +274,8 @@ def rank_options(profiles: Sequence[SegmentProfile], centroids: np.ndarray, enco
                     if fit[names[k]] > scored.get(topic.name, -np.inf):
                         scored[topic.name] = float(fit[names[k]])
                         p.sources[topic.name] = {"iab_id": topic.iab_id, "iab_path": topic.iab_path}
+                        node = topic.iab_path.split(" > ")[-1] if topic.iab_path else topic.grounds or topic.name
+                        h[topic.name] = node.lower()
         _prefer_parents(scored, p.sources)
         products = product_phrases(p, language, prompts)
         for option in b:
@@ -279,7 +288,7 @@ def rank_options(profiles: Sequence[SegmentProfile], centroids: np.ndarray, enco
         ranked = sorted(scored, key=lambda o: (-scored[o], o))[:MAX_OPTIONS]
         p.options, p.scores = ranked, [round(scored[o], 6) for o in ranked]
         p.sources = {o: v for o, v in p.sources.items() if o in ranked}
-
+        p.heads = {o: h[o] for o in ranked if o in h}
 
 def _prefer_parents(scored: dict[str, float], sources: dict[str, dict[str, str]]) -> None:
     """Drop a taxonomy name when a node above it is offered too and scores within SPECIFIC of
@@ -324,6 +333,12 @@ def product_phrases(profile: SegmentProfile, language: str = "en", prompts: str 
 def label_options(profile: SegmentProfile, language: str = "en", prompts: str | Path | None = None,
                   audience: str = DEFAULT_AUDIENCE) -> list[str]:
     """The names a segment may take: its distinctive phrases (tags first) as noun phrases."""
+    return list(label_heads(profile, language, prompts, audience))
+
+
+def label_heads(profile: SegmentProfile, language: str = "en", prompts: str | Path | None = None,
+                audience: str = DEFAULT_AUDIENCE) -> dict[str, str]:
+    """label_options, each with the phrase it was built from ("dog owners" → "dog")."""
     roles, default = _role_table(language, prompts, audience)
     tags, terms = profile.top_tags, profile.top_terms
     # A role noun needs a noun before it: no "install fans", "wait buyers", "安装买家", "京东买家".
@@ -335,17 +350,19 @@ def label_options(profile: SegmentProfile, language: str = "en", prompts: str | 
     phrases = list(dict.fromkeys([*tags[:3], *terms[:3]]))
     phrases = phrases[:3] if len(tags) >= 2 else phrases[:2]
     products = product_phrases(profile, language, prompts)
-    options = []
+    options: dict[str, str] = {}
     for phrase in [*products, *(p for p in phrases if p not in products)]:
         head = phrase.split()[-1]
         for role in _own_roles(phrase, roles, language) or default:
             if language == "zh":
-                options.append(f"{phrase}{role}")
+                option = f"{phrase}{role}"
             elif role.startswith(head[:4]):  # "garden" + "gardeners": "gardeners", not "garden gardeners"
-                options.append(" ".join([*phrase.split()[:-1], role]))
+                option = " ".join([*phrase.split()[:-1], role])
             else:
-                options.append(f"{phrase} {role}")
-    return [o for o in dict.fromkeys(options) if len(o) <= MAX_LABEL_CHARS][:MAX_OPTIONS]
+                option = f"{phrase} {role}"
+            options.setdefault(option, phrase)
+    fitting = [(option, phrase) for option, phrase in options.items() if len(option) <= MAX_LABEL_CHARS]
+    return dict(fitting[:MAX_OPTIONS])
 
 
 class SegmentName(NamedTuple):
@@ -399,13 +416,17 @@ class NamingOptions:
     use_llm: bool = True
     audience: str = DEFAULT_AUDIENCE
     prompts: str | Path | None = None
+    # A parent named by its children names none under this size (--k-anonymity).
+    k_anonymity: int = 1
 
 
 def name_segments(
     profiles: Sequence[SegmentProfile], engine: Engine | None, template: PromptTemplate, options: NamingOptions, *,
     cache: ResultCache | None = None, stats: CallStats | None = None, taken: Collection[str] = (),
+    level: Sequence[SegmentProfile] = (),
 ) -> list[SegmentName]:
-    """One name per profile; labels are unique, and none is one of `taken` (lowercase)."""
+    """One name per profile; labels are unique, and none is one of `taken` (lowercase). `level`:
+    every profile of their level, when some are named otherwise (their tags still contrast)."""
     template.check_variables(NAME_VARIABLES)
     language, audience, prompts = options.language, options.audience, options.prompts
     every = [p.options or label_options(p, language, prompts, audience) for p in profiles]
@@ -413,7 +434,8 @@ def name_segments(
     results = [fallback_name(p, language, audience, prompts) for p in profiles]
     askable = [i for i, p in enumerate(profiles) if offered[i]]
     if engine is not None and askable and options.use_llm:
-        for i, answer in _llm_names(profiles, askable, offered, engine, template, options, cache=cache, stats=stats):
+        for i, answer in _llm_names(profiles, askable, offered, engine, template, options, cache=cache, stats=stats,
+                                     level=level):
             results[i] = answer
     return _unique(results, profiles, every, set(taken))
 
@@ -426,7 +448,9 @@ def name_tree(profiles: Sequence[SegmentProfile], engine: Engine | None, templat
     itself (its profiles were ranked against each other), and no segment takes a name a level
     below took, so a parent never repeats a child's. Leaves first: they are what users belong
     to, and a parent named first took its best child's name ("book readers" over the book leaf),
-    leaving the leaf a worse one. `check` may replace names of a level."""
+    leaving the leaf a worse one. A parent keeps only the options that speak for COVERED of its
+    members (`_speaks_for` its children as named); one left with none is named by its children,
+    largest first ("skin care / food & drink +2"). `check` may replace names of a level."""
     results: list[SegmentName | None] = [None] * len(profiles)
     taken: set[str] = set()
     for level in sorted({p.level for p in profiles}):
@@ -436,7 +460,12 @@ def name_tree(profiles: Sequence[SegmentProfile], engine: Engine | None, templat
             keep = [k for k, o in enumerate(profile.options) if o.lower() not in taken]
             profile.options = [profile.options[k] for k in keep]
             profile.scores = [profile.scores[k] for k in keep if k < len(profile.scores)]
-        named = name_segments(own, engine, template, options, cache=cache, stats=stats, taken=taken)
+        by_children = {k: name for k, p in enumerate(own)
+                       if (name := _keep_covering(p, profiles, results, options)) is not None}
+        asked = [p for k, p in enumerate(own) if k not in by_children]
+        named_asked = iter(name_segments(asked, engine, template, options, cache=cache, stats=stats, taken=taken,
+                                           level=own))
+        named = [by_children[k] if k in by_children else next(named_asked) for k in range(len(own))]
         if check is not None:
             named = _unique(check(own, named), own, [p.options for p in own], set(taken))
         for i, name in zip(rows, named, strict=True):
@@ -445,11 +474,68 @@ def name_tree(profiles: Sequence[SegmentProfile], engine: Engine | None, templat
     return results  # type: ignore[return-value]
 
 
+def _keep_covering(parent: SegmentProfile, profiles: Sequence[SegmentProfile],
+                   names: Sequence[SegmentName | None], options: NamingOptions) -> SegmentName | None:
+    """Drops the parent's options that speak for under COVERED of its members (a leaf has no
+    named children and keeps its own); the name from its children when none is left."""
+    children = [(profiles[i], names[i]) for i in sorted(
+        (i for i, p in enumerate(profiles) if p.parent_id == parent.segment_id and names[i]),
+        key=lambda i: (-profiles[i].size, i))]
+    if not children:
+        return None
+    kept = [o for o in parent.options if _covered(o, parent, children, options.language) >= COVERED]
+    parent.scores = [s for o, s in zip(parent.options, parent.scores) if o in kept]
+    parent.options = kept
+    return None if kept else _children_name(parent, children, options)
+
+
+def _covered(option: str, parent: SegmentProfile, children: Sequence[tuple[SegmentProfile, SegmentName]],
+             language: str) -> float:
+    """Share of the parent's members in the children `option` speaks for (`_speaks_for`)."""
+    total = sum(child.size for child, _ in children)
+    return sum(child.size for child, name in children if _speaks_for(option, parent, child, name, language)) / max(total, 1)
+
+
+def _speaks_for(option: str, parent: SegmentProfile, child: SegmentProfile, name: SegmentName, language: str) -> bool:
+    """A parent's option speaks for a child named `name` when the child's taxonomy node lies
+    under the option's ("Sports" over "Sports > Fishing Sports"), or when what the option is
+    about is a word of the child's name or of its first tags or phrases ("book" for a child about
+    "book, story, reading"). The encoder cannot tell: every shopping name is near every shopping
+    segment."""
+    path = parent.sources.get(option, {}).get("iab_path", "")
+    if path and name.iab_path and f"{name.iab_path} >".startswith(f"{path} >"):
+        return True
+    head = parent.heads.get(option, option)
+    about = " ".join([name.label, *child.top_tags[:4], *child.nouns(child.top_terms)[:4]])
+    if language == "zh":
+        return head in about
+    words = [w for w in re.findall(r"[a-z]{3,}", head.lower()) if w not in _GENERIC and w not in STOPWORDS]
+    return bool({s for w in words for s in _stem_forms(w)} & _stems(about))
+
+
+def _children_name(parent: SegmentProfile, children: Sequence[tuple[SegmentProfile, SegmentName]],
+                   options: NamingOptions) -> SegmentName:
+    """The parent's children by what their names are about, largest first, as many as fit."""
+    heads = [child.heads.get(name.label) or name.label for child, name in children
+             if child.size >= options.k_anonymity]
+    joiner = "、" if options.language == "zh" else " / "
+    label, shown = (heads[0], 1) if heads else (f"segment {parent.segment_id}", 0)
+    for head in heads[1:]:
+        rest = len(children) - shown - 1
+        if len(label + joiner + head) + (len(f" +{rest}") if rest else 0) > MAX_LABEL_CHARS:
+            break
+        label, shown = label + joiner + head, shown + 1
+    if len(children) > shown and heads:
+        label += f" +{len(children) - shown}"
+    description = template_description(parent, options.language, options.audience, options.prompts)
+    return SegmentName(label, description, "fallback")
+
+
 def _llm_names(profiles, askable, offered, engine, template, options: NamingOptions, *, cache,
-               stats) -> list[tuple[int, SegmentName]]:
+               stats, level=()) -> list[tuple[int, SegmentName]]:
     """The LLM's pick among each askable segment's `offered` names, and its description (when usable)."""
     language, audience, prompts = options.language, options.audience, options.prompts
-    by_id = {p.segment_id: p for p in profiles}
+    by_id = {p.segment_id: p for p in [*level, *profiles]}
     words = audience_words(audience, prompts)
     chats, shown = [], []
     for i in askable:

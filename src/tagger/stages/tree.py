@@ -12,8 +12,8 @@ Both work on leaf labels and the users' vectors, so `tagger segment --segments N
 - More: the leaf whose split into two halves (2-means on its members' reduced vectors, the space
   the clustering saw) removes the most squared distance is split (bisecting k-means), as long as
   both halves keep the minimum segment size.
-- Parents: the same average linkage over the leaves, cut into about sqrt(leaves) groups; each
-  level above is cut from the one below it the same way.
+- Parents: the same average linkage over the leaves, cut into about sqrt(leaves) groups (or the
+  number asked for); each level above is cut from the one below it the same way.
 """
 
 from __future__ import annotations
@@ -125,20 +125,30 @@ def parent_count(children: int) -> int:
     return count if 2 <= count <= children / 2 else 0
 
 
-def parent_levels(vectors: np.ndarray, labels: np.ndarray, levels: int) -> list[np.ndarray]:
+def parent_levels(vectors: np.ndarray, labels: np.ndarray, levels: int, first: int | None = None) -> list[np.ndarray]:
     """One array per level above the leaves: each node of the level below → its parent's index
-    (0-based within its level). Stops early when a level would have under two nodes."""
+    (0-based within its level). `first`: the number of parents of the leaves (None: about
+    sqrt(leaves)); each level above has about sqrt of the one below. Stops early when a level
+    would have under two nodes, or as many as the level below."""
     tree: list[np.ndarray] = []
     current = np.asarray(labels, np.int64)
-    for _ in range(max(0, levels - 1)):
+    for level in range(max(0, levels - 1)):
         k = int(current.max()) + 1 if (current >= 0).any() else 0
-        count = parent_count(k)
-        if not count:
+        count = first if level == 0 and first else parent_count(k)
+        if not 2 <= count < k:
             break
         parents = merge_groups(centred_means(vectors, current, k), count)
         tree.append(parents)
         current = np.where(current >= 0, parents[np.maximum(current, 0)], NO_SEGMENT)
     return tree
+
+
+def parents_note(asked: int | None, levels: int, tree: list[np.ndarray], leaves: int) -> str:
+    """"" or one sentence on why the leaves have no `asked` parents."""
+    if not asked or levels < 2 or (tree and int(tree[0].max()) + 1 == asked):
+        return ""
+    return (f"no parent level: {leaves} segment{'s' * (leaves != 1)} cannot have {asked} parents; "
+            f"ask for fewer than {leaves} with --parents")
 
 
 def labels_at(labels: np.ndarray, tree: list[np.ndarray], level: int) -> np.ndarray:
