@@ -15,7 +15,7 @@ from sklearn.metrics import adjusted_rand_score
 
 from tagger.cli import main
 from tagger.stages.clustering import Segmenter
-from tagger.stages.tree import cut_to, labels_at, merge_groups, parent_count, parent_levels
+from tagger.stages.tree import cut_to, labels_at, merge_groups, parent_count, parent_groups, parent_levels
 
 FAST = ["--engine", "fake", "--embedder", "hash"]
 
@@ -99,6 +99,18 @@ def test_parents_asked_for_are_cut_from_the_same_linkage():
     both = Segmenter(n_segments=3, n_parents=4).fit(points)
     assert both.cut_note_.startswith("no parent level: 3 segments cannot have 4 parents")
     assert Segmenter(n_parents=4, levels=1).fit(points).cut_note_ == ""  # flat: nothing asked of a parent level
+
+
+def test_no_parent_holds_a_single_leaf_when_there_are_enough_leaves():
+    # two tight pairs (0 and 10 degrees, 90 and 100) and an outlier at 200 degrees, nearer the
+    # second pair: cut into two, average linkage leaves the outlier a parent of its own
+    angles = np.radians([0, 10, 90, 100, 200])
+    centroids = np.column_stack([np.cos(angles), np.sin(angles)])
+    assert list(merge_groups(centroids, 2)) == [0, 0, 0, 0, 1]
+    assert list(parent_groups(centroids, 2)) == [0, 0, 1, 1, 1]
+    # too few leaves for two of two each: the plain cut, so the count asked for still holds
+    assert list(parent_groups(centroids[[0, 2, 4]], 2)) == list(merge_groups(centroids[[0, 2, 4]], 2))
+    assert len(set(parent_groups(centroids, 2))) == 2
 
 
 def test_merge_groups_numbers_groups_by_their_first_member():

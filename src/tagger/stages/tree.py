@@ -13,7 +13,8 @@ Both work on leaf labels and the users' vectors, so `tagger segment --segments N
   the clustering saw) removes the most squared distance is split (bisecting k-means), as long as
   both halves keep the minimum segment size.
 - Parents: the same average linkage over the leaves, cut into about sqrt(leaves) groups (or the
-  number asked for); each level above is cut from the one below it the same way.
+  number asked for) of at least two leaves each where there are enough; each level above is cut
+  from the one below it the same way.
 """
 
 from __future__ import annotations
@@ -62,6 +63,39 @@ def merge_groups(centroids: np.ndarray, count: int) -> np.ndarray:
     _, first = np.unique(groups, return_index=True)
     order = np.argsort(np.argsort(first))  # old group number → rank of its first leaf
     return order[groups].astype(np.int64)
+
+
+def parent_groups(centroids: np.ndarray, count: int) -> np.ndarray:
+    """Like `merge_groups`, but every group holds at least two leaves where there are enough: the
+    average-linkage tree is cut just low enough to give `count` groups of two or more, and each
+    leaf left alone joins the group of least average distance. A parent of one leaf says nothing
+    its leaf does not, and an outlying leaf that is a parent on its own in one run and a child in
+    the next is what moved Amazon's parent level most between reruns (eval/README.md)."""
+    k = len(centroids)
+    if count < 2 or k < 2 * count:
+        return merge_groups(centroids, count)
+    from scipy.cluster.hierarchy import fcluster, linkage
+
+    unit = unit_rows(np.asarray(centroids, np.float64))
+    distance = np.clip(1.0 - unit @ unit.T, 0.0, 2.0)
+    tree = linkage(distance[np.triu_indices(k, 1)], "average")
+    # One more cluster splits one group in two, so the number of groups of two or more grows by at
+    # most one at a time: the first cut with `count` of them has exactly `count`.
+    for clusters in range(count, k + 1):
+        groups = fcluster(tree, t=clusters, criterion="maxclust") - 1
+        sizes = np.bincount(groups)
+        if (sizes >= 2).sum() >= count:
+            break
+    else:  # tied distances: maxclust cannot make that many groups of two
+        return merge_groups(centroids, count)
+    big = np.flatnonzero(sizes >= 2)
+    alone = np.flatnonzero(sizes[groups] < 2)
+    if len(alone):
+        to_big = np.stack([distance[np.ix_(alone, np.flatnonzero(groups == g))].mean(axis=1) for g in big], axis=1)
+        groups[alone] = big[to_big.argmin(axis=1)]
+    _, first = np.unique(groups, return_index=True)
+    order = np.argsort(np.argsort(first))
+    return order[np.searchsorted(np.unique(groups), groups)].astype(np.int64)
 
 
 def _bisect(points: np.ndarray, min_size: int, seed: int) -> tuple[float, np.ndarray] | None:
@@ -137,7 +171,7 @@ def parent_levels(vectors: np.ndarray, labels: np.ndarray, levels: int, first: i
         count = first if level == 0 and first else parent_count(k)
         if not 2 <= count < k:
             break
-        parents = merge_groups(centred_means(vectors, current, k), count)
+        parents = parent_groups(centred_means(vectors, current, k), count)
         tree.append(parents)
         current = np.where(current >= 0, parents[np.maximum(current, 0)], NO_SEGMENT)
     return tree
