@@ -45,6 +45,23 @@ def centred_means(vectors: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray
     return means - centre
 
 
+def _cosine_linkage(centroids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(cosine distances between the centroids, their average-linkage tree)."""
+    from scipy.cluster.hierarchy import linkage
+
+    unit = unit_rows(np.asarray(centroids, np.float64))
+    # cosine distance from the unit rows, clipped: float error can make it a hair below 0
+    distance = np.clip(1.0 - unit @ unit.T, 0.0, 2.0)
+    return distance, linkage(distance[np.triu_indices(len(unit), 1)], "average")
+
+
+def _by_first_member(groups: np.ndarray) -> np.ndarray:
+    """Group ids renumbered 0.. in the order of each group's first member."""
+    _, first, inverse = np.unique(groups, return_index=True, return_inverse=True)
+    order = np.argsort(np.argsort(first))  # old group number → rank of its first leaf
+    return order[inverse.ravel()].astype(np.int64)
+
+
 def merge_groups(centroids: np.ndarray, count: int) -> np.ndarray:
     """Each centroid's group (0..count-1, numbered by first appearance) when average linkage of
     their cosine distances is cut into `count` groups."""
@@ -53,16 +70,10 @@ def merge_groups(centroids: np.ndarray, count: int) -> np.ndarray:
         return np.arange(k)
     if count <= 1:
         return np.zeros(k, np.int64)
-    from scipy.cluster.hierarchy import fcluster, linkage
+    from scipy.cluster.hierarchy import fcluster
 
-    unit = unit_rows(np.asarray(centroids, np.float64))
-    # cosine distance from the unit rows, clipped: float error can make it a hair below 0
-    distance = np.clip(1.0 - unit @ unit.T, 0.0, 2.0)
-    condensed = distance[np.triu_indices(k, 1)]
-    groups = fcluster(linkage(condensed, "average"), t=count, criterion="maxclust") - 1
-    _, first = np.unique(groups, return_index=True)
-    order = np.argsort(np.argsort(first))  # old group number → rank of its first leaf
-    return order[groups].astype(np.int64)
+    _, tree = _cosine_linkage(centroids)
+    return _by_first_member(fcluster(tree, t=count, criterion="maxclust") - 1)
 
 
 def parent_groups(centroids: np.ndarray, count: int) -> np.ndarray:
@@ -74,11 +85,9 @@ def parent_groups(centroids: np.ndarray, count: int) -> np.ndarray:
     k = len(centroids)
     if count < 2 or k < 2 * count:
         return merge_groups(centroids, count)
-    from scipy.cluster.hierarchy import fcluster, linkage
+    from scipy.cluster.hierarchy import fcluster
 
-    unit = unit_rows(np.asarray(centroids, np.float64))
-    distance = np.clip(1.0 - unit @ unit.T, 0.0, 2.0)
-    tree = linkage(distance[np.triu_indices(k, 1)], "average")
+    distance, tree = _cosine_linkage(centroids)
     # One more cluster splits one group in two, so the number of groups of two or more grows by at
     # most one at a time: the first cut with `count` of them has exactly `count`.
     for clusters in range(count, k + 1):
@@ -93,9 +102,7 @@ def parent_groups(centroids: np.ndarray, count: int) -> np.ndarray:
     if len(alone):
         to_big = np.stack([distance[np.ix_(alone, np.flatnonzero(groups == g))].mean(axis=1) for g in big], axis=1)
         groups[alone] = big[to_big.argmin(axis=1)]
-    _, first = np.unique(groups, return_index=True)
-    order = np.argsort(np.argsort(first))
-    return order[np.searchsorted(np.unique(groups), groups)].astype(np.int64)
+    return _by_first_member(groups)
 
 
 def _bisect(points: np.ndarray, min_size: int, seed: int) -> tuple[float, np.ndarray] | None:
