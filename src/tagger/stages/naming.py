@@ -290,6 +290,7 @@ def rank_options(profiles: Sequence[SegmentProfile], centroids: np.ndarray, enco
         p.sources = {o: v for o, v in p.sources.items() if o in ranked}
         p.heads = {o: h[o] for o in ranked if o in h}
 
+
 def _prefer_parents(scored: dict[str, float], sources: dict[str, dict[str, str]]) -> None:
     """Drop a taxonomy name when a node above it is offered too and scores within SPECIFIC of
     it: a segment that writes about music in general scores a dozen music genres a little above
