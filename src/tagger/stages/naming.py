@@ -274,8 +274,8 @@ def rank_options(profiles: Sequence[SegmentProfile], centroids: np.ndarray, enco
                     if fit[names[k]] > scored.get(topic.name, -np.inf):
                         scored[topic.name] = float(fit[names[k]])
                         p.sources[topic.name] = {"iab_id": topic.iab_id, "iab_path": topic.iab_path}
-                        node = topic.iab_path.split(" > ")[-1] if topic.iab_path else topic.grounds or topic.name
-                        h[topic.name] = node.lower()
+                        tier = topic.iab_path.split(" > ")[-1] if topic.iab_path else topic.grounds or topic.name
+                        h[topic.name] = tier.lower()
         _prefer_parents(scored, p.sources)
         products = product_phrases(p, language, prompts)
         for option in b:
