@@ -60,6 +60,11 @@ class RunConfig(BaseModel):
     # vector. What a user reviewed says as much about their interests as what they wrote; 0.5
     # keeps most of the gain of higher weights with steadier segments (figures: eval/README.md).
     item_weight: float = Field(default=0.5, ge=0.0, le=1.0)
+    # The users' own phrases (an LSA of them) beside the encoder's vector: groups that write in the
+    # same register but with other words come apart (figures: eval/README.md, "The users' own words").
+    lexical_weight: float = Field(default=0.7, ge=0.0, le=4.0,
+                                  description="weight of the users' own phrases beside the encoder (0 = off)")
+    lexical_dims: int = Field(default=30, ge=2, le=500, description="dimensions of the users' phrase space")
     min_segment_size: int | None = Field(default=None, ge=2)
     reduce_dims: int = Field(default=16, ge=0)
     # 1: larger values (HDBSCAN's own default ties it to the segment size) call many users noise

@@ -33,6 +33,7 @@ from tagger.stages.clustering import Placement, Segmenter
 from tagger.stages.data import Columns, LoadStats, build_documents, check_column_types, read_table
 from tagger.stages.embedding import CachedEncoder, EmbedStats, Encoder, create_encoder, mostly_cjk, unsegmented_reasons, user_vectors
 from tagger.stages.excerpts import PromptFiller
+from tagger.stages.lexical import LexicalSpace, semantic_part
 from tagger.stages.naming import (NAMING_MAX_TOKENS, NamingCorpus, NamingOptions, SegmentName, SegmentProfile,
                                   audience_words, fallback_name, name_tree, profile_segments, rank_options)
 from tagger.stages.recommend import top_items_by_lift
@@ -100,6 +101,7 @@ class PipelineRun:
     segments: list[Segment]
     stats: Stats
     corpus: NamingCorpus
+    lexical: LexicalSpace | None = None  # the users' phrases, the last columns of `vectors`
 
     @property
     def has_vector(self) -> np.ndarray:
@@ -141,28 +143,46 @@ def run_pipeline(documents: list[UserDocument], load_stats: LoadStats, config: R
                                               whole_document=config.whole_document, item_weight=config.item_weight,
                                               on_chunk=advance, stats=stats.embed)
     with resources.reporter.stage("clustering"):
+        corpus = NamingCorpus.from_documents(documents, tagged)
+        lexical = lexical_space(config, corpus, has_vector)
+        semantic_dims = vectors.shape[1]
+        if lexical is not None:
+            vectors = lexical.join(vectors, corpus.phrases(lexical.items))
         segmentation = segmenter_for(config).fit(vectors, has_vector)
     with resources.reporter.stage("naming"):
-        corpus = NamingCorpus.from_documents(documents, tagged)
         profiles = tree_profiles(segmentation, vectors, tagged, corpus, CachedEncoder.around(encoder, resources.vector_cache),
-                                 language, prepared.topics, config)
+                                 language, prepared.topics, config, semantic_dims)
         named = name_profiles(profiles, resources.engine, prepared.name_template, config, language, stats.name,
                               resources.cache)
     with resources.reporter.stage("recommend"):
         items = tree_items(segmentation, corpus) if config.item_col else {}
     segments = tree_segments(profiles, named, items, config.k_anonymity)
     return PipelineRun(config, prepared, documents, load_stats, tagged, extractor, encoder, language, vectors,
-                       segmentation, profiles, segments, stats, corpus)
+                       segmentation, profiles, segments, stats, corpus, lexical)
+
+
+def lexical_space(config: RunConfig, corpus: NamingCorpus, has_vector: np.ndarray) -> LexicalSpace | None:
+    """The users' own phrases as a space beside the encoder's (tagger.stages.lexical), fitted on
+    the users with a vector; None when `lexical_weight` is 0 or the phrases span nothing."""
+    if not config.lexical_weight:
+        return None
+    items = bool(config.item_col and config.item_weight)  # items the user left out stay out here too
+    phrases = corpus.phrases(items)
+    return LexicalSpace.fit([phrases[i] for i in np.flatnonzero(has_vector)], dims=config.lexical_dims,
+                            weight=config.lexical_weight, seed=config.seed, items=items)
 
 
 def tree_profiles(segmentation: Segmenter, vectors: np.ndarray, tagged: Sequence[TaggedUser], corpus: NamingCorpus,
-                  encoder: Encoder, language: str, topics: Sequence[Topic], config: RunConfig) -> list[SegmentProfile]:
+                  encoder: Encoder, language: str, topics: Sequence[Topic], config: RunConfig,
+                  semantic_dims: int | None = None) -> list[SegmentProfile]:
     """Profiles of every level's segments, ranked among their own level: leaves take ids 0..k-1,
-    each level above the ids after the one below (schemas.Segment's level and parent_id)."""
+    each level above the ids after the one below (schemas.Segment's level and parent_id). Names
+    are compared with the centroids' first `semantic_dims` columns, the encoder's (None: all)."""
     profiles: list[SegmentProfile] = []
     base, levels = 0, len(segmentation.tree_parents_) + 1
     for level in range(levels):
         labels, centroids, strengths = segmentation.level_centroids(vectors, level)
+        centroids = semantic_part(centroids, semantic_dims)
         own = profile_segments(labels, strengths, centroids, tagged, corpus)
         # A parent is a broad interest: the taxonomy's first two tiers ("Sports", "Sports > Baseball").
         rank_options(own, centroids, encoder, language, topics=topics if level == 0 else

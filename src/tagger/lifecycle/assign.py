@@ -42,6 +42,7 @@ from tagger.schemas import TaggedUser
 from tagger.stages.clustering import Placement
 from tagger.stages.embedding import Encoder, create_encoder, user_vectors
 from tagger.stages.excerpts import PromptFiller
+from tagger.stages.naming import NamingCorpus
 from tagger.stages.tagging import TAG_MODES, TagOptions, tag_users
 
 NONE_NAME = "none"
@@ -83,6 +84,9 @@ def assign(run_dir: Path, source: Path | pd.DataFrame, *, out: Path | None = Non
         with reporter.stage("placing"):
             vectors, has_vector, _ = user_vectors(tagged, documents, encoder, tag_weight=config.tag_weight,
                                                   whole_document=config.whole_document, item_weight=config.item_weight)
+            if model.lexical is not None:
+                corpus = NamingCorpus.from_documents(documents, tagged, known=model.extractor().known_)
+                vectors = model.vectors_for(vectors, corpus)
             placement = model.segmenter(config.assign_noise).place(vectors, has_vector)
         names = _node_names(run_dir, model)
         users = user_table(documents, tagged, placement, names, NONE_NAME, parent_of=model.parent_of())

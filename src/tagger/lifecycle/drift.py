@@ -98,7 +98,8 @@ def _run_levels(run_dir: Path):
         node["name"] = names.get(node["segment_id"], node["name"])
     # shares of placed users, as in the run's segments table
     total = max(sum(s["size"] for s in model.segments), 1)
-    leaves = Level(model.segments, np.asarray(model.centroids), total)
+    # Only the encoder's columns: each run's phrase space is a basis of its own.
+    leaves = Level(model.segments, model.semantic_centroids(model.centroids), total)
     upper: dict[int, Level] = {}
     if not parents:
         return model, leaves, upper
@@ -108,14 +109,14 @@ def _run_levels(run_dir: Path):
                          "parent centroids; rerun `tagger segment` to rebuild it")
     for level in sorted({int(p["level"]) for p in parents}):
         rows = [i for i, p in enumerate(parents) if int(p["level"]) == level]
-        upper[level] = Level([parents[i] for i in rows], centroids[rows], total)
+        upper[level] = Level([parents[i] for i in rows], model.semantic_centroids(centroids[rows]), total)
     return model, leaves, upper
 
 
 def mean_user(old, new) -> np.ndarray:
     """The centre centroids are compared around: the mean user vector of both runs."""
-    means = [m.user_mean for m in (old, new) if m.user_mean is not None]
-    return np.mean(means, axis=0) if means else np.zeros(old.centroids.shape[1])
+    means = [m.semantic_user_mean() for m in (old, new) if m.user_mean is not None]
+    return np.mean(means, axis=0) if means else np.zeros(old.semantic_dims)
 
 
 def centred_similarity(old_centroids: np.ndarray, new_centroids: np.ndarray, centre: np.ndarray) -> np.ndarray:
@@ -196,7 +197,7 @@ def drift(old_run: Path, new_run: Path, *, min_similarity: float = MIN_SIMILARIT
     with `parents` the same for the nodes above the leaves, when both runs have them."""
     old, old_leaves, old_upper = _run_levels(old_run)
     new, new_leaves, new_upper = _run_levels(new_run)
-    if old.manifest.get("embedder") != new.manifest.get("embedder") or old.centroids.shape[1:] != new.centroids.shape[1:]:
+    if old.manifest.get("embedder") != new.manifest.get("embedder") or old.semantic_dims != new.semantic_dims:
         raise ModelError(f"the runs use different embedders ({old.manifest.get('embedder')} vs "
                          f"{new.manifest.get('embedder')}), so their segments cannot be compared; "
                          "segment both with the same --embedder")

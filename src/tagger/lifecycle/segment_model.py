@@ -16,6 +16,7 @@ that `load_clusterer` refuses when the library versions differ. Placement itself
 | `member_centroids.npy` | centroids of the clustered users alone: noise joined the nearest of these in training |
 | `segments.json` | per leaf segment: name, size, radius (loosest member link), strength floor, parent id |
 | `parents.json`, `parent_centroids.npy` | the segments above the leaves (id, name, size, level, parent id) and their unit centroids |
+| `lexical_vocabulary.json`, `lexical_idf.npy`, `lexical_components.npy` | the users' phrase space (`tagger.stages.lexical`), whose dimensions follow the encoder's in every vector above; absent with `lexical_weight = 0` |
 | `recut/` | what `tagger recut` re-cuts from without the comments (`tagger.lifecycle.recut_data`) |
 | `document_frequencies.json` | the candidate extractor's training document frequencies (phrases held by >= 2 users) |
 | `singulars.json` | the singulars training merged plurals into ("shampoos" → "shampoo"), so placement merges them alike |
@@ -36,6 +37,7 @@ from tagger.stages.candidates import CandidateExtractor
 from tagger.stages.canon import singular
 from tagger.stages.clustering import Segmenter
 from tagger.stages.embedding import FINGERPRINT_TEXTS, embedder_fingerprint
+from tagger.stages.lexical import LexicalSpace, semantic_part
 from tagger.errors import ModelError
 from tagger.pipeline import package_versions
 from tagger.vectors import unit_rows
@@ -76,6 +78,28 @@ class SegmentModel:
     # The segments above the leaves (schemas.Segment's level and parent_id) and their unit centroids.
     parents: list[dict[str, Any]] = field(default_factory=list)
     parent_centroids: np.ndarray | None = None
+    lexical: LexicalSpace | None = None
+
+    @property
+    def semantic_dims(self) -> int:
+        """The encoder's columns at the front of every vector (the rest: the lexical space's)."""
+        return int(np.asarray(self.centroids).shape[1]) - (self.lexical.dims if self.lexical is not None else 0)
+
+    def semantic_centroids(self, centroids: np.ndarray) -> np.ndarray:
+        return semantic_part(centroids, self.semantic_dims)
+
+    def semantic_user_mean(self) -> np.ndarray:
+        """The mean of the users' encoder vectors: a joined vector scales its encoder part by
+        1 / sqrt(1 + weight²), undone here (exact for users who wrote a phrase of the space)."""
+        mean = np.asarray(self.user_mean, np.float32)
+        if self.lexical is None:
+            return mean
+        return mean[: self.semantic_dims] * float(np.sqrt(1 + self.lexical.weight**2))
+
+    def vectors_for(self, semantic: np.ndarray, corpus) -> np.ndarray:
+        """New users' vectors as the model's segments are: the encoder's, joined with the saved
+        phrase space's projection of their `corpus` phrases (NamingCorpus) when the run had one."""
+        return semantic if self.lexical is None else self.lexical.join(semantic, corpus.phrases(self.lexical.items))
 
     def parent_of(self) -> dict[int, int]:
         """Every segment's parent id, leaves and parents alike; -1 at the top."""
@@ -123,7 +147,7 @@ class SegmentModel:
 
 def build_model(segmenter: Segmenter, *, names: dict[int, str], extractor: CandidateExtractor | None,
                 manifest: dict[str, Any], parents: list[dict[str, Any]] | None = None,
-                parent_centroids: np.ndarray | None = None) -> SegmentModel:
+                parent_centroids: np.ndarray | None = None, lexical: LexicalSpace | None = None) -> SegmentModel:
     """The saved form of a fitted Segmenter (its users with a vector); `parents` the segments
     above its leaves, as in `SegmentModel.parents`."""
     parents = parents or []
@@ -151,7 +175,8 @@ def build_model(segmenter: Segmenter, *, names: dict[int, str], extractor: Candi
                          members_radius=segmenter.members_radius_, member_centroids=segmenter.member_centroids_,
                          pca_components=segmenter.pca_components_, pca_mean=segmenter.pca_mean_,
                          user_mean=segmenter.user_mean_, parents=parents,
-                         parent_centroids=_unit(parent_centroids) if parent_centroids is not None and len(parents) else None)
+                         parent_centroids=_unit(parent_centroids) if parent_centroids is not None and len(parents) else None,
+                         lexical=lexical)
     _add_candidates(model, extractor)
     return model
 
@@ -202,7 +227,7 @@ def save_model(model: SegmentModel, folder: Path, clusterer: Any = None) -> None
         files["embedder_fingerprint.npy"] = np.asarray(fingerprint, np.float32)
     for name, array in files.items():
         np.save(folder / name, array, allow_pickle=False)
-    manifest = {**{k: v for k, v in model.manifest.items() if k != "embedder_fingerprint"},
+    manifest = {**{k: v for k, v in model.manifest.items() if k not in ("embedder_fingerprint", "lexical")},
                 "format_version": FORMAT_VERSION,
                 "files": sorted([*files, "segments.json", "parents.json", "document_frequencies.json", "singulars.json"])}
     if clusterer is not None:
@@ -213,6 +238,8 @@ def save_model(model: SegmentModel, folder: Path, clusterer: Any = None) -> None
             manifest["clusterer"] = {"file": "clusterer.pkl", "packages": package_versions(PICKLE_PACKAGES)}
         except Exception as exc:  # the pickle is an extra; placement never needs it
             manifest["clusterer"] = {"file": None, "error": f"{type(exc).__name__}: {exc}"[:200]}
+    if model.lexical is not None:
+        manifest["lexical"] = model.lexical.save(folder)
     (folder / "manifest.json").write_text(json.dumps(manifest, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
@@ -243,12 +270,14 @@ def load_model(run_dir: Path) -> SegmentModel:
                          "rerun `tagger segment`") from None
     if "embedder_fingerprint.npy" in arrays:
         manifest["embedder_fingerprint"] = arrays["embedder_fingerprint.npy"].tolist()
+    lexical = LexicalSpace.load(folder, manifest["lexical"]) if manifest.get("lexical") else None
     return SegmentModel(centroids=arrays["centroids.npy"], members_reduced=arrays["members_reduced.npy"],
                         members_label=arrays["members_label.npy"], segments=segments, manifest=manifest,
                         members_radius=arrays["members_radius.npy"], member_centroids=arrays["member_centroids.npy"],
                         pca_components=arrays.get("pca_components.npy"), pca_mean=arrays.get("pca_mean.npy"),
                         user_mean=arrays.get("user_mean.npy"), document_frequencies=frequencies, singulars=singulars,
-                        path=folder, parents=parents, parent_centroids=arrays.get("parent_centroids.npy"))
+                        path=folder, parents=parents, parent_centroids=arrays.get("parent_centroids.npy"),
+                        lexical=lexical)
 
 
 def check_embedder(model: SegmentModel, encoder) -> None:
@@ -281,7 +310,7 @@ def load_clusterer(model: SegmentModel):
 
 def model_for_run(segmenter: Segmenter, *, summary: dict[str, Any], config, names: dict[int, str],
                   extractor: CandidateExtractor | None, encoder, tree: tuple[list[dict[str, Any]], np.ndarray | None] = ([], None),
-                  ) -> SegmentModel:
+                  lexical: LexicalSpace | None = None) -> SegmentModel:
     """A run's fitted segmentation, settings and summary → the SegmentModel to save; `tree`: the
     segments above the leaves and their centroids."""
     centroids = np.asarray(segmenter.centroids_)
@@ -289,7 +318,7 @@ def model_for_run(segmenter: Segmenter, *, summary: dict[str, Any], config, name
         "tagger_version": summary.get("tagger_version"),
         "model": summary.get("model"),
         "embedder": summary.get("embedder"),
-        "embedder_dim": int(centroids.shape[1]) if centroids.ndim == 2 else None,
+        "embedder_dim": int(centroids.shape[1]) - (lexical.dims if lexical is not None else 0) if centroids.ndim == 2 else None,
         "embedder_fingerprint": embedder_fingerprint(encoder) if encoder is not None else [],
         "tag_mode": config.tag_mode,
         "tag_weight": config.tag_weight,
@@ -300,7 +329,7 @@ def model_for_run(segmenter: Segmenter, *, summary: dict[str, Any], config, name
         "users": int((segmenter.assigned_by_ != "unsegmented").sum()),
     }
     return build_model(segmenter, names=names, extractor=extractor, manifest=manifest, parents=tree[0],
-                       parent_centroids=tree[1])
+                       parent_centroids=tree[1], lexical=lexical)
 
 
 def current_names(run_dir: Path, model: SegmentModel) -> dict[int, str]:

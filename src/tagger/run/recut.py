@@ -59,7 +59,7 @@ def recut_run(path: Path | str, n_segments: int | None, *, levels: int | None = 
             encoder = _name_encoder(model, encoder, ctx)
             language = run.summary.get("language", "en")
             profiles = tree_profiles(segmentation, data.vectors, tagged, data.corpus, encoder, language,
-                                     load_taxonomy(config.taxonomy, config.prompts), config)
+                                     load_taxonomy(config.taxonomy, config.prompts), config, model.semantic_dims)
             llm = engine or ctx.lazy_engine(str(run.summary.get("model", config.model)))
             template = prompt_files.load("name", config.prompts)
             named = name_profiles(profiles, llm, template, config, language, stats, ctx.cache)
@@ -150,7 +150,7 @@ def _write(old: Run, new: Run, model: SegmentModel, cut: tuple[Segmenter, RecutD
         parents, centroids = parent_nodes(segments, segmentation, data.vectors)
         names = {s.segment_id: s.name for s in segments}
         rebuilt = build_model(segmentation, names=names, extractor=model.extractor(), manifest=model.manifest,
-                              parents=parents, parent_centroids=centroids)
+                              parents=parents, parent_centroids=centroids, lexical=model.lexical)
         save_model(rebuilt, folder.path(MODEL_DIR))
         save_recut_data(folder.path(MODEL_DIR), segmentation, data.vectors, data.corpus)
         folder.write_json(RUN_MARKER, new.summary)

@@ -96,7 +96,8 @@ def _lasting(run: PipelineRun, frame: pd.DataFrame, summary: dict[str, Any], use
     out: dict[str, Any] = {}
     if save and len(rows) and len(segmentation.centroids_):
         out["model"] = model_for_run(segmentation, summary=summary, config=config, names=run.names(),
-                                     extractor=run.extractor, encoder=run.encoder, tree=run.parent_nodes())
+                                     extractor=run.extractor, encoder=run.encoder, tree=run.parent_nodes(),
+                                     lexical=run.lexical)
         out["clusterer"] = getattr(segmentation, "clusterer_", None)
         summary["segment_model"] = {"path": MODEL_DIR, "format_version": FORMAT_VERSION}
     if config.stability >= 2 and len(rows) >= 4:

@@ -8,11 +8,12 @@
 5. `excerpts`    the sentences, across all of a user's comments, that fill the LLM's prompt budget
 6. `tagging`     batched, schema-constrained LLM calls → validated tags with evidence quotes
 7. `embedding`   text encoders and user vectors (tags blended with the mean of every comment)
-8. `tree`        the number of leaf segments asked for (merge or split), and the parents above them
-9. `clustering`  PCA → Louvain/HDBSCAN consensus over resamples → noise policy → the tree; sklearn-style `Segmenter`
-10. `taxonomy`   the vocabulary names come from (IAB Content Taxonomy 3.1), as audience names
-11. `naming`     segment profiles and grounded LLM names at every level, with the template fallback
-12. `recommend`  items each segment holds far more often than everyone
+8. `lexical`     the users' own phrases as a small LSA space, joined to the user vectors
+9. `tree`        the number of leaf segments asked for (merge or split), and the parents above them
+10. `clustering` PCA → Louvain/HDBSCAN consensus over resamples → noise policy → the tree; sklearn-style `Segmenter`
+11. `taxonomy`   the vocabulary names come from (IAB Content Taxonomy 3.1), as audience names
+12. `naming`     segment profiles and grounded LLM names at every level, with the template fallback
+13. `recommend`  items each segment holds far more often than everyone
 
 `tagger.pipeline` calls them in this order. A stage imports only earlier stages and the shared
 modules (`tagger.schemas`, `errors`, `cache`, `prompts`, `llm`, ...), never `tagger.run`,

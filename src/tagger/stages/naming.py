@@ -139,8 +139,10 @@ class NamingCorpus:
     verbs: frozenset[str]
 
     @classmethod
-    def from_documents(cls, documents: Sequence[UserDocument], tagged_users: Sequence[TaggedUser] = ()) -> NamingCorpus:
-        known = vocabulary(d.text for d in documents)
+    def from_documents(cls, documents: Sequence[UserDocument], tagged_users: Sequence[TaggedUser] = (),
+                       known: Collection[str] = ()) -> NamingCorpus:
+        """`known`: singulars a saved run knew, so new users' plurals merge as that run's did."""
+        known = vocabulary(d.text for d in documents) | set(known)
         terms = [_terms(d.text, known) for d in documents]
         items = [list(dict.fromkeys(d.items)) for d in documents]
         item_terms = [_terms(" . ".join(d.items), known) if d.items else [] for d in documents]
@@ -150,6 +152,12 @@ class NamingCorpus:
         # settled long before the end and a full pass would cost as much as the profiles themselves.
         step = max(1, len(documents) // VERB_SAMPLE)
         return cls(terms, items, item_terms, frozenset(used_as_verbs(heads, (d.text for d in documents[::step]))))
+
+    def phrases(self, items: bool = True) -> list[list[str]]:
+        """Per user, the phrases they wrote and (`items`) those of their items: the lexical space's input."""
+        if not items:
+            return [list(t) for t in self.terms]
+        return [[*t, *i] for t, i in zip(self.terms, self.item_terms, strict=True)]
 
 
 def profile_segments(
