@@ -49,7 +49,8 @@ NONE_NAME = "none"
 
 
 def place(model: SegmentModel, vectors: np.ndarray, *, assign_noise: bool = True) -> Placement:
-    """The saved segmentation's placement of `vectors` (the rule above)."""
+    """The saved segmentation's placement of `vectors` (the rule above), made as the model's
+    users' were: `model.vectors_for` joins the encoder's vectors with the run's phrase space."""
     return model.segmenter(assign_noise).place(vectors)
 
 

@@ -1,0 +1,84 @@
+"""How much the users' own phrases (tagger.stages.lexical) add, from saved runs: no tagging, no
+embedding. Each run folder's saved vectors give the encoder's part (its first `semantic_dims`
+columns) and its naming corpus the phrases; the sweep joins them at each weight and number of
+dimensions, clusters with the run's defaults and scores the leaves against the data's labels.
+Each setting is scored over three seeds (the SVD's and the clustering's).
+
+    python -m eval.lexical_sweep RUN=DATA.csv [RUN=DATA.csv ...] [--name lexical-sweep]
+
+Writes eval/results/<name>.{json,md}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from eval.metrics import cluster_scores, true_segments
+from tagger.lifecycle.recut_data import load_recut_data
+from tagger.lifecycle.segment_model import load_model
+from tagger.stages.clustering import Segmenter
+from tagger.stages.lexical import LexicalSpace, semantic_part
+
+RESULTS = Path(__file__).parent / "results"
+GRID = [(0.0, 0), (0.5, 30), (0.7, 20), (0.7, 30), (0.7, 50), (1.0, 30), (1.5, 30)]
+SEEDS = (0, 1, 2)
+
+
+def sweep(run: Path, data: Path, *, grid=GRID, seeds=SEEDS) -> list[dict]:
+    users = pd.read_parquet(run / "users.parquet")
+    model, recut = load_model(run), load_recut_data(run, len(users))
+    truth = true_segments(pd.read_csv(data)).reindex(users["user_id"].astype(str)).to_numpy()
+    usable = recut.assigned_by != "unsegmented"
+    semantic = semantic_part(recut.vectors, model.semantic_dims)
+    items = bool(json.loads((run / "run.json").read_text())["config"].get("item_col"))
+    phrases = recut.corpus.phrases(items)
+    rows = []
+    for weight, dims in grid:
+        scores = []
+        for seed in seeds:
+            vectors = semantic
+            if weight:
+                space = LexicalSpace.fit([phrases[i] for i in np.flatnonzero(usable)], dims=dims, weight=weight,
+                                         seed=seed, items=items)
+                vectors = space.join(semantic, phrases)
+            labels = Segmenter(seed=seed).fit(vectors, usable).labels_
+            scores.append(cluster_scores(labels[usable], truth[usable]))
+        rows.append({"weight": weight, "dims": dims,
+                     **{k: round(float(np.mean([s[k] for s in scores])), 3) for k in ("nmi", "ari", "segments")},
+                     "nmi_min": round(min(s["nmi"] for s in scores), 3)})
+        print(run.name, rows[-1], flush=True)
+    return rows
+
+
+def markdown(results: dict[str, list[dict]]) -> str:
+    lines = ["| weight | dims | " + " | ".join(f"{name} NMI / ARI (segments)" for name in results) + " |",
+             "|---|---|" + "---|" * len(results)]
+    for i, first in enumerate(next(iter(results.values()))):
+        cells = [f"{rows[i]['nmi']:.3f} / {rows[i]['ari']:.3f} ({rows[i]['segments']:.1f})" for rows in results.values()]
+        lines.append(f"| {first['weight']} | {first['dims'] or '—'} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("pairs", nargs="+", metavar="RUN=DATA", help="a run folder and the labelled data it was made from")
+    parser.add_argument("--name", default="lexical-sweep")
+    args = parser.parse_args(argv)
+    results = {}
+    for pair in args.pairs:
+        run, _, data = pair.partition("=")
+        results[Path(data).parent.name or Path(run).name] = sweep(Path(run), Path(data))
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / f"{args.name}.json").write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
+    (RESULTS / f"{args.name}.md").write_text(markdown(results), encoding="utf-8")
+    print(markdown(results))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
