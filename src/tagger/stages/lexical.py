@@ -10,7 +10,8 @@ The space: tf-idf of each user's distinct canonical phrases (the naming corpus's
 phrases of their items), over phrases that at least `MIN_USERS` users wrote, reduced by a truncated
 SVD to `dims` unit-length dimensions. The user vector becomes `unit([semantic, weight * lexical])`;
 its first `semantic_dims` columns keep the encoder's direction (a user's semantic and lexical
-parts are each unit, so that slice of any mean is the mean of the semantic vectors, scaled), which
+parts are each unit, so that slice of a mean is the mean of the semantic vectors, scaled; exact
+when every user wrote a phrase of the space, else nearly), which
 naming compares with names and drift compares across runs: lexical dimensions of two runs are two
 different bases.
 """
@@ -56,8 +57,8 @@ class LexicalSpace:
         from sklearn.decomposition import TruncatedSVD
 
         frequencies = Counter(t for phrases in terms for t in set(phrases))
-        shared = sorted((c, t) for t, c in frequencies.items() if c >= MIN_USERS)
-        shared = sorted(shared, key=lambda ct: (-ct[0], ct[1]))[:MAX_VOCABULARY]
+        shared = sorted(((c, t) for t, c in frequencies.items() if c >= MIN_USERS),
+                        key=lambda ct: (-ct[0], ct[1]))[:MAX_VOCABULARY]
         rank = min(dims, len(shared) - 1, len(terms) - 1)
         if rank < 1:
             return None
@@ -104,7 +105,9 @@ class LexicalSpace:
         semantic = np.asarray(semantic, np.float32)
         joined = np.hstack([semantic, self.weight * self.transform(terms)])
         joined[~semantic.any(axis=1)] = 0
-        return unit_rows(joined)
+        # in place: at a million users each copy of the vectors is ~1.7 GB
+        joined /= np.maximum(np.sqrt(np.einsum("ij,ij->i", joined, joined)), 1e-12)[:, None]
+        return joined
 
     def save(self, folder: Path) -> dict:
         """Write the space into `folder`; returns what the manifest records of it."""
