@@ -1,12 +1,13 @@
 """Stability of each level of the segment tree on finished runs, from their saved user vectors.
 
-    .venv/bin/python eval/parent_stability.py RUN [RUN ...] --runs 10 [--name parent-stability]
+    .venv/bin/python eval/parent_stability.py RUN [RUN ...] --runs 10 [--counts 2,3,4] [--name parent-stability]
 
 For each run folder (made by `tagger segment`), refits the run's Segmenter on the vectors it
 saved for `recut` and reruns it as `--stability` does (every setting but the seed, the run's
 number of parents held, 90 % samples), twice: with parents as tagger cuts them now (groups of two
 leaves or more) and with the plain average-linkage cut (`merge_groups`), where an outlying leaf
-can be a parent on its own. Mean and minimum pairwise ARI per level. No engine, no encoder.
+can be a parent on its own. `--counts`: instead, tagger's cut once per number of parents listed
+(as `--parents P`). Mean and minimum pairwise ARI per level. No engine, no encoder.
 Results: eval/results/<name>.{json,md}.
 """
 
@@ -24,7 +25,8 @@ ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "eval" / "results"
 
 
-def level_stability(run_dir: Path, runs: int, plain: bool) -> dict:
+def level_stability(run_dir: Path, runs: int, plain: bool, count: int | None = None) -> dict:
+    """Figures of one run folder; `count`: the number of parents asked (None: the run's own)."""
     from tagger.config import RunConfig
     from tagger.lifecycle.recut_data import load_recut_data
     from tagger.lifecycle.stability import stability_for_run
@@ -37,6 +39,8 @@ def level_stability(run_dir: Path, runs: int, plain: bool) -> dict:
     vectors = np.asarray(data.vectors, np.float32)[np.asarray(data.assigned_by) != "unsegmented"]
     saved = run.summary.get("config", {})
     config = RunConfig(**{k: v for k, v in saved.items() if k in RunConfig.model_fields})
+    if count:
+        config = config.model_copy(update={"n_parents": count})
     grouped = tree.parent_groups
     if plain:
         tree.parent_groups = tree.merge_groups
@@ -60,14 +64,17 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("runs_dirs", nargs="+", type=Path, help="run folders of `tagger segment`")
     parser.add_argument("--runs", type=int, default=10, help="runs in all, the main one included [10]")
+    parser.add_argument("--counts", type=lambda text: [int(c) for c in text.split(",")],
+                        help="numbers of parents to try, comma-separated, e.g. 2,3,4 [the run's own, cut both ways]")
     parser.add_argument("--name", default="parent-stability", help="results file name [parent-stability]")
     args = parser.parse_args(argv)
     rows = []
     for folder in args.runs_dirs:
-        for plain in (False, True):
-            figures = level_stability(folder, args.runs, plain)
-            rows.append({"run": folder.name, "parents_cut": "plain linkage" if plain else "two leaves or more",
-                         **figures})
+        tries = [(False, c) for c in args.counts] if args.counts else [(False, None), (True, None)]
+        for plain, count in tries:
+            figures = level_stability(folder, args.runs, plain, count)
+            cut = "plain linkage" if plain else "two leaves or more" + (", asked" if count else "")
+            rows.append({"run": folder.name, "parents_cut": cut, **figures})
             print(json.dumps(rows[-1]), flush=True)
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / f"{args.name}.json").write_text(json.dumps({"runs": args.runs, "sample": 0.9, "rows": rows}, indent=1),
