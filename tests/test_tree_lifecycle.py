@@ -128,3 +128,20 @@ def test_assign_in_a_flat_run_gives_no_parents(tmp_path, capsys):
     assert summary["parent_sizes"] == {} and sum(summary["segment_sizes"].values()) == len(users) == 16
     assert "same_parent" not in summary["agreement"] and summary["agreement"]["same_segment"] == 1.0
     assert "parent" not in printed
+
+
+def test_parent_stability_script_scores_each_count_asked(tmp_path, monkeypatch):
+    """eval/parent_stability.py --counts on the four-topic run: two parents asked are the two
+    families in every rerun (ARI 1 by construction), and both result files say so."""
+    from eval import parent_stability
+
+    _, run_dir = families_run(tmp_path)
+    monkeypatch.setattr(parent_stability, "RESULTS", tmp_path / "results")
+    assert parent_stability.main([str(run_dir), "--runs", "3", "--counts", "2", "--name", "ps"]) == 0
+    saved = json.loads((tmp_path / "results" / "ps.json").read_text())
+    (row,) = saved["rows"]
+    assert row["parents"] == 2 and row["parents_cut"] == "two leaves or more, asked"
+    assert row["leaves_per_run"] == [4, 4, 4]
+    assert row["levels"]["1"] == {"mean_ari": 1.0, "min_ari": 1.0}
+    table = (tmp_path / "results" / "ps.md").read_text()
+    assert "| run2 | 16 | 2 | two leaves or more, asked | 4–4 | 1.000 / 1.000 | 1.000 / 1.000 |" in table
