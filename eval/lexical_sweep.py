@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -29,28 +30,49 @@ GRID = [(0.0, 0), (0.5, 30), (0.7, 20), (0.7, 30), (0.7, 50), (1.0, 30), (1.5, 3
 SEEDS = (0, 1, 2)
 
 
+class SavedRun(NamedTuple):
+    """What a sweep reads of a run folder: the encoder's part of each user's vector, their
+    phrases, which users have a vector, and each user's true group."""
+
+    semantic: np.ndarray
+    phrases: list[list[str]]
+    items: bool
+    usable: np.ndarray
+    truth: np.ndarray
+
+    @classmethod
+    def load(cls, run: Path, data: Path) -> SavedRun:
+        users = pd.read_parquet(run / "users.parquet")
+        model, recut = load_model(run), load_recut_data(run, len(users))
+        truth = true_segments(pd.read_csv(data)).reindex(users["user_id"].astype(str)).to_numpy()
+        items = bool(json.loads((run / "run.json").read_text())["config"].get("item_col"))
+        return cls(semantic_part(recut.vectors, model.semantic_dims), recut.corpus.phrases(items), items,
+                   recut.assigned_by != "unsegmented", truth)
+
+    def vectors(self, weight: float, dims: int, seed: int) -> np.ndarray:
+        """The user vectors with the phrase space at `weight` and `dims` (weight 0: the encoder's only)."""
+        if not weight:
+            return self.semantic
+        space = LexicalSpace.fit([self.phrases[i] for i in np.flatnonzero(self.usable)], dims=dims, weight=weight,
+                                 seed=seed, items=self.items)
+        return space.join(self.semantic, self.phrases)
+
+    def scores(self, vectors: np.ndarray, seed: int, **params) -> dict:
+        labels = Segmenter(seed=seed, **params).fit(vectors, self.usable).labels_
+        return cluster_scores(labels[self.usable], self.truth[self.usable])
+
+
+def mean_scores(scores: list[dict]) -> dict:
+    return {**{k: round(float(np.mean([s[k] for s in scores])), 3) for k in ("nmi", "ari", "segments")},
+            "nmi_min": round(min(s["nmi"] for s in scores), 3)}
+
+
 def sweep(run: Path, data: Path, *, grid=GRID, seeds=SEEDS) -> list[dict]:
-    users = pd.read_parquet(run / "users.parquet")
-    model, recut = load_model(run), load_recut_data(run, len(users))
-    truth = true_segments(pd.read_csv(data)).reindex(users["user_id"].astype(str)).to_numpy()
-    usable = recut.assigned_by != "unsegmented"
-    semantic = semantic_part(recut.vectors, model.semantic_dims)
-    items = bool(json.loads((run / "run.json").read_text())["config"].get("item_col"))
-    phrases = recut.corpus.phrases(items)
+    saved = SavedRun.load(run, data)
     rows = []
     for weight, dims in grid:
-        scores = []
-        for seed in seeds:
-            vectors = semantic
-            if weight:
-                space = LexicalSpace.fit([phrases[i] for i in np.flatnonzero(usable)], dims=dims, weight=weight,
-                                         seed=seed, items=items)
-                vectors = space.join(semantic, phrases)
-            labels = Segmenter(seed=seed).fit(vectors, usable).labels_
-            scores.append(cluster_scores(labels[usable], truth[usable]))
-        rows.append({"weight": weight, "dims": dims,
-                     **{k: round(float(np.mean([s[k] for s in scores])), 3) for k in ("nmi", "ari", "segments")},
-                     "nmi_min": round(min(s["nmi"] for s in scores), 3)})
+        scores = [saved.scores(saved.vectors(weight, dims, seed), seed) for seed in seeds]
+        rows.append({"weight": weight, "dims": dims, **mean_scores(scores)})
         print(run.name, rows[-1], flush=True)
     return rows
 

@@ -1,0 +1,89 @@
+"""Which clustering settings move the scores, from saved runs: no tagging, no embedding. Each run's
+saved vectors are joined with its phrase space at the run's own lexical weight and dimensions, then
+clustered once per setting and seed; the leaves are scored against the data's labels.
+
+    python -m eval.segmenter_sweep RUN=DATA.csv [RUN=DATA.csv ...] \
+        --settings "" "reduce_dims=24" "resolution=1.5,neighbours=15" [--seeds 5] [--name segmenter-sweep]
+
+A setting is `Segmenter` parameters as `name=value` pairs joined by commas ("" = the defaults).
+Writes eval/results/<name>.{json,md}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import fields
+from pathlib import Path
+
+from eval.lexical_sweep import RESULTS, SavedRun, mean_scores
+from tagger.stages.clustering import Segmenter
+
+
+def parse_setting(text: str) -> dict:
+    """'reduce_dims=24,consensus_base=hdbscan' → Segmenter keyword arguments, typed by its fields."""
+    types = {f.name: f.type for f in fields(Segmenter)}
+    params = {}
+    for pair in filter(None, (p.strip() for p in text.split(","))):
+        name, sep, value = pair.partition("=")
+        if not sep or name not in types or name == "seed":
+            raise SystemExit(f"segmenter_sweep: {pair!r} is not name=value of a Segmenter parameter other than seed "
+                             f"(one of: {', '.join(n for n in types if n != 'seed')})")
+        kind = str(types[name])
+        if value.lower() == "none" and "None" in kind:
+            params[name] = None
+        elif kind.startswith("int"):
+            params[name] = int(value)
+        elif kind.startswith("float"):
+            params[name] = float(value)
+        elif kind.startswith("bool"):
+            params[name] = value.lower() in ("1", "true", "yes")
+        else:
+            params[name] = value
+    return params
+
+
+def sweep(run: Path, data: Path, settings: list[str], seeds: range) -> list[dict]:
+    saved = SavedRun.load(run, data)
+    config = json.loads((run / "run.json").read_text())["config"]
+    vectors = {seed: saved.vectors(config["lexical_weight"], config["lexical_dims"], seed) for seed in seeds}
+    rows = []
+    for setting in settings:
+        params = parse_setting(setting)
+        scores = [saved.scores(vectors[seed], seed, **params) for seed in seeds]
+        rows.append({"setting": setting or "defaults", **mean_scores(scores)})
+        print(run.name, rows[-1], flush=True)
+    return rows
+
+
+def markdown(results: dict[str, list[dict]]) -> str:
+    lines = ["| setting | " + " | ".join(f"{name} NMI / ARI (segments)" for name in results) + " |",
+             "|---|" + "---|" * len(results)]
+    for i, first in enumerate(next(iter(results.values()))):
+        cells = [f"{rows[i]['nmi']:.3f} / {rows[i]['ari']:.3f} ({rows[i]['segments']:.1f})" for rows in results.values()]
+        lines.append(f"| {first['setting']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("pairs", nargs="+", metavar="RUN=DATA", help="a run folder and the labelled data it was made from")
+    parser.add_argument("--settings", nargs="+", default=[""], help="Segmenter parameters, e.g. 'reduce_dims=24'")
+    parser.add_argument("--seeds", type=int, default=5, help="seeds 0..N-1 (the SVD's and the clustering's)")
+    parser.add_argument("--name", default="segmenter-sweep")
+    args = parser.parse_args(argv)
+    for setting in args.settings:
+        parse_setting(setting)  # a typo fails before minutes of clustering, not after
+    results = {}
+    for pair in args.pairs:
+        run, _, data = pair.partition("=")
+        results[Path(data).parent.name or Path(run).name] = sweep(Path(run), Path(data), args.settings, range(args.seeds))
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / f"{args.name}.json").write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
+    (RESULTS / f"{args.name}.md").write_text(markdown(results), encoding="utf-8")
+    print(markdown(results))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
