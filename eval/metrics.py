@@ -152,6 +152,30 @@ def strict_name_quality(labels: Sequence[int], truth: Sequence[str], names: dict
     return correct / max(int((labels >= 0).sum()), 1)
 
 
+def strict_option_judgements(labels: Sequence[int], truth: Sequence[str], options: dict[int, Sequence[str]], encoder,
+                             groups: dict | None = None) -> dict[int, list[bool]] | None:
+    """The strict judge on every name a segment was offered, not only the one it took: segment →
+    for each of its options, whether the description nearest it is the segment's majority group.
+    What a perfect choice among the offered names could score is the share of users whose segment
+    has a True; None where the strict judge does not apply (as strict_name_quality)."""
+    labels = np.asarray(labels, int)
+    truth = np.asarray(truth, dtype=object)
+    groups = load_groups() if groups is None else groups
+    dataset = _dataset(_sections(groups), set(truth.tolist()))
+    segments = sorted(s for s in set(labels.tolist()) if s >= 0 and options.get(s))
+    if dataset is None or not segments:
+        return None
+    texts, owners = _pool(groups, dataset)
+    equivalents = _equivalents(groups[dataset], groups.get("same_across", []))
+    pool = _unit(encoder.encode(texts))
+    out = {}
+    for seg in segments:
+        majority = _majority(truth[labels == seg])
+        nearest = np.argmax(_unit(encoder.encode(list(options[seg]))) @ pool.T, axis=1)
+        out[seg] = [owners[i] in equivalents.get(majority, {majority}) for i in nearest]
+    return out
+
+
 def _unit(x: np.ndarray) -> np.ndarray:
     from tagger.vectors import unit_rows
 
