@@ -108,6 +108,13 @@ def test_a_cut_off_or_off_topic_description_becomes_a_complete_sentence():
     assert names[1][1] == "People who write mostly about dog and leash."
 
 
+def test_a_description_keeps_its_first_clause_before_a_contrastive_but():
+    names = name(FakeEngine([label("guitar players", "People who play the guitar, but they're not the only ones."),
+                             label("dog owners", "People who walk their dog, but also buy a leash.")]))
+    assert names[0][:3] == ("guitar players", "People who play the guitar.", "llm")
+    assert names[1][1] == "People who walk their dog, but also buy a leash."  # "but also" adds: kept whole
+
+
 def test_chinese_data_needs_a_chinese_description():
     ps = [SegmentProfile(0, 9, ["读书"], [], [], [1]), SegmentProfile(1, 9, ["小说", "阅读"], [], [], [0])]
     options = [label_options(p, "zh") for p in ps]

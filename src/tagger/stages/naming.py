@@ -588,6 +588,8 @@ def _description(text: str, profile: SegmentProfile, shown: str, example_texts: 
                  label: str = "") -> str:
     """The model's sentence when it is complete, its own and about the segment; else ""."""
     description = " ".join(text.split())
+    if language != "zh":
+        description = _first_clause(description)
     # A sentence cut by the length limit has no end mark; a Chinese run needs a Chinese sentence
     # (not a copied English example).
     complete = description.endswith(_SENTENCE_END) and (
@@ -599,6 +601,18 @@ def _description(text: str, profile: SegmentProfile, shown: str, example_texts: 
     if language != "zh" and not _grounded(description, " ".join([label, shown, *profile.quotes])):
         return ""
     return description
+
+
+# ", but ..." after what a segment's members write about is the small model's padding, a claim
+# nothing shown supports ("People who love food and drink, but they're not the only ones.",
+# "People who support gun control, but are against gun violence."); "but also" adds, so it stays.
+_BUT = re.compile(r",\s*but\s+(?!also\b)", re.IGNORECASE)
+
+
+def _first_clause(description: str) -> str:
+    """The sentence up to a contrastive ", but", as a sentence of its own (3 words at least)."""
+    head = _BUT.split(description, maxsplit=1)[0].rstrip(" ,;:")
+    return head + "." if head != description and len(head.split()) >= 3 else description
 
 
 # Words any description of a customer group may use; the rest must come from what was shown.
