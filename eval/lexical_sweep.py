@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import NamedTuple
 
@@ -78,27 +79,45 @@ def sweep(run: Path, data: Path, *, grid=GRID, seeds=SEEDS) -> list[dict]:
 
 
 def markdown(results: dict[str, list[dict]]) -> str:
-    lines = ["| weight | dims | " + " | ".join(f"{name} NMI / ARI (segments)" for name in results) + " |",
-             "|---|---|" + "---|" * len(results)]
+    return score_table(results, ["weight", "dims"], lambda row: [str(row["weight"]), str(row["dims"] or "—")])
+
+
+def score_table(results: dict[str, list[dict]], heads: Sequence[str], cells: Callable[[dict], Sequence[str]]) -> str:
+    """One row per setting (`cells` of a set's row), one NMI / ARI (segments) column per set."""
+    lines = ["| " + " | ".join([*heads, *(f"{name} NMI / ARI (segments)" for name in results)]) + " |",
+             "|" + "---|" * (len(heads) + len(results))]
     for i, first in enumerate(next(iter(results.values()))):
-        cells = [f"{rows[i]['nmi']:.3f} / {rows[i]['ari']:.3f} ({rows[i]['segments']:.1f})" for rows in results.values()]
-        lines.append(f"| {first['weight']} | {first['dims'] or '—'} | " + " | ".join(cells) + " |")
+        scores = [f"{rows[i]['nmi']:.3f} / {rows[i]['ari']:.3f} ({rows[i]['segments']:.1f})" for rows in results.values()]
+        lines.append("| " + " | ".join([*cells(first), *scores]) + " |")
     return "\n".join(lines) + "\n"
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def pairs_parser(doc: str, name: str) -> argparse.ArgumentParser:
+    """The command line of a script over saved runs: RUN=DATA pairs and --name."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     parser.add_argument("pairs", nargs="+", metavar="RUN=DATA", help="a run folder and the labelled data it was made from")
-    parser.add_argument("--name", default="lexical-sweep")
-    args = parser.parse_args(argv)
-    results = {}
-    for pair in args.pairs:
+    parser.add_argument("--name", default=name, help=f"results file name [{name}]")
+    return parser
+
+
+def each_pair(pairs: Sequence[str]) -> Iterator[tuple[str, Path, Path]]:
+    """(the set's name: its data file's folder, the run folder, the data file) per RUN=DATA."""
+    for pair in pairs:
         run, _, data = pair.partition("=")
-        results[Path(data).parent.name or Path(run).name] = sweep(Path(run), Path(data))
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"{args.name}.json").write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
-    (RESULTS / f"{args.name}.md").write_text(markdown(results), encoding="utf-8")
-    print(markdown(results))
+        yield Path(data).parent.name or Path(run).name, Path(run), Path(data)
+
+
+def write_results(folder: Path, name: str, results: dict, table: str) -> None:
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{name}.json").write_text(json.dumps(results, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    (folder / f"{name}.md").write_text(table, encoding="utf-8")
+    print(table)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = pairs_parser(__doc__, "lexical-sweep").parse_args(argv)
+    results = {name: sweep(run, data) for name, run, data in each_pair(args.pairs)}
+    write_results(RESULTS, args.name, results, markdown(results))
     return 0
 
 

@@ -133,22 +133,10 @@ def strict_name_quality(labels: Sequence[int], truth: Sequence[str], names: dict
     a description of the segment's majority category; None when no section of `groups` (default
     eval/groups.toml) covers at least half the truth's categories, or no segment has a name."""
     labels = np.asarray(labels, int)
-    truth = np.asarray(truth, dtype=object)
-    groups = load_groups() if groups is None else groups
-    dataset = _dataset(_sections(groups), set(truth.tolist()))
-    segments = sorted(s for s in set(labels.tolist()) if s >= 0 and names.get(s))
-    if dataset is None or not segments:
+    judged = strict_option_judgements(labels, truth, {s: [n] for s, n in names.items() if n}, encoder, groups)
+    if judged is None:
         return None
-    texts, owners = _pool(groups, dataset)
-    equivalents = _equivalents(groups[dataset], groups.get("same_across", []))
-    # Normalised here: the score must not depend on whether the encoder returns unit vectors.
-    similarity = _unit(encoder.encode([names[s] for s in segments])) @ _unit(encoder.encode(texts)).T
-    correct = 0
-    for seg, nearest in zip(segments, np.argmax(similarity, axis=1), strict=True):
-        members = truth[labels == seg]
-        majority = _majority(members)
-        if owners[nearest] in equivalents.get(majority, {majority}):
-            correct += len(members)
+    correct = sum(int((labels == seg).sum()) for seg, (ok,) in judged.items() if ok)
     return correct / max(int((labels >= 0).sum()), 1)
 
 
@@ -167,12 +155,13 @@ def strict_option_judgements(labels: Sequence[int], truth: Sequence[str], option
         return None
     texts, owners = _pool(groups, dataset)
     equivalents = _equivalents(groups[dataset], groups.get("same_across", []))
-    pool = _unit(encoder.encode(texts))
+    # Normalised here: the score must not depend on whether the encoder returns unit vectors.
+    flat = [o for seg in segments for o in options[seg]]
+    nearest = iter(np.argmax(_unit(encoder.encode(flat)) @ _unit(encoder.encode(texts)).T, axis=1))
     out = {}
     for seg in segments:
         majority = _majority(truth[labels == seg])
-        nearest = np.argmax(_unit(encoder.encode(list(options[seg]))) @ pool.T, axis=1)
-        out[seg] = [owners[i] in equivalents.get(majority, {majority}) for i in nearest]
+        out[seg] = [owners[next(nearest)] in equivalents.get(majority, {majority}) for _ in options[seg]]
     return out
 
 

@@ -12,14 +12,13 @@ accepts. Writes eval/results/<name>.{json,md}.
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from eval.lexical_sweep import RESULTS
+from eval.lexical_sweep import RESULTS, each_pair, pairs_parser, write_results
 from eval.metrics import strict_option_judgements, true_segments
 
 
@@ -71,22 +70,14 @@ def markdown(results: dict[str, dict]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("pairs", nargs="+", metavar="RUN=DATA", help="a run folder and the labelled data it was made from")
-    parser.add_argument("--name", default="name-options")
-    args = parser.parse_args(argv)
+    args = pairs_parser(__doc__, "name-options").parse_args(argv)
     results = {}
-    for pair in args.pairs:
-        run, _, data = pair.partition("=")
-        judged = judge_run(Path(run), Path(data))
-        if judged is None:
+    for name, run, data in each_pair(args.pairs):
+        results[name] = judge_run(run, data)
+        if results[name] is None:
             raise SystemExit(f"name_options: the strict judge has no groups for {data} (eval/groups.toml); "
                              "pass a dev set it describes")
-        results[Path(data).parent.name or Path(run).name] = judged
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"{args.name}.json").write_text(json.dumps(results, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-    (RESULTS / f"{args.name}.md").write_text(markdown(results), encoding="utf-8")
-    print(markdown(results))
+    write_results(RESULTS, args.name, results, markdown(results))
     return 0
 
 

@@ -11,12 +11,11 @@ Writes eval/results/<name>.{json,md}.
 
 from __future__ import annotations
 
-import argparse
 import json
 from dataclasses import fields
 from pathlib import Path
 
-from eval.lexical_sweep import RESULTS, SavedRun, mean_scores
+from eval.lexical_sweep import RESULTS, SavedRun, each_pair, mean_scores, pairs_parser, score_table, write_results
 from tagger.stages.clustering import Segmenter
 
 
@@ -56,32 +55,15 @@ def sweep(run: Path, data: Path, settings: list[str], seeds: range) -> list[dict
     return rows
 
 
-def markdown(results: dict[str, list[dict]]) -> str:
-    lines = ["| setting | " + " | ".join(f"{name} NMI / ARI (segments)" for name in results) + " |",
-             "|---|" + "---|" * len(results)]
-    for i, first in enumerate(next(iter(results.values()))):
-        cells = [f"{rows[i]['nmi']:.3f} / {rows[i]['ari']:.3f} ({rows[i]['segments']:.1f})" for rows in results.values()]
-        lines.append(f"| {first['setting']} | " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
-
-
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("pairs", nargs="+", metavar="RUN=DATA", help="a run folder and the labelled data it was made from")
+    parser = pairs_parser(__doc__, "segmenter-sweep")
     parser.add_argument("--settings", nargs="+", default=[""], help="Segmenter parameters, e.g. 'reduce_dims=24'")
     parser.add_argument("--seeds", type=int, default=5, help="seeds 0..N-1 (the SVD's and the clustering's)")
-    parser.add_argument("--name", default="segmenter-sweep")
     args = parser.parse_args(argv)
     for setting in args.settings:
         parse_setting(setting)  # a typo fails before minutes of clustering, not after
-    results = {}
-    for pair in args.pairs:
-        run, _, data = pair.partition("=")
-        results[Path(data).parent.name or Path(run).name] = sweep(Path(run), Path(data), args.settings, range(args.seeds))
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"{args.name}.json").write_text(json.dumps(results, indent=1) + "\n", encoding="utf-8")
-    (RESULTS / f"{args.name}.md").write_text(markdown(results), encoding="utf-8")
-    print(markdown(results))
+    results = {name: sweep(run, data, args.settings, range(args.seeds)) for name, run, data in each_pair(args.pairs)}
+    write_results(RESULTS, args.name, results, score_table(results, ["setting"], lambda row: [row["setting"]]))
     return 0
 
 
