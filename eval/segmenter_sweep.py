@@ -42,13 +42,13 @@ def parse_setting(text: str) -> dict:
     return params
 
 
-def sweep(run: Path, data: Path, settings: list[str], seeds: range) -> list[dict]:
+def sweep(run: Path, data: Path, settings: dict[str, dict], seeds: range) -> list[dict]:
+    """`settings`: each setting as written → its Segmenter parameters (parse_setting)."""
     saved = SavedRun.load(run, data)
     config = json.loads((run / "run.json").read_text())["config"]
     vectors = {seed: saved.vectors(config["lexical_weight"], config["lexical_dims"], seed) for seed in seeds}
     rows = []
-    for setting in settings:
-        params = parse_setting(setting)
+    for setting, params in settings.items():
         scores = [saved.scores(vectors[seed], seed, **params) for seed in seeds]
         rows.append({"setting": setting or "defaults", **mean_scores(scores)})
         print(run.name, rows[-1], flush=True)
@@ -60,9 +60,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--settings", nargs="+", default=[""], help="Segmenter parameters, e.g. 'reduce_dims=24'")
     parser.add_argument("--seeds", type=int, default=5, help="seeds 0..N-1 (the SVD's and the clustering's)")
     args = parser.parse_args(argv)
-    for setting in args.settings:
-        parse_setting(setting)  # a typo fails before minutes of clustering, not after
-    results = {name: sweep(run, data, args.settings, range(args.seeds)) for name, run, data in each_pair(args.pairs)}
+    # Parsed before any clustering: a typo fails at once, not after minutes of work.
+    settings = {setting: parse_setting(setting) for setting in args.settings}
+    results = {name: sweep(run, data, settings, range(args.seeds)) for name, run, data in each_pair(args.pairs)}
     write_results(RESULTS, args.name, results, score_table(results, ["setting"], lambda row: [row["setting"]]))
     return 0
 
