@@ -31,6 +31,11 @@ GRID = [(0.0, 0), (0.5, 30), (0.7, 20), (0.7, 30), (0.7, 50), (1.0, 30), (1.5, 3
 SEEDS = (0, 1, 2)
 
 
+def users_truth(user_ids: Sequence, data: Path) -> np.ndarray:
+    """Each user's true group (the data README's rule) in the order of `user_ids`; NaN where absent."""
+    return true_segments(pd.read_csv(data, dtype={"user_id": str})).reindex(pd.Index(user_ids).astype(str)).to_numpy()
+
+
 class SavedRun(NamedTuple):
     """What a sweep reads of a run folder: the encoder's part of each user's vector, their
     phrases, which users have a vector, and each user's true group."""
@@ -45,7 +50,7 @@ class SavedRun(NamedTuple):
     def load(cls, run: Path, data: Path) -> SavedRun:
         users = pd.read_parquet(run / "users.parquet")
         model, recut = load_model(run), load_recut_data(run, len(users))
-        truth = true_segments(pd.read_csv(data)).reindex(users["user_id"].astype(str)).to_numpy()
+        truth = users_truth(users["user_id"], data)
         items = bool(json.loads((run / "run.json").read_text())["config"].get("item_col"))
         return cls(semantic_part(recut.vectors, model.semantic_dims), recut.corpus.phrases(items), items,
                    recut.assigned_by != "unsegmented", truth)

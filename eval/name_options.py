@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from eval.lexical_sweep import RESULTS, each_pair, pairs_parser, write_results
-from eval.metrics import strict_option_judgements, true_segments
+from eval.lexical_sweep import RESULTS, each_pair, pairs_parser, users_truth, write_results
+from eval.metrics import strict_option_judgements
 
 
 def judge_run(run: Path, data: Path, encoder=None, groups: dict | None = None) -> dict | None:
@@ -29,7 +29,7 @@ def judge_run(run: Path, data: Path, encoder=None, groups: dict | None = None) -
 
         encoder = create_encoder(json.loads((run / "run.json").read_text())["embedder"])
     users = pd.read_parquet(run / "users.parquet")
-    truth = true_segments(pd.read_csv(data, dtype={"user_id": str})).reindex(users["user_id"].astype(str)).to_numpy()
+    truth = users_truth(users["user_id"], data)
     leaves = pd.read_parquet(run / "segments.parquet").query("level == 0").set_index("segment_id")
     profiles = {p["segment_id"]: p for p in json.loads((run / "segment_profiles.json").read_text())}
     labels = users["segment_id"].to_numpy()

@@ -73,6 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--name", default="parent-stability", help="results file name [parent-stability]")
     args = parser.parse_args(argv)
     sys.path.insert(0, str(ROOT))  # run as a script, eval/ is not a package on the path
+    from eval.lexical_sweep import write_results
     from eval.segmenter_sweep import parse_setting
 
     setting = parse_setting(args.setting)
@@ -85,9 +86,6 @@ def main(argv: list[str] | None = None) -> int:
             rows.append({"run": folder.name, "parents_cut": cut, **({"setting": args.setting} if setting else {}),
                          **figures})
             print(json.dumps(rows[-1]), flush=True)
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"{args.name}.json").write_text(json.dumps({"runs": args.runs, "sample": 0.9, "rows": rows}, indent=1),
-                                               encoding="utf-8")
     lines = [f"# Stability per level ({args.runs} runs on 90 % samples, mean / min pairwise ARI)", "",
              "| run | users | parents | parents cut | leaves per run | leaves | parents |", "|---|---|---|---|---|---|---|"]
     for r in rows:
@@ -95,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
         run = f"{r['run']} ({r['setting']})" if r.get("setting") else r["run"]
         lines.append(f"| {run} | {r['users']} | {r['parents']} | {r['parents_cut']} | "
                      f"{min(r['leaves_per_run'])}–{max(r['leaves_per_run'])} | {leaves} | {parents} |")
-    (RESULTS / f"{args.name}.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    write_results(RESULTS, args.name, {"runs": args.runs, "sample": 0.9, "rows": rows}, "\n".join(lines) + "\n")
     return 0
 
 
