@@ -114,16 +114,23 @@ def comment_vectors(documents, encoder: CachedEncoder) -> tuple[np.ndarray, floa
 
 
 def _fallback_names(result, labels) -> dict[int, str]:
-    """What the segments would be called without the LLM (their top tags), to measure naming."""
-    from tagger.stages.naming import fallback_name, profile_segments
+    """What the segments would be called without the LLM or the taxonomy: a name built on their
+    first topical phrase ("tags only"), to measure what the rest of naming adds."""
+    from tagger.stages.naming import profile_segments
+    from tagger.stages.naming.candidates import built_options
 
+    language = result.summary.get("language", "en")
     vectors = result.vectors
     k = int(labels.max()) + 1 if len(labels) else 0
     centroids = np.zeros((k, vectors.shape[1]), np.float32)
     np.add.at(centroids, labels[labels >= 0], vectors[labels >= 0])
     profiles = profile_segments(labels, result.users["strength"].to_numpy(), _unit(centroids),
-                                result.tagged_users, result.documents)
-    return {p.segment_id: fallback_name(p, result.summary.get("language", "en"))[0] for p in profiles}
+                                result.tagged_users, result.documents, language=language)
+    out = {}
+    for p in profiles:
+        built = built_options(p.topical(p.top_tags, language), p.topical(p.top_terms, language), language)
+        out[p.segment_id] = built[0].label if built else f"segment {p.segment_id}"
+    return out
 
 
 def _row(method: str, labels, truth, names, encoder, stages: dict[str, float], **extra) -> dict:

@@ -3,8 +3,9 @@
 Read from the source with `ast` (imports inside functions count too), so the rules keep holding
 as modules are added or edited:
 
-- a stage (`tagger.stages.*`) never imports `tagger.run`, `tagger.lifecycle`, `tagger.cli`,
-  `tagger.pipeline` or `tagger.api`, and imports only stages before it in pipeline order;
+- a stage (`tagger.stages.*`, a module or a package of small modules such as `stages/naming/`)
+  never imports `tagger.run`, `tagger.lifecycle`, `tagger.cli`, `tagger.pipeline` or
+  `tagger.api`, and imports only stages before it in pipeline order (and its own modules);
 - nothing imports `tagger.pipeline` except `tagger.cli`, `tagger.api` and `tagger.lifecycle`;
 - `tagger.llm` imports none of the stages, the run folder, the lifecycle, the pipeline or the CLI;
 - no import circles among tagger's modules.
@@ -73,18 +74,33 @@ def test_top_level_holds_only_the_shared_modules():
     assert not misplaced, f"put these in a subpackage ({', '.join(SUBPACKAGES)}): {misplaced}"
 
 
+def stage_of(name: str) -> str:
+    """The stage a module of `tagger.stages` belongs to: "naming" for `tagger.stages.naming.tree`."""
+    return name.split(".")[2]
+
+
+def stage_modules(stage: str) -> list[str]:
+    """The stage's module, or its package and every module inside it."""
+    return [n for n in MODULES if n.startswith("tagger.stages.") and stage_of(n) == stage]
+
+
 def test_every_stage_is_in_the_pipeline_order():
-    stages = {n.rpartition(".")[2] for n in MODULES if area(n) == "tagger.stages" and n != "tagger.stages"}
+    stages = {stage_of(n) for n in MODULES if area(n) == "tagger.stages" and n != "tagger.stages"}
     assert stages == set(STAGE_ORDER), "list every stage in STAGE_ORDER and in tagger/stages/__init__.py, in pipeline order"
+
+
+def test_a_stage_package_is_found_as_one_stage():
+    assert "tagger.stages.naming.tree" in stage_modules("naming") and "tagger.stages.tree" not in stage_modules("naming")
 
 
 @pytest.mark.parametrize("stage", STAGE_ORDER)
 def test_a_stage_imports_no_later_layer_and_no_later_stage(stage):
-    name = f"tagger.stages.{stage}"
     forbidden = {"tagger.run", "tagger.lifecycle", "tagger.cli", "tagger.pipeline", "tagger.api"}
-    assert not {d for d in GRAPH[name] if area(d) in forbidden}
-    later = {f"tagger.stages.{s}" for s in STAGE_ORDER[STAGE_ORDER.index(stage) + 1:]}
-    assert not GRAPH[name] & later, f"{name} imports a later stage"
+    later = {s for s in STAGE_ORDER[STAGE_ORDER.index(stage) + 1:]}
+    for name in stage_modules(stage):
+        assert not {d for d in GRAPH[name] if area(d) in forbidden}, name
+        reached = {stage_of(d) for d in GRAPH[name] if d.startswith("tagger.stages.")}
+        assert not reached & later, f"{name} imports a later stage"
 
 
 # The layers, lowest first: a module imports only its own layer and those below, at any depth of

@@ -33,15 +33,15 @@ def edited_name_template(folder, user_part: str):
 
 
 def test_rename_reruns_only_naming_and_rewrites_tables(capsys, run_dir, tmp_path):
-    # As saved before the options had scores: the best two names are then both offered (a newer
-    # run offers a clear winner alone), so listing them last first can change the pick.
+    # Each segment offered two names the ranking cannot tell apart (equal scores, so both reach the
+    # request) that start differently, so listing them last first changes the fake's pick.
     profiles_file = run_dir / "segment_profiles.json"
     profiles = json.loads(profiles_file.read_text())
-    assert all("scores" in p for p in profiles)
-    # and as two names that start differently, so listing them last first changes the fake's pick
+    assert all(p["options"] and {"label", "score", "source"} <= set(p["options"][0]) for p in profiles)
     for p in profiles:
-        p["options"] = [p["options"][0], f"other {p['options'][0]}"]
-    profiles_file.write_text(json.dumps([{k: v for k, v in p.items() if k != "scores"} for p in profiles]))
+        first = p["options"][0]
+        p["options"] = [first, {**first, "label": f"other {first['label']}"}]
+    profiles_file.write_text(json.dumps(profiles))
     before = {name: (run_dir / name).read_bytes() for name in KEPT}
     old_segments = pd.read_parquet(run_dir / "segments.parquet")
     old_users = pd.read_parquet(run_dir / "users.parquet")

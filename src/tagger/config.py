@@ -15,6 +15,9 @@ EngineName = Literal["vllm", "openai", "fake", "ray"]
 TagMode = Literal["grounded", "free"]
 # The periods tagger.lifecycle.drift.PERIODS maps to pandas frequencies.
 Period = Literal["day", "week", "month", "quarter", "year"]
+# What becomes of segments about a sensitive topic (prompts/data/sensitive.toml): flagged, or
+# their members left unsegmented (for ad use).
+SensitiveMode = Literal["flag", "exclude"]
 
 
 class RunConfig(BaseModel):
@@ -93,6 +96,8 @@ class RunConfig(BaseModel):
     audience: str = Field(default="people", description="who the users are in names and descriptions "
                                                         "(a table of prompts/data/audience.toml: people, customers, ...)")
     # privacy
+    sensitive: SensitiveMode = Field(default="flag", description="segments about a sensitive topic (health, religion, "
+                                     "politics ...): flag them, or exclude their members (left unsegmented, for ad use)")
     redact_pii: bool = False
     k_anonymity: int = Field(default=1, ge=1, description="segments smaller than this are not named")
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import platform
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -25,7 +25,7 @@ from tagger.errors import InputError
 from tagger.llm.base import Engine, GenerationParams
 from tagger.llm.models import prompt_counter
 from tagger.llm.structured import CallStats
-from tagger.privacy import quotes_users, redact_frame, withhold_small_segments
+from tagger.privacy import exclude_sensitive, redact_frame, withhold_small_segments
 from tagger.progress import Reporter
 from tagger.schemas import NO_SEGMENT, Segment, TaggedUser, UserDocument
 from tagger.stages.candidates import CandidateExtractor
@@ -34,8 +34,8 @@ from tagger.stages.data import Columns, LoadStats, build_documents, check_column
 from tagger.stages.embedding import CachedEncoder, EmbedStats, Encoder, create_encoder, mostly_cjk, unsegmented_reasons, user_vectors
 from tagger.stages.excerpts import PromptFiller
 from tagger.stages.lexical import LexicalSpace, semantic_part
-from tagger.stages.naming import (NAMING_MAX_TOKENS, NamingCorpus, NamingOptions, SegmentName, SegmentProfile,
-                                  audience_words, fallback_name, name_tree, profile_segments, rank_options)
+from tagger.stages.naming import (NamedTree, NamingCorpus, NamingSettings, SegmentProfile, audience_words, name_tree,
+                                  profile_level)
 from tagger.stages.recommend import top_items_by_lift
 from tagger.stages.tagging import TAG_MODES, TagOptions, canonical_tags, tag_users
 from tagger.stages.taxonomy import Topic, load_taxonomy
@@ -125,7 +125,7 @@ class PipelineRun:
     def users_table(self) -> pd.DataFrame:
         users = user_table(self.documents, self.tagged, self.placement, self.names(), "unsegmented", self.parent_of())
         users["x"], users["y"] = _map_xy(self.vectors, self.has_vector)
-        return users
+        return exclude_sensitive(users, self.segments, self.config.sensitive)
 
     def segments_table(self) -> pd.DataFrame:
         return segments_table(self.segments, int((self.segmentation.labels_ >= 0).sum()))
@@ -150,10 +150,10 @@ def run_pipeline(documents: list[UserDocument], load_stats: LoadStats, config: R
             vectors = lexical.join(vectors, corpus.phrases(lexical.items))
         segmentation = segmenter_for(config).fit(vectors, has_vector)
     with resources.reporter.stage("naming"):
+        settings = NamingSettings.from_config(config, language=language)
         profiles = tree_profiles(segmentation, vectors, tagged, corpus, CachedEncoder.around(encoder, resources.vector_cache),
-                                 language, prepared.topics, config, semantic_dims)
-        named = name_profiles(profiles, resources.engine, prepared.name_template, config, language, stats.name,
-                              resources.cache)
+                                 settings, semantic_dims, documents)
+        named = name_profiles(profiles, resources.engine, prepared.name_template, settings, stats.name, resources.cache)
     with resources.reporter.stage("recommend"):
         items = tree_items(segmentation, corpus) if config.item_col else {}
     segments = tree_segments(profiles, named, items, config.k_anonymity)
@@ -173,28 +173,24 @@ def lexical_space(config: RunConfig, corpus: NamingCorpus, has_vector: np.ndarra
 
 
 def tree_profiles(segmentation: Segmenter, vectors: np.ndarray, tagged: Sequence[TaggedUser], corpus: NamingCorpus,
-                  encoder: Encoder, language: str, topics: Sequence[Topic], config: RunConfig,
-                  semantic_dims: int | None = None) -> list[SegmentProfile]:
+                  encoder: Encoder, settings: NamingSettings, semantic_dims: int | None = None,
+                  documents: Sequence[UserDocument] = ()) -> list[SegmentProfile]:
     """Profiles of every level's segments, ranked among their own level: leaves take ids 0..k-1,
     each level above the ids after the one below (schemas.Segment's level and parent_id). Names
     are compared with the centroids' first `semantic_dims` columns, the encoder's (None: all)."""
     profiles: list[SegmentProfile] = []
     base, levels = 0, len(segmentation.tree_parents_) + 1
+    below: list[tuple[int, int, str]] = []  # the level below: (its parent's index, size, sensitive category)
     for level in range(levels):
         labels, centroids, strengths = segmentation.level_centroids(vectors, level)
-        centroids = semantic_part(centroids, semantic_dims)
-        own = profile_segments(labels, strengths, centroids, tagged, corpus)
-        # A parent is a broad interest: the taxonomy's first two tiers ("Sports", "Sports > Baseball").
-        rank_options(own, centroids, encoder, language, topics=topics if level == 0 else
-                     [t for t in topics if t.tier <= 2], prompts=config.prompts, audience=config.audience)
+        own = profile_level(labels, strengths, semantic_part(centroids, semantic_dims), tagged, corpus, encoder,
+                            settings, level=level, documents=documents, children=below)
         k = len(centroids)
         parents = segmentation.tree_parents_[level] if level < levels - 1 else None
-        for p in own:
-            p.level = level
-            p.parent_id = base + k + int(parents[p.segment_id]) if parents is not None else NO_SEGMENT
-            p.neighbours = [base + j for j in p.neighbours]
-            p.segment_id += base
-        profiles += own
+        below = [(int(parents[p.segment_id]), p.size, p.sensitive) for p in own] if parents is not None else []
+        profiles += [replace(p, segment_id=base + p.segment_id, neighbours=tuple(base + j for j in p.neighbours),
+                             parent_id=base + k + int(parents[p.segment_id]) if parents is not None else NO_SEGMENT)
+                     for p in own]
         base += k
     return profiles
 
@@ -209,31 +205,41 @@ def tree_items(segmentation: Segmenter, corpus: NamingCorpus) -> dict[int, list[
     return items
 
 
-def tree_segments(profiles: Sequence[SegmentProfile], named: Sequence[SegmentName],
+def tree_segments(profiles: Sequence[SegmentProfile], named: NamedTree,
                   items: dict[int, list[tuple[str, float, int]]], k_anonymity: int) -> list[Segment]:
+    """The named segments of every level; a parent naming did not make is left out, and its
+    children take its own parent (`named.parents`)."""
     return withhold_small_segments([
-        Segment(segment_id=p.segment_id, name=n.label, description=n.description, size=p.size, top_tags=p.top_tags,
-                top_items=[i for i, _, _ in items.get(p.segment_id, [])], evidence=p.quotes, named_by=n.named_by,
-                iab_id=n.iab_id, iab_path=n.iab_path, level=p.level, parent_id=p.parent_id)
-        for p, n in zip(profiles, named, strict=True)
+        Segment(segment_id=p.segment_id, name=n.label, description=n.description, size=p.size,
+                top_tags=list(p.top_tags), top_items=[i for i, _, _ in items.get(p.segment_id, [])],
+                evidence=list(p.quotes), named_by=n.named_by, iab_id=n.iab_id, iab_path=n.iab_path, level=p.level,
+                parent_id=named.parents.get(p.segment_id, NO_SEGMENT), sensitive=n.sensitive)
+        for p, n in named.kept(profiles)
     ], k_anonymity)
 
 
 def parent_nodes(segments: Sequence[Segment], segmentation: Segmenter,
                  vectors: np.ndarray) -> tuple[list[dict[str, Any]], np.ndarray | None]:
-    """The segments above the leaves as the saved model keeps them, and their unit centroids."""
+    """The segments above the leaves as the saved model keeps them (those naming made), and
+    their unit centroids."""
     nodes = [{"segment_id": s.segment_id, "name": s.name, "size": s.size, "level": s.level,
-              "parent_id": s.parent_id} for s in segments if s.level > 0]
+              "parent_id": s.parent_id, "sensitive": s.sensitive} for s in segments if s.level > 0]
     levels = range(1, len(segmentation.tree_parents_) + 1)
     centroids = [segmentation.level_centroids(vectors, level)[1] for level in levels]
-    return nodes, np.vstack(centroids) if centroids else None
+    if not centroids or not nodes:
+        return nodes, None
+    leaves = len(segmentation.centroids_)
+    return nodes, np.vstack(centroids)[[n["segment_id"] - leaves for n in nodes]]
 
 
 def tree_summary(segmentation: Segmenter, segments: Sequence[Segment]) -> dict[str, Any]:
     """run.json's "tree": levels, segments per level, the leaves and parents asked for and why
     not, if not."""
     levels = len(segmentation.tree_parents_) + 1
+    made = sum(s.level == 1 for s in segments)
+    cut = int(segmentation.tree_parents_[0].max()) + 1 if segmentation.tree_parents_ else 0
     return {"levels": levels, "per_level": [sum(s.level == k for s in segments) for k in range(levels)],
+            "parents_not_named": cut - made,
             "segments_asked": segmentation.n_segments, "parents_asked": segmentation.n_parents,
             "note": segmentation.cut_note_}
 
@@ -314,23 +320,10 @@ def fit_candidates(config: RunConfig, texts: list[str], previous: CandidateExtra
     return previous.update(texts) if previous is not None else CandidateExtractor().fit(texts)
 
 
-def name_profiles(profiles: Sequence[SegmentProfile], engine: Engine | None, template, config: RunConfig,
-                  language: str, stats: CallStats, cache: ResultCache | None = None) -> list[SegmentName]:
+def name_profiles(profiles: Sequence[SegmentProfile], engine: Engine | None, template, settings: NamingSettings,
+                  stats: CallStats, cache: ResultCache | None = None) -> NamedTree:
     """The naming stage: one name per profile, every level (`engine` None: no LLM)."""
-    # The embedded 135M model's Chinese names match their segments far worse than the segments'
-    # own phrases (eval/README.md): Chinese segments take their best-ranked name ("洗发水买家").
-    options = NamingOptions(GenerationParams(max_tokens=NAMING_MAX_TOKENS, temperature=config.temperature,
-                                             seed=config.seed),
-                            language=language, use_llm=not (language == "zh" and config.model == "embedded"),
-                            audience=config.audience, prompts=config.prompts, k_anonymity=config.k_anonymity)
-
-    def planted(own: list[SegmentProfile], named: list[SegmentName]) -> list[SegmentName]:
-        # A name repeating a member's words verbatim may be text planted in a comment.
-        return [fallback_name(p, language, config.audience, config.prompts)
-                if n.named_by == "llm" and quotes_users(n.label, p.quotes, p.top_tags) else n
-                for p, n in zip(own, named, strict=True)]
-
-    return name_tree(profiles, engine, template, options, cache=cache, stats=stats, check=planted)
+    return name_tree(profiles, engine, template, settings, cache=cache, stats=stats)
 
 
 def load_documents(source: Path | pd.DataFrame, config: RunConfig) -> tuple[list[UserDocument], LoadStats]:
@@ -369,13 +362,10 @@ def comment_counts(config: RunConfig, load_stats: LoadStats, tagged: Sequence[Ta
             **load_stats.text_counts()}
 
 
-def public_profile(profile, k: int) -> dict[str, Any]:
-    """A segment below the k floor keeps only its id, size and neighbours: no tags, terms, quotes
-    or candidate names."""
-    data = dict(vars(profile))
-    if profile.size < k:
-        data.update(top_tags=[], top_terms=[], quotes=[], options=[], verbs=[], scores=[], sources={}, heads={})
-    return data
+def public_profile(profile: SegmentProfile, k: int) -> dict[str, Any]:
+    """A segment below the k floor keeps only its id, size, place and neighbours: no tags, terms,
+    quotes or candidate names."""
+    return (profile if profile.size >= k else profile.withheld()).to_dict()
 
 
 def package_versions(names: Sequence[str]) -> dict[str, str]:

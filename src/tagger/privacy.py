@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+import numpy as np
 import pandas as pd
 
 from tagger.schemas import Segment
@@ -111,3 +112,38 @@ def withhold_small_segments(segments: list[Segment], k: int) -> list[Segment]:
     return [s if s.size >= k else s.model_copy(update={
         "name": f"segment {s.segment_id} (withheld)", "description": f"Fewer than {k} users; not described.",
         "top_tags": [], "top_items": [], "evidence": [], "named_by": "withheld"}) for s in segments]
+
+
+def exclude_sensitive(users: pd.DataFrame, segments: list[Segment] | pd.DataFrame, mode: str) -> pd.DataFrame:
+    """With `mode` "exclude" (--sensitive exclude), the users whose segment, or a segment above
+    it, is about a sensitive topic are left unsegmented with the category as their reason: a
+    segment of people who write about their religion, health or politics must not be targeted.
+    "flag" keeps them where they are (the segments table carries the flag)."""
+    if mode != "exclude" or users.empty:
+        return users
+    frame = segments if isinstance(segments, pd.DataFrame) else pd.DataFrame([s.model_dump() for s in segments])
+    if frame.empty or "sensitive" not in frame:
+        return users
+    parent = dict(zip(frame["segment_id"].astype(int), frame.get("parent_id", pd.Series(-1, index=frame.index))
+                      .fillna(-1).astype(int), strict=True))
+    flag = {int(i): str(c) for i, c in zip(frame["segment_id"], frame["sensitive"].fillna(""), strict=True) if c}
+
+    def category(segment: int) -> str:
+        seen = set()
+        while segment >= 0 and segment not in seen:
+            if segment in flag:
+                return flag[segment]
+            seen.add(segment)
+            segment = parent.get(segment, -1)
+        return ""
+
+    found = [category(int(s)) for s in users["segment_id"]]
+    hit = np.array([bool(c) for c in found])
+    if not hit.any():
+        return users
+    users = users.copy()
+    users.loc[hit, ["segment_id", "parent_id"]] = -1
+    users.loc[hit, ["segment_name", "parent_name"]] = ""
+    users.loc[hit, "assigned_by"] = "unsegmented"
+    users.loc[hit, "reason"] = [f"sensitive topic: {c} (--sensitive exclude)" for c in np.array(found, dtype=object)[hit]]
+    return users

@@ -99,3 +99,5 @@ class Segment(Strict):
     # the id of the segment one level up (NO_SEGMENT at the top).
     level: int = 0
     parent_id: int = NO_SEGMENT
+    # The sensitive category the segment is about ("religion or belief"; prompts/data/sensitive.toml), "" for none.
+    sensitive: str = ""

@@ -21,9 +21,8 @@ MODES_BY_TEMPLATE = {"tag": "grounded", "tag-free": "free"}
 class CapturingEngine:
     """Records every batch it is sent and answers nothing (each request then 'fails')."""
 
-    model_id = "render-only"
-
-    def __init__(self) -> None:
+    def __init__(self, model_id: str = "render-only") -> None:
+        self.model_id = model_id  # a run's model id: the answers it cached are used, the rest recorded
         self.calls: list[tuple[list, list]] = []
 
     def generate(self, chats, *, schemas, params) -> list[Completion]:
@@ -87,26 +86,29 @@ def render_tag_request(name: str, data_file: str, user_id: str, prompts: Path | 
 
 
 def render_naming_request(run_dir: Path, segment_ref: str, prompts: Path | None = None) -> dict[str, Any]:
-    """{messages, schema} of the naming request for one segment of a run (as `rename` would send)."""
-    from tagger.cache import ResultCache
-    from tagger.stages.naming import NAMING_MAX_TOKENS, NamingOptions, name_segments
+    """{messages, schema} of the naming request for one segment of a run, as `rename` sends it:
+    the run's profiles named by the same `name_tree` with the same settings, its cached answers
+    read (so the levels above see the names the run gave), and the request for that segment kept."""
+    from tagger.run.context import RunContext, run_config
     from tagger.run.load import load_run
+    from tagger.stages.naming import NamingSettings, name_tree
 
     run = load_run(run_dir)
     seg = int(run.find_segment(segment_ref).segment_id)
-    config = run.summary.get("config", {})
-    template = prompt_files.load("name", prompts or config.get("prompts"))
-    askable = [p.segment_id for p in run.profiles if p.top_tags or p.top_terms]
-    if seg not in askable:
-        raise InputError(f"segment {seg} has no tags or terms, so it is named without asking the LLM")
-    engine = CapturingEngine()
-    params = GenerationParams(max_tokens=NAMING_MAX_TOKENS, temperature=config.get("temperature", 0.0),
-                              seed=config.get("seed", 0))
-    name_segments(run.profiles, engine, template, NamingOptions(params, language=run.summary.get("language", "en")),
-                  cache=ResultCache(None))
-    chats, schemas = engine.calls[0]
-    k = askable.index(seg)
-    return {"template": str(template.path), "messages": chats[k], "schema": schemas[k]}
+    config = run_config(run.path)
+    template = prompt_files.load("name", prompts or config.prompts)
+    settings = NamingSettings.from_config(config, language=run.summary.get("language", "en"))
+    if not settings.use_llm:
+        raise InputError(f"segment {seg} is named without asking the LLM: the embedded model does not name "
+                         "Chinese segments (their best-ranked name is taken)")
+    engine = CapturingEngine(str(run.summary.get("model", config.model)))
+    requests: list = []
+    with RunContext(config, engine=engine) as ctx:
+        name_tree(run.profiles, engine, template, settings, cache=ctx.cache, requests=requests)
+    found = [r for r in requests if r.segment_id == seg]
+    if not found:
+        raise InputError(f"segment {seg} gets no naming request: no name of its own is free to offer")
+    return {"template": str(template.path), "messages": found[-1].messages, "schema": found[-1].schema}
 
 
 def check_template(name: str, path: Path) -> list[str]:

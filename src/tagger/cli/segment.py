@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import get_args
 
 import click
 
 from tagger.cli.options import input_options, verbose_option
-from tagger.config import load_config_file, make_config
+from tagger.config import RunConfig, SensitiveMode, load_config_file, make_config
 from tagger.paths import demo_file
 
 DEMO = "demo"
@@ -50,6 +51,8 @@ DEMO = "demo"
 @click.option("--taxonomy", help="where segment names come from: iab (the IAB Content Taxonomy 3.1), none (the segments' own phrases only), or a .tsv in the IAB layout / .toml of name = meaning [iab]")
 @click.option("--audience", help="who the users are in names and descriptions: people, customers (reviews), readers, members, or a table you add to prompts/data/audience.toml [people]")
 @click.option("--k-anonymity", type=int, help="segments with fewer users are not named or described [1]")
+@click.option("--sensitive", type=click.Choice(list(get_args(SensitiveMode))),
+              help=f"{RunConfig.model_fields['sensitive'].description} [{RunConfig.model_fields['sensitive'].default}]")
 @click.option("--quiet", is_flag=True, help="no progress output (bars on a terminal, plain lines otherwise)")
 @verbose_option
 def command(source, out, force, config_file, **options) -> None:

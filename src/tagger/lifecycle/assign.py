@@ -14,7 +14,9 @@ The rule (`Segmenter.place`, the same for a new user and for a user seen in trai
    is below the weakest training member of that segment fits it worse than anyone did and
    gets segment "none" (`outlier`);
 4. the user's parent (`parent_id`, `parent_name`) is the parent of that segment in the saved
-   segment tree: -1 and "" for a user in no segment and for every user of a flat run.
+   segment tree: -1 and "" for a user in no segment and for every user of a flat run;
+5. with the run's `--sensitive exclude`, a user placed in a segment about a sensitive topic (or
+   under one) is left unsegmented, the category as the reason, as `tagger segment` leaves them.
 """
 
 from __future__ import annotations
@@ -30,11 +32,12 @@ import pandas as pd
 from tagger import prompts as prompt_files
 from tagger.config import RunConfig
 from tagger.errors import ConfigError, ModelError
-from tagger.lifecycle.segment_model import SegmentModel, check_embedder, current_names, load_model
+from tagger.lifecycle.segment_model import SegmentModel, check_embedder, current_names, load_model, run_segments
 from tagger.llm.base import Engine, GenerationParams
 from tagger.llm.models import prompt_counter
 from tagger.llm.structured import CallStats
 from tagger.pipeline import comment_counts, load_documents, user_table
+from tagger.privacy import exclude_sensitive
 from tagger.progress import Reporter
 from tagger.run.context import RunContext, run_config
 from tagger.run.folder import check_destination
@@ -91,6 +94,7 @@ def assign(run_dir: Path, source: Path | pd.DataFrame, *, out: Path | None = Non
             placement = model.segmenter(config.assign_noise).place(vectors, has_vector)
         names = _node_names(run_dir, model)
         users = user_table(documents, tagged, placement, names, NONE_NAME, parent_of=model.parent_of())
+        users = exclude_sensitive(users, run_segments(run_dir), config.sensitive)
         summary = _summary(run_dir, model, load_stats, tagged, users, names, placement, ctx)
         summary["wall_time_s"] = round(time.perf_counter() - started, 3)
         result = AssignResult(users, tagged, summary)

@@ -5,8 +5,8 @@
 | `vectors.npy` | every user's vector (float16, rows as in users.parquet; zeros for a user without one) |
 | `found.npy` | the leaves the consensus found, before `--segments` merged or split them |
 | `assigned_by.json` | how each user was placed (the clustering itself, or the nearest segment) |
-| `corpus.parquet` | per user, what naming reads of their text: phrases, items, item phrases |
-| `meta.json` | format version, users, dimensions, minimum segment size, words the data uses as verbs |
+| `corpus.parquet` | per user, what naming reads of their text: phrases, items, item phrases, length in words |
+| `meta.json` | format version, users, dimensions, minimum segment size, words the data uses as verbs, how often it capitalises first names |
 
 float16 halves the vectors' size (768 bytes per user at 384 dimensions): naming and the cut
 need their directions, not their last bits.
@@ -47,10 +47,13 @@ def save_recut_data(folder: Path, segmenter: Segmenter, vectors: np.ndarray, cor
     np.save(folder / "vectors.npy", stored, allow_pickle=False)
     np.save(folder / "found.npy", np.asarray(segmenter.auto_labels_, np.int64), allow_pickle=False)
     (folder / "assigned_by.json").write_text(json.dumps(list(map(str, segmenter.assigned_by_))) + "\n", encoding="utf-8")
-    pd.DataFrame({"terms": corpus.terms, "items": corpus.items, "item_terms": corpus.item_terms}).to_parquet(
-        folder / "corpus.parquet", index=False)
+    columns = {"terms": corpus.terms, "items": corpus.items, "item_terms": corpus.item_terms}
+    if len(corpus.lengths) == len(corpus.terms):
+        columns["lengths"] = corpus.lengths
+    pd.DataFrame(columns).to_parquet(folder / "corpus.parquet", index=False)
     meta = {"format": RECUT_FORMAT, "users": int(len(stored)), "dims": int(stored.shape[1]) if stored.ndim == 2 else 0,
-            "min_segment_size": int(segmenter.min_segment_size_), "verbs": sorted(corpus.verbs)}
+            "min_segment_size": int(segmenter.min_segment_size_), "verbs": sorted(corpus.verbs),
+            "capitalised": dict(sorted(corpus.capitalised.items()))}
     (folder / "meta.json").write_text(json.dumps(meta, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
@@ -76,6 +79,9 @@ def load_recut_data(run_dir: Path, users: int) -> RecutData:
         raise ModelError(f"recut data in {run_dir} holds {len(vectors)} users, its users table {users}; "
                          "the folder was edited: rerun `tagger segment`")
     lists = {c: [[str(x) for x in v] for v in frame[c]] for c in ("terms", "items", "item_terms")}
-    corpus = NamingCorpus(lists["terms"], lists["items"], lists["item_terms"], frozenset(meta.get("verbs", [])))
+    # Recut data saved before lengths and capitalisation judge topicality without them.
+    lengths = [int(x) for x in frame["lengths"]] if "lengths" in frame else []
+    corpus = NamingCorpus(lists["terms"], lists["items"], lists["item_terms"], frozenset(meta.get("verbs", [])),
+                          lengths, dict(meta.get("capitalised", {})))
     return RecutData(vectors.astype(np.float32), found.astype(np.int64), assigned_by, corpus,
                      int(meta["min_segment_size"]))

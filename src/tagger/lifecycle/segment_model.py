@@ -147,11 +147,13 @@ class SegmentModel:
 
 def build_model(segmenter: Segmenter, *, names: dict[int, str], extractor: CandidateExtractor | None,
                 manifest: dict[str, Any], parents: list[dict[str, Any]] | None = None,
-                parent_centroids: np.ndarray | None = None, lexical: LexicalSpace | None = None) -> SegmentModel:
+                parent_centroids: np.ndarray | None = None, lexical: LexicalSpace | None = None,
+                leaf_parents: dict[int, int] | None = None) -> SegmentModel:
     """The saved form of a fitted Segmenter (its users with a vector); `parents` the segments
-    above its leaves, as in `SegmentModel.parents`."""
+    above its leaves, as in `SegmentModel.parents`; `leaf_parents` each leaf's parent as named
+    (naming leaves out a parent no name speaks for; default: the segmenter's tree)."""
     parents = parents or []
-    parent_of = tree_parent_ids(segmenter)
+    parent_of = tree_parent_ids(segmenter) if leaf_parents is None else leaf_parents
     reducer = segmenter.reducer_
     manifest = {**manifest, "placement_space": "pca" if segmenter.pca_components_ is not None else "full",
                 "reducer": type(reducer).__name__ if reducer is not None else None}
@@ -310,7 +312,7 @@ def load_clusterer(model: SegmentModel):
 
 def model_for_run(segmenter: Segmenter, *, summary: dict[str, Any], config, names: dict[int, str],
                   extractor: CandidateExtractor | None, encoder, tree: tuple[list[dict[str, Any]], np.ndarray | None] = ([], None),
-                  lexical: LexicalSpace | None = None) -> SegmentModel:
+                  lexical: LexicalSpace | None = None, leaf_parents: dict[int, int] | None = None) -> SegmentModel:
     """A run's fitted segmentation, settings and summary → the SegmentModel to save; `tree`: the
     segments above the leaves and their centroids."""
     centroids = np.asarray(segmenter.centroids_)
@@ -329,7 +331,21 @@ def model_for_run(segmenter: Segmenter, *, summary: dict[str, Any], config, name
         "users": int((segmenter.assigned_by_ != "unsegmented").sum()),
     }
     return build_model(segmenter, names=names, extractor=extractor, manifest=manifest, parents=tree[0],
-                       parent_centroids=tree[1], lexical=lexical)
+                       parent_centroids=tree[1], lexical=lexical, leaf_parents=leaf_parents)
+
+
+def run_segments(run_dir: Path) -> "pd.DataFrame":
+    """The run's segments table as it is now (id, parent and sensitive flag); empty when absent."""
+    import pandas as pd
+
+    table = Path(run_dir) / "segments.parquet"
+    if not table.exists():
+        return pd.DataFrame(columns=["segment_id", "parent_id", "sensitive"])
+    frame = pd.read_parquet(table)
+    for column, empty in (("parent_id", -1), ("sensitive", "")):
+        if column not in frame:
+            frame[column] = empty
+    return frame[["segment_id", "parent_id", "sensitive"]]
 
 
 def current_names(run_dir: Path, model: SegmentModel) -> dict[int, str]:

@@ -70,7 +70,7 @@ def load_run(path: Path | str) -> Run:
         tagged = [TaggedUser.model_validate_json(line)
                   for line in (path / "tags.jsonl").read_text(encoding="utf-8").splitlines() if line.strip()]
         profiles_file = path / "segment_profiles.json"
-        profiles = ([SegmentProfile(**p) for p in json.loads(profiles_file.read_text(encoding="utf-8"))]
+        profiles = ([SegmentProfile.from_dict(p) for p in json.loads(profiles_file.read_text(encoding="utf-8"))]
                     if profiles_file.exists() else [])
     except (ValueError, OSError, TypeError) as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
@@ -129,7 +129,8 @@ def segment_tree(segments: pd.DataFrame) -> list[dict[str, Any]]:
         nodes[int(r.segment_id)] = {
             "segment_id": int(r.segment_id), "name": str(r.name), "size": int(r.size), "share": float(r.share),
             "level": int(r.level), "iab_id": text_cell(getattr(r, "iab_id", "")),
-            "iab_path": text_cell(getattr(r, "iab_path", "")), "children": []}
+            "iab_path": text_cell(getattr(r, "iab_path", "")), "sensitive": text_cell(getattr(r, "sensitive", "")),
+            "children": []}
         children.setdefault(parents[int(r.segment_id)], []).append(nodes[int(r.segment_id)])
     for parent_id, kids in children.items():
         kids.sort(key=lambda n: (-n["size"], n["segment_id"]))
@@ -149,6 +150,7 @@ def segment_overview(run: Run, level: int | None = 0) -> list[dict[str, Any]]:
              "level": int(r.level), "parent_id": parents[int(r.segment_id)],
              "parent_name": names.get(parents[int(r.segment_id)], ""),
              "iab_id": text_cell(getattr(r, "iab_id", "")), "iab_path": text_cell(getattr(r, "iab_path", "")),
+             "sensitive": text_cell(getattr(r, "sensitive", "")),
              "top_tags": list(r.top_tags), "top_items": list(r.top_items)} for r in rows.itertuples()]
 
 
@@ -184,7 +186,7 @@ def segment_detail(run: Run, ref: str | int, sample: int = 5) -> dict[str, Any]:
         "level": node["level"], "parent_id": parent_id, "parent_name": _names(run.segments).get(parent_id, ""),
         "children": [{k: n[k] for k in ("segment_id", "name", "size", "share")} for n in node["children"]],
         "iab_id": text_cell(seg.get("iab_id", "")), "iab_path": text_cell(seg.get("iab_path", "")),
-        "top_tags": list(seg.top_tags), "top_items": list(seg.top_items), "evidence": list(seg.evidence),
+        "sensitive": text_cell(seg.get("sensitive", "")), "top_tags": list(seg.top_tags), "top_items": list(seg.top_items), "evidence": list(seg.evidence),
         "mean_strength": round(float(members["strength"].mean()), 4) if len(members) else 0.0,
         "assigned_by": {str(k): int(v) for k, v in assigned.items()},
         "members": [user_detail(run, uid) for uid in members["user_id"].head(sample)],
@@ -200,6 +202,13 @@ def walk_tree(nodes: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
 
 def _names(segments: pd.DataFrame) -> dict[int, str]:
     return dict(zip(segments["segment_id"].astype(int), segments["name"].astype(str), strict=True))
+
+
+def sensitive_badge(category: str, excluded: bool = False) -> str:
+    """How `show` and the report mark a segment about a sensitive topic ("" for none)."""
+    if not category:
+        return ""
+    return f"[sensitive: {category}{', members excluded' if excluded else ''}]"
 
 
 def text_cell(value: Any) -> str:

@@ -28,7 +28,8 @@ from tagger.run.load import Run, load_run
 from tagger.run.report_html import write_report
 from tagger.stages.clustering import Segmenter
 from tagger.stages.embedding import CachedEncoder, Encoder, create_encoder, encoder_identity
-from tagger.stages.taxonomy import load_taxonomy
+from tagger.privacy import exclude_sensitive
+from tagger.stages.naming import NamingSettings
 
 # What a recut leaves behind: they describe the old segments and need the input or reruns.
 STALE_FILES = ("stability.parquet", "stability.csv", "segment_shares.parquet", "segment_shares.csv")
@@ -57,17 +58,18 @@ def recut_run(path: Path | str, n_segments: int | None, *, levels: int | None = 
     with RunContext(config, reporter, engine=engine) as ctx:
         with reporter.stage("naming"):
             encoder = _name_encoder(model, encoder, ctx)
-            language = run.summary.get("language", "en")
-            profiles = tree_profiles(segmentation, data.vectors, tagged, data.corpus, encoder, language,
-                                     load_taxonomy(config.taxonomy, config.prompts), config, model.semantic_dims)
+            settings = NamingSettings.from_config(config, language=run.summary.get("language", "en"))
+            profiles = tree_profiles(segmentation, data.vectors, tagged, data.corpus, encoder, settings,
+                                     model.semantic_dims)
             llm = engine or ctx.lazy_engine(str(run.summary.get("model", config.model)))
             template = prompt_files.load("name", config.prompts)
-            named = name_profiles(profiles, llm, template, config, language, stats, ctx.cache)
+            named = name_profiles(profiles, llm, template, settings, stats, ctx.cache)
         items = tree_items(segmentation, data.corpus) if config.item_col else {}
         segments = tree_segments(profiles, named, items, config.k_anonymity)
         cache = {"hits": ctx.cache.hits, "misses": ctx.cache.misses}
     names = {s.segment_id: s.name for s in segments}
-    users = _users(run.users, segmentation, names, {s.segment_id: s.parent_id for s in segments})
+    users = exclude_sensitive(_users(run.users, segmentation, names, {s.segment_id: s.parent_id for s in segments}),
+                              segments, config.sensitive)
     table = segments_table(segments, int((segmentation.labels_ >= 0).sum()))
     summary = _summary(run, config, segmentation, segments, stats, cache, started)
     recut = Run(Path(out) if out is not None else run.path, summary, users, table, run.tagged_users,
@@ -150,7 +152,8 @@ def _write(old: Run, new: Run, model: SegmentModel, cut: tuple[Segmenter, RecutD
         parents, centroids = parent_nodes(segments, segmentation, data.vectors)
         names = {s.segment_id: s.name for s in segments}
         rebuilt = build_model(segmentation, names=names, extractor=model.extractor(), manifest=model.manifest,
-                              parents=parents, parent_centroids=centroids, lexical=model.lexical)
+                              parents=parents, parent_centroids=centroids, lexical=model.lexical,
+                              leaf_parents={s.segment_id: s.parent_id for s in segments})
         save_model(rebuilt, folder.path(MODEL_DIR))
         save_recut_data(folder.path(MODEL_DIR), segmentation, data.vectors, data.corpus)
         folder.write_json(RUN_MARKER, new.summary)

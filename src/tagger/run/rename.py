@@ -7,15 +7,18 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
+import pandas as pd
+
 from tagger import prompts as prompt_files
 from tagger.errors import InputError
-from tagger.llm.base import GenerationParams
 from tagger.llm.structured import CallStats
 from tagger.run.context import RunContext, run_config
 from tagger.run.folder import RUN_MARKER, RunFolder
 from tagger.run.load import Run, load_run
 from tagger.run.report_html import render_report
-from tagger.stages.naming import NAMING_MAX_TOKENS, NamingOptions, name_tree
+from tagger.privacy import exclude_sensitive, withhold_small_segments
+from tagger.schemas import Segment
+from tagger.stages.naming import NamedTree, NamingSettings, SegmentProfile, name_tree
 
 
 def rename_run(path: Path | str, prompts: Path | str | None = None, *, engine=None) -> Run:
@@ -34,31 +37,22 @@ def rename_run(path: Path | str, prompts: Path | str | None = None, *, engine=No
     template = prompt_files.load("name", prompts or os.environ.get("TAGGER_PROMPTS") or config.prompts)
     stats = CallStats()
     with RunContext(config, engine=engine) as ctx:
-        params = GenerationParams(max_tokens=NAMING_MAX_TOKENS, temperature=config.temperature, seed=config.seed)
         llm = engine or ctx.lazy_engine(str(run.summary.get("model", config.model)))
-        options = NamingOptions(params, language=run.summary.get("language", "en"), audience=config.audience,
-                                prompts=config.prompts, k_anonymity=config.k_anonymity)
-        named = name_tree(run.profiles, llm, template, options, cache=ctx.cache, stats=stats)
+        settings = NamingSettings.from_config(config, language=run.summary.get("language", "en"))
+        named = name_tree(run.profiles, llm, template, settings, cache=ctx.cache, stats=stats)
         hits, misses = ctx.cache.hits, ctx.cache.misses
-    config = run.summary.get("config", {})
-    k_anonymity = int(config.get("k_anonymity", 1))
-    segments = run.segments.copy()
-    by_id = {p.segment_id: result for p, result in zip(run.profiles, named, strict=True)}
-    for column in ("iab_id", "iab_path"):
-        if column not in segments:
-            segments[column] = ""
-    fields = ["name", "description", "named_by", "iab_id", "iab_path"]
-    for row in segments.itertuples():
-        if int(row.segment_id) in by_id and int(row.size) >= k_anonymity:
-            n = by_id[int(row.segment_id)]
-            segments.loc[row.Index, fields] = [n.label, n.description, n.named_by, n.iab_id, n.iab_path]
+    segments = renamed_segments(run.segments, run.profiles, named, config.k_anonymity)
     names = dict(zip(segments["segment_id"].astype(int), segments["name"], strict=True))
+    parent_of = dict(zip(segments["segment_id"].astype(int), segments["parent_id"].astype(int), strict=True))
+    # Users a --sensitive exclude run left out stay out: the run keeps no segment for them.
     users = run.users.copy()
     # a user left unsegmented for lack of content keeps an empty name (pipeline.user_table)
     users["segment_name"] = ["" if by == "unsegmented" else names.get(int(s), "unsegmented")
                              for s, by in zip(users["segment_id"], users["assigned_by"], strict=True)]
     if "parent_id" in users:
+        users["parent_id"] = [parent_of.get(int(s), -1) if s >= 0 else -1 for s in users["segment_id"]]
         users["parent_name"] = [names.get(int(p), "") if p >= 0 else "" for p in users["parent_id"]]
+    users = exclude_sensitive(users, segments, config.sensitive)
 
     summary = dict(run.summary)
     summary["prompts"] = {**summary.get("prompts", {}), "name": {"path": str(template.path), "sha256": template.sha256}}
@@ -71,6 +65,21 @@ def rename_run(path: Path | str, prompts: Path | str | None = None, *, engine=No
     renamed = Run(run.path, summary, users, segments, run.tagged_users, run.profiles)
     _replace_files(renamed)
     return renamed
+
+
+def renamed_segments(old: pd.DataFrame, profiles: list[SegmentProfile], named: NamedTree, k_anonymity: int) -> pd.DataFrame:
+    """The segments table with every segment named again: sizes, shares and items as they were;
+    a parent naming now leaves out is dropped and its children take its own parent."""
+    rows = {int(r["segment_id"]): r for r in old.to_dict("records")}
+    leaves = old[old["level"] == 0] if "level" in old else old
+    placed = max(int(leaves["size"].sum()), 1)
+    segments = [Segment(segment_id=p.segment_id, name=n.label, description=n.description, size=p.size,
+                        top_tags=list(p.top_tags), top_items=list(rows.get(p.segment_id, {}).get("top_items", []) or []),
+                        evidence=list(p.quotes), named_by=n.named_by, iab_id=n.iab_id, iab_path=n.iab_path,
+                        level=p.level, parent_id=named.parents.get(p.segment_id, -1), sensitive=n.sensitive)
+                for p, n in named.kept(profiles)]
+    return pd.DataFrame([{**s.model_dump(), "share": rows.get(s.segment_id, {}).get("share", round(s.size / placed, 4))}
+                         for s in withhold_small_segments(segments, k_anonymity)], columns=[*Segment.model_fields, "share"])
 
 
 def _replace_files(run: Run) -> None:

@@ -15,8 +15,8 @@ from html import escape
 from pathlib import Path
 
 from tagger.errors import OutputError
-from tagger.run.load import (Run, ancestors, load_run, parent_of, segment_tree, text_cell, tree_columns,
-                             walk_tree)
+from tagger.run.load import (Run, ancestors, load_run, parent_of, segment_tree, sensitive_badge, text_cell,
+                             tree_columns, walk_tree)
 
 PALETTE = ("#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7",
            "#9c755f", "#2f4b7c", "#a05195", "#d45087", "#665191", "#008080", "#bc5090", "#7a5195")
@@ -50,6 +50,7 @@ blockquote{margin:4px 0;padding:2px 8px;border-left:3px solid #ddd;color:#444;fo
 .tree,.tree ul{list-style:none;margin:0;padding:0}
 .tree ul{margin-left:6px;padding-left:15px;border-left:1px solid #ddd}
 .tree>li{margin-bottom:8px}
+.sensitive{font-size:11px;font-weight:normal;color:#8a1c1c;background:#fbeaea;border-radius:3px;padding:1px 4px}
 .node-row{display:flex;align-items:center;gap:8px;min-height:24px;cursor:pointer;border-radius:4px}
 .node-row:hover,.node-row.chosen{background:#eef1f5}
 .node-row.group .node-name{font-weight:600}
@@ -214,7 +215,7 @@ def _tree_node(node: dict, depth: int, largest: int, about: dict[int, str]) -> s
     width = max(2, round(TREE_BAR_W * node["size"] / largest))
     row = (f"<div class=\"node-row {'group' if group else 'leaf'}\" data-seg=\"{sid}\" data-depth=\"{depth}\">"
            f"<span class=\"node-name\" style=\"width:{TREE_NAME_W - depth * TREE_INDENT}px\" title=\"{escape(hover)}\">"
-           f"{escape(node['name'])}</span>"
+           f"{escape(node['name'])}</span>{_sensitive_node(node)}"
            f"<span class=\"node-bar\" style=\"width:{width}px\">{bar}</span>"
            f"<span class=\"node-size\">{node['size']} users ({node['share']:.0%})</span></div>")
     desc = f"<div class=\"node-desc\">{escape(about[sid])}</div>" if group and about.get(sid) else ""
@@ -316,7 +317,7 @@ def _card(row, parent_id: int, parent: str) -> str:
     items = "".join(f"<li>{escape(i)}</li>" for i in row.top_items)
     return "".join([
         f"<section class=\"card\" id=\"segment-{int(row.segment_id)}\" style=\"--c:{colour(int(row.segment_id))}\">",
-        f"<h3>{escape(row.name)}</h3>",
+        f"<h3>{escape(row.name)}{_sensitive(row)}</h3>",
         f"<div class=\"sub\">segment {int(row.segment_id)}{_in_parent(parent_id, parent)} · {int(row.size)} users "
         f"({float(row.share):.0%}) · named by {escape(row.named_by)}</div>",
         f"<div>{escape(row.description)}</div>",
@@ -327,6 +328,16 @@ def _card(row, parent_id: int, parent: str) -> str:
         f"<div class=\"label\">Top items</div><ul>{items}</ul>" if items else "",
         "</section>",
     ])
+
+
+def _sensitive_node(node: dict) -> str:
+    category = node.get("sensitive", "")
+    return f"<span class=\"sensitive\">{escape(sensitive_badge(category))}</span>" if category else ""
+
+
+def _sensitive(row) -> str:
+    category = text_cell(getattr(row, "sensitive", ""))
+    return f" <span class=\"sensitive\">{escape(sensitive_badge(category))}</span>" if category else ""
 
 
 def _in_parent(parent_id: int, parent: str) -> str:

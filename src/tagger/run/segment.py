@@ -97,7 +97,7 @@ def _lasting(run: PipelineRun, frame: pd.DataFrame, summary: dict[str, Any], use
     if save and len(rows) and len(segmentation.centroids_):
         out["model"] = model_for_run(segmentation, summary=summary, config=config, names=run.names(),
                                      extractor=run.extractor, encoder=run.encoder, tree=run.parent_nodes(),
-                                     lexical=run.lexical)
+                                     lexical=run.lexical, leaf_parents=run.parent_of())
         out["clusterer"] = getattr(segmentation, "clusterer_", None)
         summary["segment_model"] = {"path": MODEL_DIR, "format_version": FORMAT_VERSION}
     if config.stability >= 2 and len(rows) >= 4:

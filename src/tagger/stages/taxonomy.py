@@ -129,3 +129,15 @@ def _singular(word: str) -> str:
 @cache
 def _rules(prompts: str | None) -> dict:
     return data_file(RULES, prompts)
+
+
+def every_node(prompts: str | Path | None = None) -> tuple[Topic, ...]:
+    """Every node of the shipped taxonomy, the branches naming skips included (the sensitive-topic
+    check reads the "Sensitive Topics" branch)."""
+    path = str(_shipped(prompts))
+    return _every_node(path)
+
+
+@cache
+def _every_node(path: str) -> tuple[Topic, ...]:
+    return _from_tsv(path, Path(path).read_text(encoding="utf-8-sig"), {"skip": []})
