@@ -133,6 +133,39 @@ def _fallback_names(result, labels) -> dict[int, str]:
     return out
 
 
+def name_listing(result) -> list[dict]:
+    """Every segment's name (leaves and parents), its description and sensitive flag, and the rule
+    that judged the word heading it (a taxonomy node, or the topical verdict on its phrase)."""
+    from tagger.stages.naming import name_rule
+
+    by_id = {p.segment_id: p for p in getattr(result, "profiles", [])}
+    out = []
+    for row in result.segments.itertuples():
+        p = by_id.get(int(row.segment_id))
+        rule = name_rule(p, row.name, row.iab_path) if p is not None else ""
+        out.append({"segment_id": int(row.segment_id), "level": int(row.level), "size": int(row.size),
+                    "name": row.name, "description": row.description, "sensitive": getattr(row, "sensitive", ""),
+                    "parent_id": int(row.parent_id), "rule": rule,
+                    "topical": not rule.startswith(("not topical", "no "))})
+    return out
+
+
+def names_markdown(results: list[dict]) -> str:
+    """Per data set, every name tagger gave with the rule that judged its head word."""
+    lines = []
+    for res in results:
+        for r in res["rows"]:
+            if r.get("method") != "tagger" or "names" not in r:
+                continue
+            lines += [f"### {res['name']}: names and the rule behind each", "",
+                      "| id | level | size | name | sensitive | rule | description |", "|---|---|---|---|---|---|---|"]
+            for n in r["names"]:
+                lines.append(f"| {n['segment_id']} | {n['level']} | {n['size']} | {n['name']} | {n['sensitive'] or '-'} "
+                             f"| {n['rule']} | {n['description']} |")
+            lines.append("")
+    return "\n".join(lines)
+
+
 def _row(method: str, labels, truth, names, encoder, stages: dict[str, float], **extra) -> dict:
     row = {"method": method, **cluster_scores(labels, truth)}
     row["name_quality"] = name_quality(labels, truth, names, encoder) if names else None
@@ -203,6 +236,7 @@ def evaluate(path: Path, *, engine, config_values: dict, methods: Sequence[str],
                      cache_hits=result.summary["cache"]["hits"],
                      segment_names=[f"{n} ({s})" for n, s in zip(leaves["name"], leaves["size"], strict=True)],
                      parent_names=[f"{n} ({s})" for n, s in zip(parents["name"], parents["size"], strict=True)]))
+    rows[-1]["names"] = name_listing(result)
     fallback = _fallback_names(result, labels)
     rows[-1]["name_quality_fallback"] = name_quality(labels, truth, fallback, encoder)
     rows[-1]["name_quality_strict_fallback"] = strict_name_quality(labels, truth, fallback, encoder)
@@ -499,6 +533,9 @@ def main(argv: list[str] | None = None) -> int:
     sweep = sweep_markdown(results)
     if sweep:
         table += "\n### Settings sweep (NMI, segments in brackets)\n\n" + sweep
+    listing = names_markdown(results)
+    if listing:
+        table += "\n" + listing
     (args.out / f"{args.name}.md").write_text(table + "\n")
     print(table)
     return 0

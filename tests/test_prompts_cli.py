@@ -89,12 +89,24 @@ def test_render_for_a_rerun_with_candidates_from_is_what_that_run_sent(capsys, t
     assert json.loads(out)["messages"] != sent  # fitted afresh on July alone, the list differs
 
 
-def test_render_name_and_errors(capsys, comments_csv, tmp_path):
-    run = tmp_path / "run"
-    assert cli(capsys, "segment", comments_csv, "--out", run, "--no-report", *FAST)[0] == 0
-    code, out, _ = cli(capsys, "prompts", "render", "name", "--run", run, "--segment", 0, "--json")
-    profile = json.loads((run / "segment_profiles.json").read_text())[0]
-    assert code == 0 and ", ".join(profile["top_tags"]) in json.loads(out)["messages"][-1]["content"]
+def test_render_name_shows_the_very_request_naming_sends_for_the_segment_asked(capsys, comments_csv, tmp_path):
+    engine, run = FakeEngine(), tmp_path / "run"
+    segment(comments_csv, make_config(engine="fake", embedder="hash"), engine=engine, out=run, report=False)
+    sent = [json.dumps(chat) for call in engine.calls for chat in call if chat[0]["content"].startswith("You name")]
+    profiles = {p["segment_id"]: p for p in json.loads((run / "segment_profiles.json").read_text())}
+    rendered = {}
+    for sid in pd.read_parquet(run / "segments.parquet")["segment_id"]:
+        code, out, _ = cli(capsys, "prompts", "render", "name", "--run", run, "--segment", sid, "--json")
+        assert code == 0
+        request = json.loads(out)
+        rendered[sid] = json.dumps(request["messages"])
+        if profiles[sid]["level"] == 0:  # a leaf is offered its own best-ranked name
+            assert profiles[sid]["options"][0]["label"] in request["schema"]["properties"]["label"]["enum"]
+    # one request per segment, each the one naming sent, none shown twice
+    assert sorted(rendered.values()) == sorted(sent) and len(set(rendered.values())) == len(rendered)
+
+
+def test_render_name_errors(capsys, comments_csv, tmp_path):
     code, _, err = cli(capsys, "prompts", "render", "tag", "--data", comments_csv, "--user", "ghost", "--engine", "fake")
     assert code == 2 and err.startswith("error: no user 'ghost'") and len(err.strip().splitlines()) == 1
     code, _, err = cli(capsys, "prompts", "render", "name", "--data", comments_csv, "--user", "dog-1")

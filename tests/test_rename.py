@@ -92,3 +92,28 @@ def test_broken_template_or_folder_changes_nothing(capsys, run_dir, tmp_path):
     (not_a_run / "segment_profiles.json").unlink()
     assert main(["rename", str(not_a_run)]) == 2
     assert "no segment_profiles.json" in capsys.readouterr().err
+
+
+NAMING = ["name", "description", "named_by", "iab_id", "iab_path", "level", "parent_id", "sensitive"]
+
+
+@pytest.mark.parametrize("language", ["en", "zh"])
+def test_rename_of_an_unchanged_run_reproduces_its_names_exactly(capsys, tmp_path, comments_csv, language):
+    # The Chinese run with the embedded model names without the LLM: rename must follow the same
+    # rule (NamingSettings.from_config), and check for planted names the same way.
+    from conftest import ZH_SAMPLE
+
+    out = tmp_path / "run"
+    source = comments_csv if language == "en" else ZH_SAMPLE
+    extra = ["--max-users", "60"] if language == "zh" else []
+    assert main(["segment", str(source), "--out", str(out), *extra, *FAST]) == 0
+    before_segments, before_users = pd.read_parquet(out / "segments.parquet"), pd.read_parquet(out / "users.parquet")
+    assert json.loads((out / "run.json").read_text())["language"] == language
+    capsys.readouterr()
+    assert main(["rename", str(out)]) == 0
+    after_segments, after_users = pd.read_parquet(out / "segments.parquet"), pd.read_parquet(out / "users.parquet")
+    assert after_segments[NAMING].equals(before_segments[NAMING])
+    assert after_users[["user_id", "segment_id", "segment_name", "parent_id", "parent_name"]].equals(
+        before_users[["user_id", "segment_id", "segment_name", "parent_id", "parent_name"]])
+    if language == "zh":
+        assert set(after_segments["named_by"]) == {"fallback"}  # no LLM names Chinese with the embedded model

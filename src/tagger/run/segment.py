@@ -38,6 +38,7 @@ class RunResult:
     summary: dict[str, Any]
     vectors: np.ndarray = field(repr=False, default_factory=lambda: np.zeros((0, 0)))
     out: Path | None = None
+    profiles: list = field(repr=False, default_factory=list)  # what naming saw, every level (stages.naming)
 
 
 def segment(source: Path | pd.DataFrame, config: RunConfig, *, out: Path | None = None, force: bool = False,
@@ -59,7 +60,8 @@ def segment(source: Path | pd.DataFrame, config: RunConfig, *, out: Path | None 
         ctx.close_engine()
         summary = run_summary(run, engine_used, ctx.cache, reporter, started)
         users = run.users_table()
-        result = RunResult(users, run.segments_table(), run.tagged, run.documents, summary, run.vectors)
+        result = RunResult(users, run.segments_table(), run.tagged, run.documents, summary, run.vectors,
+                           profiles=run.profiles)
         lasting = _lasting(run, frame, summary, users, reporter, save=ctx.folder is not None)
         if ctx.folder is not None:
             _write(ctx.folder, run, result, lasting, reporter)

@@ -17,8 +17,8 @@ from tagger.stages.naming.llm import NAME_VARIABLES, NamingRequest, naming_reque
 from tagger.stages.naming.profile import NamingCorpus, SegmentProfile, profile_segments
 from tagger.stages.naming.ranking import rank_options
 from tagger.stages.naming.settings import NAMING_MAX_TOKENS, NamingSettings, audience_words
-from tagger.stages.naming.stage import NamedTree, SegmentName, best_name, name_tree, profile_level
+from tagger.stages.naming.stage import NamedTree, SegmentName, best_name, name_rule, name_tree, profile_level
 
 __all__ = ["NAME_VARIABLES", "NAMING_MAX_TOKENS", "NameOption", "NamedTree", "NamingCorpus", "NamingRequest",
            "NamingSettings", "SegmentName", "SegmentProfile", "audience_words", "best_name", "name_tree",
-           "naming_request", "profile_level", "profile_segments", "rank_options"]
+           "name_rule", "naming_request", "profile_level", "profile_segments", "rank_options"]

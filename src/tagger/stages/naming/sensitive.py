@@ -4,9 +4,9 @@ special categories, Art. 9) or a topic of the IAB Content Taxonomy 3.1's "Sensit
 branch. The categories live in prompts/data/sensitive.toml, which a user may edit.
 
 A segment is about a category when one of the category's anchors (the names of the taxonomy
-nodes it covers, and its plain `about` lines) is close, in the encoder's space, to one of the
-segment's topical phrases (`PHRASE_CLOSE`) or to what its members write on average, its
-centroid (`TEXT_CLOSE`). Every segment is checked, leaves and parents alike; a parent most of
+nodes it covers, and its plain `about` lines) points at it, in the encoder's space (the anchor
+is nearer its centroid than any other segment's), and is close to one of the segment's topical
+phrases (`PHRASE_CLOSE`) or to what its members write on average, its centroid (`TEXT_CLOSE`). Every segment is checked, leaves and parents alike; a parent most of
 whose members sit in segments of one sensitive category is about that category too.
 """
 
@@ -85,31 +85,51 @@ def _anchors(language: str, prompts: str | Path | None) -> tuple[list[str], list
     return texts, labels
 
 
-def judge_sensitive(profiles: Sequence[SegmentProfile], centroids: np.ndarray, encoder, language: str = "en",
-                    prompts: str | Path | None = None) -> list[str]:
-    """Each profile's sensitive category label, or "" (one per profile, `centroids` in order)."""
+@dataclass(frozen=True)
+class SensitiveMatch:
+    """Why a segment is flagged: the category, the anchor that matched, and how close it is to
+    the segment's nearest topical phrase and to its centroid."""
+
+    label: str = ""
+    anchor: str = ""
+    phrase: float = 0.0
+    text: float = 0.0
+
+
+def match_sensitive(profiles: Sequence[SegmentProfile], centroids: np.ndarray, encoder, language: str = "en",
+                    prompts: str | Path | None = None) -> list[SensitiveMatch]:
+    """Each profile's closest sensitive anchor among those that point at it (the anchor is nearer
+    its centroid than any other segment's of the level), flagged (`label` set) when it is within
+    PHRASE_CLOSE of one of its topical phrases or TEXT_CLOSE of its centroid."""
     texts, labels = _anchors(language, prompts)
     phrases = [p.topical(language=language)[:PHRASES] for p in profiles]
     wanted = list(dict.fromkeys(t for ph in phrases for t in ph))
-    if not texts or not len(profiles):
-        return [""] * len(profiles)
+    if not texts or not len(profiles) or not len(centroids):
+        return [SensitiveMatch() for _ in profiles]
     vectors = unit_rows(np.asarray(encoder.encode([*texts, *wanted]), np.float32))
     anchors, row = vectors[: len(texts)], {t: len(texts) + i for i, t in enumerate(wanted)}
-    to_centroids = anchors @ unit_rows(np.asarray(centroids, np.float32)).T if len(centroids) else None
+    to_centroids = anchors @ unit_rows(np.asarray(centroids, np.float32)).T  # anchors x segments
+    nearest = to_centroids.argmax(axis=1)
     out = []
     for k, ph in enumerate(phrases):
-        best, label = 0.0, ""
-        if ph:
-            close = vectors[[row[t] for t in ph]] @ anchors.T  # phrases x anchors
-            j = int(close.max(axis=0).argmax())
-            if close[:, j].max() >= PHRASE_CLOSE:
-                best, label = float(close[:, j].max()), labels[j]
-        if to_centroids is not None:
-            j = int(to_centroids[:, k].argmax())
-            if to_centroids[j, k] >= TEXT_CLOSE and to_centroids[j, k] > best:
-                label = labels[j]
-        out.append(label)
+        by_phrase = (vectors[[row[t] for t in ph]] @ anchors.T).max(axis=0) if ph else np.zeros(len(texts))
+        text = to_centroids[:, k]
+        pointing = nearest == k
+        close = pointing & ((by_phrase >= PHRASE_CLOSE) | (text >= TEXT_CLOSE))
+        best = int(np.argmax(np.where(pointing, np.maximum(by_phrase, text), -np.inf))) if pointing.any() else -1
+        j = int(np.argmax(np.where(close, np.maximum(by_phrase, text), -np.inf))) if close.any() else best
+        if j < 0:
+            out.append(SensitiveMatch())
+            continue
+        out.append(SensitiveMatch(labels[j] if close.any() else "", texts[j], round(float(by_phrase[j]), 4),
+                                  round(float(text[j]), 4)))
     return out
+
+
+def judge_sensitive(profiles: Sequence[SegmentProfile], centroids: np.ndarray, encoder, language: str = "en",
+                    prompts: str | Path | None = None) -> list[str]:
+    """Each profile's sensitive category label, or "" (one per profile, `centroids` in order)."""
+    return [m.label for m in match_sensitive(profiles, centroids, encoder, language, prompts)]
 
 
 def parent_category(children: Sequence[tuple[int, str]]) -> str:

@@ -185,6 +185,17 @@ def _same_subject(phrase: str, subject: str, language: str) -> bool:
     return bool(stems(phrase) & stems(subject))
 
 
+def name_rule(profile: SegmentProfile, label: str, iab_path: str = "") -> str:
+    """Why a segment's name is headed as it is: its taxonomy node, or the topical verdict on the
+    phrase it was built from (the eval harness prints one per name)."""
+    if iab_path:
+        return f"taxonomy node: {iab_path}"
+    option = next((o for o in profile.options if o.label == label), None)
+    if option is None or not option.head:
+        return "no option: named by its id"
+    return profile.verdicts.get(option.head, f"no verdict on '{option.head}'")
+
+
 def best_name(profile: SegmentProfile, settings: NamingSettings) -> SegmentName:
     """Named without the LLM: the best-ranked name (the eval harness's "tags only" names)."""
     option = profile.options[0] if profile.options else NameOption(_unnamed(profile, settings.language))
