@@ -125,7 +125,8 @@ def test_a_users_taxonomy_names_segments_and_show_prints_the_node(capsys, commen
     code, stdout, _ = run(capsys, "segment", str(comments_csv), "--out", str(out), "--taxonomy", str(taxonomy), *FAST)
     assert code == 0
     profiles = json.loads((out / "segment_profiles.json").read_text())
-    offered = {name: source for p in profiles for name, source in p["sources"].items()}
+    offered = {o["label"]: {"iab_id": o["iab_id"], "iab_path": o["iab_path"]}
+               for p in profiles for o in p["options"] if o["source"] == "taxonomy"}
     # each node is offered to the one segment it points at, with its ID and path
     assert offered["dog followers"] == {"iab_id": "D1", "iab_path": "Dog"}
     segments = pd.read_csv(out / "segments.csv", keep_default_na=False)
