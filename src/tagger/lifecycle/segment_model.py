@@ -334,7 +334,7 @@ def model_for_run(segmenter: Segmenter, *, summary: dict[str, Any], config, name
                        parent_centroids=tree[1], lexical=lexical, leaf_parents=leaf_parents)
 
 
-def run_segments(run_dir: Path) -> "pd.DataFrame":
+def run_segments(run_dir: Path) -> Any:
     """The run's segments table as it is now (id, parent and sensitive flag); empty when absent."""
     import pandas as pd
 

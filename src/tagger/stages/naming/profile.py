@@ -31,9 +31,8 @@ _WORD = re.compile(r"[A-Za-z]+|[\u3400-\u9fff]{2}")
 
 def _terms(text: str, known: set[str]) -> list[str]:
     """The text's distinct phrases in canonical form (Chinese: jieba words, not bigrams). These
-    are also the lexical space's input (stages/lexical.py), so they are the tokenizer's phrases
-    exactly: a plural whose singular is a stopword ("colors") stays out, as it always has."""
-    return list({canonical(p, known) for p in surface_phrases(text)} - STOPWORDS)
+    are also the lexical space's input (stages/lexical.py): changing them moves users."""
+    return list({canonical(p, known) for p in surface_phrases(text) if p not in STOPWORDS})
 
 
 def _length(text: str) -> int:

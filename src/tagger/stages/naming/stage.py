@@ -20,7 +20,7 @@ from tagger.llm.base import Engine
 from tagger.llm.structured import CallStats
 from tagger.privacy import quotes_users
 from tagger.prompts import PromptTemplate
-from tagger.schemas import NO_SEGMENT, LLMSegmentName, TaggedUser, UserDocument
+from tagger.schemas import NO_SEGMENT, TaggedUser, UserDocument
 from tagger.stages.naming.candidates import NameOption
 from tagger.stages.naming.describe import built_description, example_texts, llm_description, stems
 from tagger.stages.naming.llm import NAME_VARIABLES, NamingRequest, ask, naming_request
