@@ -97,6 +97,8 @@ class SegmentProfile:
     verdicts: Mapping[str, str] = field(default_factory=dict)
     options: tuple[NameOption, ...] = ()
     sensitive: str = ""
+    # Share of its members who write each of its phrases (or hold it as a tag or an item's word).
+    shares: Mapping[str, float] = field(default_factory=dict)
 
     def topical(self, phrases: Sequence[str] | None = None, language: str = "en") -> list[str]:
         """Of `phrases` (default: its tags, then its terms), those that are topics of the segment.
@@ -121,7 +123,7 @@ class SegmentProfile:
                 "top_terms": list(self.top_terms), "quotes": list(self.quotes), "neighbours": list(self.neighbours),
                 "verbs": list(self.verbs), "level": self.level, "parent_id": self.parent_id,
                 "verdicts": dict(self.verdicts), "options": [o.to_dict() for o in self.options],
-                "sensitive": self.sensitive}
+                "sensitive": self.sensitive, "shares": dict(self.shares)}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> SegmentProfile:
@@ -197,7 +199,7 @@ def profile_segments(
             top_terms = list(dict.fromkeys([*top_terms, *characteristic(
                 Counter(t for i in own for t in corpus.item_terms[i]), len(own), items_words, n, top)]))
         tops[seg] = (top_tags, top_terms)
-    verdicts = _verdicts(tops, members, tagged_users, corpus, language)
+    verdicts, shares = _verdicts(tops, members, tagged_users, corpus, language)
     by_user = {d.user_id: d.comments for d in documents}
     profiles = []
     for seg, own in members.items():
@@ -206,13 +208,15 @@ def profile_segments(
         heads = {p.split()[-1] for p in [*top_tags, *top_terms]}
         picked = _quotes(own, strengths, tagged_users, top_tags, quotes, by_user)
         profiles.append(SegmentProfile(seg, len(own), tuple(top_tags), tuple(top_terms), tuple(picked), order,
-                                       tuple(sorted(heads & corpus.verbs)), verdicts=verdicts[seg]))
+                                       tuple(sorted(heads & corpus.verbs)), verdicts=verdicts[seg], shares=shares[seg]))
     return profiles
 
 
 def _verdicts(tops: Mapping[int, tuple[list[str], list[str]]], members: Mapping[int, np.ndarray],
-              tagged_users: Sequence[TaggedUser], corpus: NamingCorpus, language: str) -> dict[int, dict[str, str]]:
-    """Each segment's phrases judged against general language and the level's other segments."""
+              tagged_users: Sequence[TaggedUser], corpus: NamingCorpus, language: str
+              ) -> tuple[dict[int, dict[str, str]], dict[int, dict[str, float]]]:
+    """Each segment's phrases judged against general language and the level's other segments,
+    and the share of its members who write each."""
     wanted = {p for tags, terms in tops.values() for p in [*tags, *terms]}
     segments = list(members)
     column = {seg: k for k, seg in enumerate(segments)}
@@ -225,16 +229,18 @@ def _verdicts(tops: Mapping[int, tuple[list[str], list[str]]], members: Mapping[
     sizes = np.array([len(members[s]) for s in segments], np.float64)
     lengths = np.asarray(corpus.lengths, np.int64) if len(corpus.lengths) == len(tagged_users) else None
     out: dict[int, dict[str, str]] = {}
+    shares: dict[int, dict[str, float]] = {}
     for seg, (tags, terms) in tops.items():
         own_lengths = lengths[members[seg]] if lengths is not None else ()
         judged = {}
+        shares[seg] = {p: round(float(counts[p][column[seg]] / sizes[column[seg]]), 4) for p in dict.fromkeys([*tags, *terms])}
         for p in dict.fromkeys([*tags, *terms]):
             word = p.split()[0] if len(p.split()) == 1 else None
             use = PhraseUse(counts[p] / sizes, sizes, expected_share(p, own_lengths, language) if lengths is not None
                             else 0.0, corpus.capitalised.get(word) if word else _capitalised(p, corpus))
             judged[p] = judge(p, column[seg], use, language=language, verbs=corpus.verbs).rule
         out[seg] = judged
-    return out
+    return out, shares
 
 
 def _capitalised(phrase: str, corpus: NamingCorpus) -> float | None:

@@ -32,6 +32,13 @@ GROUNDING_TEXT = 0.40
 GROUNDING_PHRASES = 6
 # How much better a taxonomy node must score than its parent to be offered instead of it.
 SPECIFIC = 0.1
+# A name speaks for the members who write what it is about (a parent's name must speak for half
+# its members, tree.py): each option's score moves by this weight times (that share − ½). The share
+# is its phrase's for a built name, and for a taxonomy name the largest share among the topical
+# phrases that ground it (within GROUNDING). newsgroups-dev's Mac leaf took "computer
+# peripherals followers" (grounded by "vga", 20 % of members) over "mac fans" (86 %); any weight
+# from 0.2 to 1.0 gave the same names on the dev sets (eval/README.md).
+COVERAGE_WEIGHT = 0.4
 # Added to the score of a Chinese name built from the segment's phrases, twice for one built on a
 # product with its own role noun: in Chinese those rank first ("洗发水买家" over "护发用户").
 PRODUCT_FIRST = 1.0
@@ -77,12 +84,16 @@ def rank_options(profiles: Sequence[SegmentProfile], centroids: np.ndarray, enco
         scored: dict[str, NameOption] = {}
         if topics and ph:
             node = [row[g] for g in grounds]
-            grounded = ((vectors[node] @ vectors[[row[t] for t in ph]].T).max(axis=1) >= GROUNDING) \
-                | (to_segments[node, k] >= GROUNDING_TEXT)
+            close = (vectors[node] @ vectors[[row[t] for t in ph]].T) >= GROUNDING  # nodes x phrases
+            grounded = close.any(axis=1) | (to_segments[node, k] >= GROUNDING_TEXT)
+            shares = np.array([p.shares.get(t, 0.0) for t in ph])
+            # a profile saved without shares moves no score
+            covered = np.where(close, shares[None, :], 0.0).max(axis=1) if p.shares else np.full(len(topics), 0.5)
             for j, topic in enumerate(topics):
                 name, meaning = row[topic.name], row[topic.meaning]
                 if margin[name] > 0 and margin[meaning] > 0 and grounded[j]:
-                    option = _taxonomy_option(topic, float(fit[name]), p, language, prompts)
+                    score = float(fit[name]) + COVERAGE_WEIGHT * (float(covered[j]) - 0.5)
+                    option = _taxonomy_option(topic, score, p, language, prompts)
                     if option.score > scored.get(option.label, NameOption("", -np.inf)).score:
                         scored[option.label] = option
         _prefer_parents(scored)
@@ -92,7 +103,9 @@ def rank_options(profiles: Sequence[SegmentProfile], centroids: np.ndarray, enco
             # product with its own role noun ("手机用户") before any feature of it ("短信买家").
             first = any(option.head.startswith(x) for x in products)
             bonus = (1 + first) * PRODUCT_FIRST if language == "zh" else 0.0
-            scored.setdefault(option.label, NameOption(option.label, round(float(fit[row[option.label]]) + bonus, 6),
+            coverage = COVERAGE_WEIGHT * (p.shares.get(option.head, 0.5) - 0.5)
+            scored.setdefault(option.label, NameOption(option.label,
+                                                       round(float(fit[row[option.label]]) + coverage + bonus, 6),
                                                        option.source, option.head))
         best = sorted(scored.values(), key=lambda o: (-o.score, o.label))[:MAX_OPTIONS]
         ranked.append(p.with_options(best))
