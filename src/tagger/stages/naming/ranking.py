@@ -38,7 +38,7 @@ SPECIFIC = 0.1
 # phrases that ground it (within GROUNDING). newsgroups-dev's Mac leaf took "computer
 # peripherals followers" (grounded by "vga", 20 % of members) over "mac fans" (86 %); any weight
 # from 0.2 to 1.0 gave the same names on the dev sets (eval/README.md).
-COVERAGE_WEIGHT = 0.4
+COVERAGE_WEIGHT = 0.2
 # Added to the score of a Chinese name built from the segment's phrases, twice for one built on a
 # product with its own role noun: in Chinese those rank first ("洗发水买家" over "护发用户").
 PRODUCT_FIRST = 1.0

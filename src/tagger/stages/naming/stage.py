@@ -26,7 +26,7 @@ from tagger.stages.naming.describe import built_description, example_texts, llm_
 from tagger.stages.naming.llm import NAME_VARIABLES, NamingRequest, ask, naming_request
 from tagger.stages.naming.profile import NamingCorpus, SegmentProfile, profile_segments
 from tagger.stages.naming.ranking import level_topics, rank_options
-from tagger.stages.naming.sensitive import judge_sensitive, parent_category
+from tagger.stages.naming.sensitive import judge_sensitive, named_category, parent_category
 from tagger.stages.naming.settings import NamingSettings
 from tagger.stages.naming.tree import covering_options, shared_node_options
 
@@ -69,8 +69,14 @@ def profile_level(labels: np.ndarray, strengths: np.ndarray, centroids: np.ndarr
     profiles = [replace(p, level=level, sensitive=label or parent_category(
         [(size, category) for parent, size, category in children if parent == p.segment_id]))
         for p, label in zip(profiles, own, strict=True)]
-    return rank_options(profiles, centroids[[p.segment_id for p in profiles]], encoder, settings,
-                        level_topics(settings.topics, settings.language, level))
+    topics = level_topics(settings.topics, settings.language, level)
+    ranked = rank_options(profiles, centroids[[p.segment_id for p in profiles]], encoder, settings, topics)
+    named = [named_category(p, settings.prompts) if not p.sensitive else "" for p in ranked]
+    if not any(named):
+        return ranked
+    # a segment whose own names say it is about a sensitive topic is ranked again, as topics
+    flagged = [replace(p, sensitive=label) if label else p for p, label in zip(profiles, named, strict=True)]
+    return rank_options(flagged, centroids[[p.segment_id for p in profiles]], encoder, settings, topics)
 
 
 def name_tree(profiles: Sequence[SegmentProfile], engine: Engine | None, template: PromptTemplate,
