@@ -115,7 +115,12 @@ def rank_options(profiles: Sequence[SegmentProfile], centroids: np.ndarray, enco
 def _name_phrases(profile: SegmentProfile, language: str, topical: bool) -> tuple[list[str], list[str]]:
     """The tags and terms a name may be built on: its topical ones, or (`topical` False) its nouns."""
     if topical:
-        return profile.topical(profile.top_tags, language), profile.topical(profile.top_terms, language)
+        # the phrases most members write first (a name speaks for them), ties in their rank order
+        def by_share(phrases: list[str]) -> list[str]:
+            return sorted(phrases, key=lambda t: -profile.shares.get(t, 0.0))
+
+        return (by_share(profile.topical(profile.top_tags, language)),
+                by_share(profile.topical(profile.top_terms, language)))
     verbs = frozenset(profile.verbs)
     return ([t for t in profile.top_tags if is_noun_phrase(t, language, verbs)],
             [t for t in profile.top_terms if is_noun_phrase(t, language, verbs)])
