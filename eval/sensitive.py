@@ -5,6 +5,7 @@ of its groups are sensitive (newsgroups-dev: the religion, politics, guns and me
 or a finished run folder without labels (the demo: how many of its shopping segments are flagged):
 
     python -m eval.sensitive ../shared/data/newsgroups-dev/posts.csv --engine cached
+    python -m eval.sensitive ../shared/data/newsgroups-dev/posts.csv --run runs/newsgroups   # a run of that file
     python -m eval.sensitive --run runs/demo
 
 A leaf segment is sensitive when its members' majority group is. Reported: the share of
@@ -67,14 +68,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=Path("/tmp/sensitive-eval"))
     p.add_argument("--name", default="sensitive")
     args = p.parse_args(argv)
-    if (args.file is None) == (args.run is None):
-        print("error: pass a labeled FILE or --run RUN", file=sys.stderr)
+    if args.file is None and args.run is None:
+        print("error: pass a labeled FILE, a --run RUN, or both (a run of that file)", file=sys.stderr)
         return 2
     table = tomllib.loads(args.groups.read_text(encoding="utf-8"))
     if args.run is not None:
+        from eval.metrics import true_segments
+
         segments = pd.read_parquet(args.run / "segments.parquet")
         users = pd.read_parquet(args.run / "users.parquet")
         name, truth, sensitive = args.run.name, None, {}
+        if args.file is not None:
+            truth = true_segments(pd.read_csv(args.file, dtype={"user_id": str}))
+            name = args.file.resolve().parent.name
+            sensitive = table.get(name, {})
     else:
         from eval.harness import CacheOnlyEngine
         from eval.metrics import true_segments

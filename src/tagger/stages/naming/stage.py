@@ -174,6 +174,7 @@ def describe(profile: SegmentProfile, option: NameOption, written: str, settings
         if kept:
             return kept
     others = [t for t in profile.topical(language=settings.language) if not _same_subject(t, subject, settings.language)]
+    others.sort(key=lambda t: -profile.shares.get(t, 0.0))  # what most members write about first
     return built_description(subject, others, settings.words(), settings.language)
 
 
