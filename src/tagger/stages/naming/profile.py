@@ -22,10 +22,12 @@ from tagger.schemas import TaggedUser, UserDocument
 from tagger.stages.canon import STOPWORDS, canonical, surface_phrases, used_as_verbs, vocabulary
 from tagger.stages.naming.candidates import NameOption
 from tagger.stages.naming.describe import whole_quote
-from tagger.stages.naming.topical import (PhraseUse, capitalised_shares, expected_share, first_names, is_noun_phrase,
-                                          judge)
+from tagger.stages.naming.topical import PhraseUse, capitalised_shares, expected_share, is_noun_phrase, judge
 
 VERB_SAMPLE = 20_000
+# A word the data capitalises in at least this share of its mid-sentence uses is kept as a
+# proper noun candidate (NamingCorpus.capitalised).
+PROPER = 0.5
 _WORD = re.compile(r"[A-Za-z]+|[\u3400-\u9fff]{2}")
 
 
@@ -44,7 +46,7 @@ def _length(text: str) -> int:
 class NamingCorpus:
     """What naming reads of the users' text, one entry per user: their distinct phrases in
     canonical form, their distinct items and the phrases of those, their text's length in words;
-    and, for the data, the words it uses as verbs and how often it capitalises each first name.
+    and, for the data, the words it uses as verbs and those it mostly capitalises (proper nouns).
     Computed once per run and saved with it, so `tagger recut` names new segments without the
     comments."""
 
@@ -68,9 +70,10 @@ class NamingCorpus:
         # Judged on at most VERB_SAMPLE documents (evenly spread): at a million users the counts are
         # settled long before the end and a full pass would cost as much as the profiles themselves.
         sample = [d.text for d in documents[::max(1, len(documents) // VERB_SAMPLE)]]
-        names = {w for w in heads if w in first_names()}
+        # Kept for the words the data mostly capitalises: proper nouns ("Kindle", "Jim"), the rest say nothing.
+        proper = {w: s for w, s in capitalised_shares(sample, heads).items() if s >= PROPER}
         return cls(terms, items, item_terms, frozenset(used_as_verbs(heads, sample)),
-                   [_length(d.text) for d in documents], capitalised_shares(sample, names))
+                   [_length(d.text) for d in documents], proper)
 
     def phrases(self, items: bool = True) -> list[list[str]]:
         """Per user, the phrases they wrote and (`items`) those of their items: the lexical space's input."""

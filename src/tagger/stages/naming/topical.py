@@ -84,7 +84,8 @@ def judge(phrase: str, segment: int, use: PhraseUse, *, language: str = "en",
         rule = check(phrase, words, use, language)
         if rule:
             return Verdict(phrase, False, f"not topical: {rule}")
-    if not is_noun_phrase(phrase, language, verbs):
+    proper = use.capitalised is not None and use.capitalised >= FIRST_NAME_CAPITALISED  # "Kindle", a name
+    if not proper and not is_noun_phrase(phrase, language, verbs):
         return Verdict(phrase, False, f"not topical: '{phrase}' is not a noun here (a verb or adjective)")
     own = float(use.shares[segment])
     others = _others_share(use, segment)
