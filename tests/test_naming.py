@@ -312,3 +312,16 @@ def test_top_items_by_lift():
     result = top_items_by_lift(np.array([0, 0, 0, 1, 1]), docs)
     assert result[0][0][0] == "picks" and result[0][0][1] > 1
     assert result[1][0][0] == "bowl"
+
+
+def test_a_parent_is_not_named_after_its_largest_child_alone():
+    ps = [leaf(0, 22, ["skin", "hair"], 2, "skin care followers", "Style & Fashion > Beauty > Skin Care"),
+          leaf(1, 17, ["flavor", "food"], 2, "pet owners", "Pets"),
+          profile(2, 39, ["hair"], level=1, options=[NameOption("hair users", 1.0, "phrase", "hair")])]
+    tree = name_tree(ps, None, prompts.load("name"), tree_settings([]), cache=ResultCache(None))
+    assert tree.names[2] is None  # "hair" speaks for the skin care leaf alone, though it is 22 of 39 members
+
+
+def test_a_looping_description_is_replaced():
+    assert llm_description("People who love Nintendo Switch, and love Nintendo Switch fans.", shown="nintendo switch",
+                           label="nintendo switch fans", subject="nintendo switch", example_texts=set()) == ""

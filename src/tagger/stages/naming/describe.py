@@ -125,13 +125,10 @@ def example_texts(template: PromptTemplate) -> set[str]:
 
 
 def repeats(text: str, n: int = 3) -> bool:
-    """A decoding loop: some run of `n` words three times or more, or of `n + 1` words twice."""
+    """A decoding loop: some run of `n` words twice ("People who love Nintendo Switch, and love
+    Nintendo Switch fans.")."""
     words = re.findall(r"\w+", text.lower())
-
-    def most(k: int) -> int:
-        return max(Counter(tuple(words[i: i + k]) for i in range(len(words) - k + 1)).values(), default=0)
-
-    return most(n) >= 3 or most(n + 1) >= 2
+    return max(Counter(tuple(words[i: i + n]) for i in range(len(words) - n + 1)).values(), default=0) >= 2
 
 
 def stem_forms(word: str) -> set[str]:

@@ -57,10 +57,17 @@ def shared_node_options(parent: SegmentProfile, children: Sequence[tuple[Segment
 
 def covering_options(parent: SegmentProfile, children: Sequence[tuple[SegmentProfile, NameOption]],
                      settings: NamingSettings) -> list[NameOption]:
-    """The parent's own ranked options that speak for at least COVERED of its members."""
+    """The parent's own ranked options that speak for at least COVERED of its members, and for
+    two children at least (else the parent is named after its largest child: "hair users" over
+    a skin care leaf and a pet food leaf)."""
     total = sum(child.size for child, _ in children)
-    return [o for o in parent.options
-            if sum(c.size for c, n in children if speaks_for(o, c, n, settings.language)) >= COVERED * max(total, 1)]
+    least = min(2, len(children))
+    kept = []
+    for o in parent.options:
+        spoken = [c for c, n in children if speaks_for(o, c, n, settings.language)]
+        if len(spoken) >= least and sum(c.size for c in spoken) >= COVERED * max(total, 1):
+            kept.append(o)
+    return kept
 
 
 def speaks_for(option: NameOption, child: SegmentProfile, name: NameOption, language: str) -> bool:
