@@ -204,6 +204,8 @@ def test_a_built_description_is_a_sentence_of_the_segments_phrases_not_a_list():
     assert is_sentence(built_description("baseball", [], words))  # 7 words with one subject
     assert not is_sentence("People who write mostly about heavy, small, hose and light.")
     assert not is_sentence("Dog owners.")
+    assert is_sentence(built_description("sales and promotions", ["offer", "condition"], words))
+    assert is_list("People who buy heavy, small, hose and light.")
 
 
 def test_every_fallback_description_is_a_sentence():

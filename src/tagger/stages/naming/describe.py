@@ -73,10 +73,11 @@ def is_sentence(text: str, language: str = "en") -> bool:
 
 
 def is_list(text: str) -> bool:
-    """Three or more items joined by commas or "and" ("heavy, small, hose and light")."""
-    body = text.rstrip(".!? ")
-    items = [i for i in re.split(r",\s*|\s+and\s+", body) if i.strip()]
-    return len(items) >= 4 or body.count(",") >= 3
+    """Three or more short items in a row, joined by commas ("heavy, small, hose and light"); a
+    subject with "and" in it ("sales and promotions, such as offer and condition") is no list."""
+    items = [i.strip() for i in text.rstrip(".!? ").split(",")]
+    short = [len(i.split()) <= 3 for i in items]
+    return len(items) >= 3 and sum(short) >= 2
 
 
 def llm_description(text: str, *, shown: str, label: str, subject: str, example_texts: set[str],
