@@ -45,11 +45,7 @@ excellent exactly back gift using fits fit size color
 """.split())
 
 # Common Chinese function words and fillers (general, not taken from any data set).
-ZH_# The tokenizer's stop list. It shapes every user's candidate phrases (the tagging prompt) and
-# phrase space (stages/lexical.py), so changing a word here moves users between segments; which
-# phrases may name a segment is judged separately, against general-language frequencies and the
-# data's own segments (stages/naming/topical.py), not by this list.
-STOPWORDS = frozenset("""
+ZH_STOPWORDS = frozenset("""
 这个 那个 一个 一些 一下 一点 一直 一样 一般 我们 你们 他们 自己 什么 怎么 这样 那样 这么 那么
 没有 不是 就是 还是 但是 可是 因为 所以 如果 虽然 而且 然后 不过 已经 可以 觉得 感觉 非常 比较
 真的 有点 东西 还有 还要 只是 只有 时候 现在 以后 之前 以前 应该 可能 知道 问题 不错 很多 出来
