@@ -123,7 +123,7 @@ def _fallback_names(result, labels) -> dict[int, str]:
     np.add.at(centroids, labels[labels >= 0], vectors[labels >= 0])
     profiles = profile_segments(labels, result.users["strength"].to_numpy(), _unit(centroids),
                                 result.tagged_users, result.documents)
-    return {p.segment_id: fallback_name(p, result.summary.get("language", "en"))[0] for p in profiles}
+    return {p.segment_id: fallback_name(p, result.summary.language)[0] for p in profiles}
 
 
 def _row(method: str, labels, truth, names, encoder, stages: dict[str, float], **extra) -> dict:
@@ -190,10 +190,10 @@ def evaluate(path: Path, *, engine, config_values: dict, methods: Sequence[str],
     leaves = result.segments[result.segments["level"] == 0]
     parents = result.segments[result.segments["level"] == 1]
     names = dict(zip(leaves["segment_id"], leaves["name"], strict=True))
-    counts = result.summary["counts"]
+    counts = result.summary.counts
     rows.append(_row("tagger", labels, truth, names, encoder, stages,
-                     named_by_llm=counts["segments_named_by_llm"], failed_users=counts["failed"],
-                     cache_hits=result.summary["cache"]["hits"],
+                     named_by_llm=counts.segments_named_by_llm, failed_users=counts.failed,
+                     cache_hits=result.summary.cache.hits,
                      segment_names=[f"{n} ({s})" for n, s in zip(leaves["name"], leaves["size"], strict=True)],
                      parent_names=[f"{n} ({s})" for n, s in zip(parents["name"], parents["size"], strict=True)]))
     fallback = _fallback_names(result, labels)
@@ -251,7 +251,7 @@ def _tagger_at(frame: pd.DataFrame, config, engine, encoder, truth) -> dict:
                 {k: v for k, v in reporter.timings.items() if k != "recommend"},
                 segment_names=[f"{n} ({s})" for n, s in zip(leaves["name"], leaves["size"], strict=True)],
                 parent_names=[f"{n} ({s})" for n, s in zip(parents["name"], parents["size"], strict=True)],
-                tree_note=result.summary["tree"]["note"])
+                tree_note=result.summary.tree.note)
 
 
 def bertopic_rows(documents, vectors, embed_s, encoder, truth, methods: Sequence[str], seed: int, log, *,
@@ -335,7 +335,7 @@ def run_sweep(result, encoder, truth, seed: int, log) -> list[dict]:
 
     rows = []
     cache: dict[tuple, tuple] = {}
-    items = result.summary["config"]["item_weight"]  # a no-op where the documents hold no items
+    items = result.summary.config["item_weight"]  # a no-op where the documents hold no items
     for setting in SWEEP:
         key = (setting["tag_weight"], setting["whole_document"])
         if key not in cache:

@@ -127,8 +127,8 @@ def test_drift_between_two_samples_of_the_demo_is_only_noise(tmp_path, tag_weigh
                                                              tag_weight=tag_weight, item_col=item_col,
                                                              lexical_weight=lexical_weight),
                               out=tmp_path / f"run{seed}", engine=engine, report=False)
-        assert result.summary["config"]["tag_weight"] == tag_weight
-        assert result.summary["config"]["lexical_weight"] == lexical_weight
+        assert result.summary.config["tag_weight"] == tag_weight
+        assert result.summary.config["lexical_weight"] == lexical_weight
         runs.append(tmp_path / f"run{seed}")
     # Every tagging prompt was recorded: the candidate lists depend on counts and on rough groups
     # that no longer move with the machine's float details. Naming prompts quote the segments,

@@ -90,7 +90,7 @@ def test_redact_pii_keeps_pii_from_the_llm_and_every_output_file(tmp_path):
     assert "[EMAIL]" in prompts and "[CARD]" in prompts and "[PHONE]" in prompts and "[URL]" in prompts
     evidence = [t.evidence for u in result.tagged_users for t in u.tags] + list(result.segments["evidence"].sum())
     assert evidence and not any(any(s in e for s in PII) for e in evidence)
-    assert result.summary["config"]["redact_pii"] is True
+    assert result.summary.config["redact_pii"] is True
 
 
 def test_withhold_small_segments_keeps_only_id_and_size_below_k():

@@ -18,6 +18,7 @@ import pandas as pd
 
 from tagger.run.load import Run, load_run, segment_detail, segment_overview, user_detail
 from tagger.run.rename import rename_run
+from tagger.summary import RunSummary
 
 
 @dataclass
@@ -27,7 +28,7 @@ class Segmentation:
     users: pd.DataFrame
     segments: pd.DataFrame
     tags: pd.DataFrame
-    summary: dict[str, Any]
+    summary: RunSummary
     out: Path | None = None
     _run: Run = field(repr=False, default=None)  # type: ignore[assignment]
 

@@ -53,7 +53,7 @@ def render_tag_request(name: str, data_file: str, user_id: str, prompts: Path | 
     if run_dir is not None:
         from tagger.run.load import load_run
 
-        values.update(load_run(run_dir).summary.get("config", {}))
+        values.update(load_run(run_dir).summary.config)
     if data_file == "demo":
         data_file = str(demo_file())
         values.setdefault("time_col", "timestamp_ms")
@@ -90,19 +90,19 @@ def render_naming_request(run_dir: Path, segment_ref: str, prompts: Path | None 
     """{messages, schema} of the naming request for one segment of a run (as `rename` would send)."""
     from tagger.cache import ResultCache
     from tagger.stages.naming import NAMING_MAX_TOKENS, NamingOptions, name_segments
+    from tagger.run.context import run_config
     from tagger.run.load import load_run
 
     run = load_run(run_dir)
     seg = int(run.find_segment(segment_ref).segment_id)
-    config = run.summary.get("config", {})
-    template = prompt_files.load("name", prompts or config.get("prompts"))
+    config = run_config(run.path, run.summary)
+    template = prompt_files.load("name", prompts or config.prompts)
     askable = [p.segment_id for p in run.profiles if p.top_tags or p.top_terms]
     if seg not in askable:
         raise InputError(f"segment {seg} has no tags or terms, so it is named without asking the LLM")
     engine = CapturingEngine()
-    params = GenerationParams(max_tokens=NAMING_MAX_TOKENS, temperature=config.get("temperature", 0.0),
-                              seed=config.get("seed", 0))
-    name_segments(run.profiles, engine, template, NamingOptions(params, language=run.summary.get("language", "en")),
+    params = GenerationParams(max_tokens=NAMING_MAX_TOKENS, temperature=config.temperature, seed=config.seed)
+    name_segments(run.profiles, engine, template, NamingOptions(params, language=run.summary.language),
                   cache=ResultCache(None))
     chats, schemas = engine.calls[0]
     k = askable.index(seg)

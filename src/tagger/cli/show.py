@@ -40,10 +40,10 @@ def command(run_dir, tree, segment_ref, user_id, sample, as_json) -> None:
 
 
 def _overview_text(rows, summary) -> str:
-    counts = summary.get("counts", {})
+    counts = summary.counts
     parents = {r["parent_id"] for r in rows if r["parent_id"] >= 0}
     under = f" in {len(parents)} groups (--tree shows them)" if parents else ""
-    lines = [f"{len(rows)} segments of {counts.get('users', sum(r['size'] for r in rows))} users{under}"]
+    lines = [f"{len(rows)} segments of {counts.users or sum(r['size'] for r in rows)} users{under}"]
     for r in rows:
         lines.append(f"{r['segment_id']:>3}  {r['name']}  ({r['size']} users, {r['share']:.0%})")
         if r["parent_id"] >= 0:
@@ -61,7 +61,7 @@ def _tree_text(nodes, run) -> str:
     from tagger.run.load import leaf_segments
 
     leaves = len(leaf_segments(run.segments))
-    users = run.summary.get("counts", {}).get("users", len(run.users))
+    users = run.summary.counts.users or len(run.users)
     if any(n["children"] for n in nodes):
         lines = [f"{leaves} segments of {users} users in {len(nodes)} groups"]
     else:

@@ -197,16 +197,16 @@ def drift(old_run: Path, new_run: Path, *, min_similarity: float = MIN_SIMILARIT
     with `parents` the same for the nodes above the leaves, when both runs have them."""
     old, old_leaves, old_upper = _run_levels(old_run)
     new, new_leaves, new_upper = _run_levels(new_run)
-    if old.manifest.get("embedder") != new.manifest.get("embedder") or old.semantic_dims != new.semantic_dims:
-        raise ModelError(f"the runs use different embedders ({old.manifest.get('embedder')} vs "
-                         f"{new.manifest.get('embedder')}), so their segments cannot be compared; "
+    if old.manifest.embedder != new.manifest.embedder or old.semantic_dims != new.semantic_dims:
+        raise ModelError(f"the runs use different embedders ({old.manifest.embedder} vs "
+                         f"{new.manifest.embedder}), so their segments cannot be compared; "
                          "segment both with the same --embedder")
     centre = mean_user(old, new)
     # New ids follow every old id, parents' included, so a new leaf never takes an old parent's id.
     next_id = max((n["segment_id"] for level in [old_leaves, *old_upper.values()] for n in level.nodes), default=-1) + 1
     leaves, next_id = match_level(old_leaves, new_leaves, centre, next_id=next_id, min_similarity=min_similarity)
     report = {
-        "old_run": str(old_run), "new_run": str(new_run), "embedder": new.manifest.get("embedder"),
+        "old_run": str(old_run), "new_run": str(new_run), "embedder": new.manifest.embedder,
         "min_similarity": min_similarity, "old_users": old_leaves.total, "new_users": new_leaves.total,
         **leaves,
     }

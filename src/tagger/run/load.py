@@ -17,6 +17,7 @@ from tagger.errors import InputError
 from tagger.stages.naming import SegmentProfile
 from tagger.run.folder import RUN_MARKER
 from tagger.schemas import TaggedUser
+from tagger.summary import RunSummary, read_summary
 
 REQUIRED_FILES = (RUN_MARKER, "users.parquet", "segments.parquet", "tags.jsonl")
 
@@ -24,7 +25,7 @@ REQUIRED_FILES = (RUN_MARKER, "users.parquet", "segments.parquet", "tags.jsonl")
 @dataclass
 class Run:
     path: Path
-    summary: dict[str, Any]
+    summary: RunSummary
     users: pd.DataFrame
     segments: pd.DataFrame
     tagged_users: dict[str, TaggedUser]
@@ -63,8 +64,8 @@ def load_run(path: Path | str) -> Run:
     if missing:
         raise InputError(f"{path} is not a tagger run folder (missing {', '.join(missing)}); "
                          "pass the --out folder of a `tagger segment` run")
+    summary = read_summary(path)
     try:
-        summary = json.loads((path / RUN_MARKER).read_text(encoding="utf-8"))
         users = pd.read_parquet(path / "users.parquet")
         segments = pd.read_parquet(path / "segments.parquet")
         tagged = [TaggedUser.model_validate_json(line)

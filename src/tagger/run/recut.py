@@ -29,6 +29,7 @@ from tagger.run.report_html import write_report
 from tagger.stages.clustering import Segmenter
 from tagger.stages.embedding import CachedEncoder, Encoder, create_encoder, encoder_identity
 from tagger.stages.taxonomy import load_taxonomy
+from tagger.summary import CacheUse, Recut, RunSummary, write_summary
 
 # What a recut leaves behind: they describe the old segments and need the input or reruns.
 STALE_FILES = ("stability.parquet", "stability.csv", "segment_shares.parquet", "segment_shares.csv")
@@ -45,7 +46,7 @@ def recut_run(path: Path | str, n_segments: int | None, *, levels: int | None = 
     run = load_run(path)
     if out is not None:
         check_destination(Path(out), force)
-    config = run_config(run.path, n_segments=n_segments, levels=levels, n_parents=parents)
+    config = run_config(run.path, run.summary, n_segments=n_segments, levels=levels, n_parents=parents)
     config = config.model_copy(update={"n_segments": n_segments})  # None asks for the automatic grain
     model = load_model(run.path)
     data = load_recut_data(run.path, len(run.users))
@@ -57,15 +58,15 @@ def recut_run(path: Path | str, n_segments: int | None, *, levels: int | None = 
     with RunContext(config, reporter, engine=engine) as ctx:
         with reporter.stage("naming"):
             encoder = _name_encoder(model, encoder, ctx)
-            language = run.summary.get("language", "en")
+            language = run.summary.language
             profiles = tree_profiles(segmentation, data.vectors, tagged, data.corpus, encoder, language,
                                      load_taxonomy(config.taxonomy, config.prompts), config, model.semantic_dims)
-            llm = engine or ctx.lazy_engine(str(run.summary.get("model", config.model)))
+            llm = engine or ctx.lazy_engine(run.summary.model)
             template = prompt_files.load("name", config.prompts)
             named = name_profiles(profiles, llm, template, config, language, stats, ctx.cache)
         items = tree_items(segmentation, data.corpus) if config.item_col else {}
         segments = tree_segments(profiles, named, items, config.k_anonymity)
-        cache = {"hits": ctx.cache.hits, "misses": ctx.cache.misses}
+        cache = CacheUse(enabled=config.cache, hits=ctx.cache.hits, misses=ctx.cache.misses)
     names = {s.segment_id: s.name for s in segments}
     users = _users(run.users, segmentation, names, {s.segment_id: s.parent_id for s in segments})
     table = segments_table(segments, int((segmentation.labels_ >= 0).sum()))
@@ -80,7 +81,7 @@ def recut_run(path: Path | str, n_segments: int | None, *, levels: int | None = 
 def _name_encoder(model: SegmentModel, encoder: Encoder | None, ctx: RunContext) -> Encoder:
     """The run's encoder for candidate names, loaded only if a name's vector is not cached: the
     cache is keyed by the fingerprint saved with the model, so it holds the same weights' vectors."""
-    name, fingerprint = model.manifest.get("embedder", ""), model.manifest.get("embedder_fingerprint") or []
+    name, fingerprint = model.manifest.embedder or "", model.embedder_fingerprint
 
     def load() -> Encoder:
         loaded = encoder or create_encoder(name)
@@ -115,21 +116,19 @@ def _users(users: pd.DataFrame, segmentation: Segmenter, names: dict[int, str], 
     return users
 
 
-def _summary(run: Run, config: RunConfig, segmentation: Segmenter, segments, stats: CallStats, cache: dict[str, int],
-             started: float) -> dict[str, Any]:
-    summary = {k: v for k, v in run.summary.items() if k not in ("stability", "over_time")}
-    summary["config"] = {**summary.get("config", {}), "n_segments": config.n_segments, "levels": config.levels,
-                         "n_parents": config.n_parents}
-    summary["counts"] = {**summary.get("counts", {}),
-                         "segments": sum(s.level == 0 for s in segments),
-                         "parent_segments": sum(s.level == 1 for s in segments),
-                         "segments_named_by_llm": sum(s.named_by == "llm" for s in segments)}
-    summary["tree"] = tree_summary(segmentation, segments)
-    summary["tokens"] = {**summary.get("tokens", {}), "naming_prompt": stats.prompt_tokens,
-                         "naming_output": stats.output_tokens}
-    summary["recut"] = {"at": datetime.now(timezone.utc).isoformat(timespec="seconds"), "from": str(run.path),
-                        "cache": cache, "wall_time_s": round(time.perf_counter() - started, 3),
-                        "dropped": [name for name in STALE_FILES if (run.path / name).exists()]}
+def _summary(run: Run, config: RunConfig, segmentation: Segmenter, segments, stats: CallStats, cache: CacheUse,
+             started: float) -> RunSummary:
+    summary = run.summary.model_copy(deep=True, update={"stability": None, "over_time": None})
+    summary.config = {**summary.config, "n_segments": config.n_segments, "levels": config.levels,
+                      "n_parents": config.n_parents}
+    summary.counts.segments = sum(s.level == 0 for s in segments)
+    summary.counts.parent_segments = sum(s.level == 1 for s in segments)
+    summary.counts.segments_named_by_llm = sum(s.named_by == "llm" for s in segments)
+    summary.tree = tree_summary(segmentation, segments)
+    summary.tokens.naming_prompt, summary.tokens.naming_output = stats.prompt_tokens, stats.output_tokens
+    summary.recut = Recut(at=datetime.now(timezone.utc).isoformat(timespec="seconds"), from_run=str(run.path),
+                          cache=cache, wall_time_s=round(time.perf_counter() - started, 3),
+                          dropped=[name for name in STALE_FILES if (run.path / name).exists()])
     return summary
 
 
@@ -153,7 +152,7 @@ def _write(old: Run, new: Run, model: SegmentModel, cut: tuple[Segmenter, RecutD
                               parents=parents, parent_centroids=centroids, lexical=model.lexical)
         save_model(rebuilt, folder.path(MODEL_DIR))
         save_recut_data(folder.path(MODEL_DIR), segmentation, data.vectors, data.corpus)
-        folder.write_json(RUN_MARKER, new.summary)
+        write_summary(folder.tmp, new.summary)
         if (old.path / "report.html").exists():
             write_report(folder.tmp, folder.path("report.html"))
         folder.commit()

@@ -15,6 +15,7 @@ from tagger.run.context import RunContext, run_config
 from tagger.run.folder import RUN_MARKER, RunFolder
 from tagger.run.load import Run, load_run
 from tagger.run.report_html import render_report
+from tagger.summary import CacheUse, PromptRef, Renamed, write_summary
 from tagger.stages.naming import NAMING_MAX_TOKENS, NamingOptions, name_tree
 
 
@@ -30,28 +31,35 @@ def rename_run(path: Path | str, prompts: Path | str | None = None, *, engine=No
     if not run.profiles:
         raise InputError(f"{run.path} has no segment_profiles.json (written by newer `tagger segment`); "
                          "rerun `tagger segment` to rename its segments")
-    config = run_config(run.path)
+    config = run_config(run.path, run.summary)
     template = prompt_files.load("name", prompts or os.environ.get("TAGGER_PROMPTS") or config.prompts)
     stats = CallStats()
     with RunContext(config, engine=engine) as ctx:
         params = GenerationParams(max_tokens=NAMING_MAX_TOKENS, temperature=config.temperature, seed=config.seed)
-        llm = engine or ctx.lazy_engine(str(run.summary.get("model", config.model)))
-        options = NamingOptions(params, language=run.summary.get("language", "en"), audience=config.audience,
+        llm = engine or ctx.lazy_engine(run.summary.model)
+        options = NamingOptions(params, language=run.summary.language, audience=config.audience,
                                 prompts=config.prompts, k_anonymity=config.k_anonymity)
         named = name_tree(run.profiles, llm, template, options, cache=ctx.cache, stats=stats)
         hits, misses = ctx.cache.hits, ctx.cache.misses
-    config = run.summary.get("config", {})
-    k_anonymity = int(config.get("k_anonymity", 1))
     segments = run.segments.copy()
     by_id = {p.segment_id: result for p, result in zip(run.profiles, named, strict=True)}
     for column in ("iab_id", "iab_path"):
         if column not in segments:
             segments[column] = ""
-    fields = ["name", "description", "named_by", "iab_id", "iab_path"]
+    kept = []
     for row in segments.itertuples():
-        if int(row.segment_id) in by_id and int(row.size) >= k_anonymity:
-            n = by_id[int(row.segment_id)]
-            segments.loc[row.Index, fields] = [n.label, n.description, n.named_by, n.iab_id, n.iab_path]
+        if int(row.segment_id) not in by_id or int(row.size) < config.k_anonymity:
+            continue
+        n = by_id[int(row.segment_id)]
+        # what a person set stays: the name (with the taxonomy node it replaced) and the description
+        person = set(person_fields(row))
+        if "name" not in person:
+            segments.loc[row.Index, ["name", "named_by", "iab_id", "iab_path"]] = [n.label, n.named_by, n.iab_id,
+                                                                                   n.iab_path]
+        else:
+            kept.append(int(row.segment_id))
+        if "description" not in person:
+            segments.loc[row.Index, "description"] = n.description
     names = dict(zip(segments["segment_id"].astype(int), segments["name"], strict=True))
     users = run.users.copy()
     # a user left unsegmented for lack of content keeps an empty name (pipeline.user_table)
@@ -60,17 +68,22 @@ def rename_run(path: Path | str, prompts: Path | str | None = None, *, engine=No
     if "parent_id" in users:
         users["parent_name"] = [names.get(int(p), "") if p >= 0 else "" for p in users["parent_id"]]
 
-    summary = dict(run.summary)
-    summary["prompts"] = {**summary.get("prompts", {}), "name": {"path": str(template.path), "sha256": template.sha256}}
-    summary["counts"] = {**summary.get("counts", {}), "segments_named_by_llm": int((segments["named_by"] == "llm").sum())}
-    summary["tokens"] = {**summary.get("tokens", {}), "naming_prompt": stats.prompt_tokens,
-                         "naming_output": stats.output_tokens}
-    summary["renamed"] = {"at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                          "cache": {"hits": hits, "misses": misses},
-                          "wall_time_s": round(time.perf_counter() - started, 3)}
+    summary = run.summary.model_copy(deep=True)
+    summary.prompts["name"] = PromptRef(path=str(template.path), sha256=template.sha256)
+    summary.counts.segments_named_by_llm = int((segments["named_by"] == "llm").sum())
+    summary.tokens.naming_prompt, summary.tokens.naming_output = stats.prompt_tokens, stats.output_tokens
+    summary.renamed = Renamed(at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                              cache=CacheUse(enabled=config.cache, hits=hits, misses=misses),
+                              wall_time_s=round(time.perf_counter() - started, 3), kept_person_names=kept)
     renamed = Run(run.path, summary, users, segments, run.tagged_users, run.profiles)
     _replace_files(renamed)
     return renamed
+
+
+def person_fields(row) -> list[str]:
+    """The fields of a segments-table row that a person set (`tagger edit`); none for runs before edits."""
+    value = getattr(row, "set_by_person", None)
+    return [str(v) for v in value] if value is not None and not isinstance(value, float) else []
 
 
 def _replace_files(run: Run) -> None:
@@ -80,7 +93,7 @@ def _replace_files(run: Run) -> None:
     try:
         folder.write_table("users", run.users)
         folder.write_table("segments", run.segments)
-        folder.write_json(RUN_MARKER, run.summary)
+        write_summary(folder.tmp, run.summary)
         names = ["users.parquet", "users.csv", "segments.parquet", "segments.csv"]
         if (run.path / "report.html").exists():  # a run made with --no-report stays without one
             folder.path("report.html").write_text(render_report(run), encoding="utf-8")

@@ -107,17 +107,17 @@ def colour(segment_id: int) -> str:
 
 
 def render_report(run: Run) -> str:
-    counts = run.summary.get("counts", {})
+    counts = run.summary.counts
     segments = tree_columns(run.segments)
     leaves, tree = segments[segments["level"] == 0], segment_tree(segments)
     grouped = any(node["children"] for node in tree)
     names, parents = _names(segments), parent_of(segments)
-    title = (f"tagger: {len(leaves)} segments of {counts.get('users', len(run.users))} users"
+    title = (f"tagger: {len(leaves)} segments of {counts.users or len(run.users)} users"
              f"{f' in {len(tree)} groups' if grouped else ''}")
-    meta = (f"model {run.summary.get('model', '?')} · embedder {run.summary.get('embedder', '?')} · "
-            f"tagged {counts.get('tagged', '?')}/{counts.get('users', '?')} ({counts.get('failed', 0)} failed) · "
-            f"{counts.get('noise_assigned_to_nearest', 0)} joined their nearest segment · "
-            f"{counts.get('unsegmented', 0)} unsegmented · wall time {run.summary.get('wall_time_s', 0):.0f} s")
+    meta = (f"model {run.summary.model} · embedder {run.summary.embedder} · "
+            f"tagged {counts.tagged}/{counts.users} ({counts.failed} failed) · "
+            f"{counts.noise_assigned_to_nearest} joined their nearest segment · "
+            f"{counts.unsegmented} unsegmented · wall time {run.summary.wall_time_s:.0f} s")
     rows = _map_rows(len(run.users))
     sampled = f" ({len(rows)} of {len(run.users)} users, a random sample)" if len(rows) < len(run.users) else ""
     return "".join([
@@ -132,7 +132,7 @@ def render_report(run: Run) -> str:
          f"<div class=\"meta\">2-D projection (PCA) of the user vectors{sampled}; hover a dot, "
          "click a bar or a legend entry to highlight a segment.</div></div>"),
         "</div>",
-        _stability_section(run.summary.get("stability")),
+        _stability_section(run.summary.stability.model_dump() if run.summary.stability else None),
         "<h2>Segments</h2><div class=\"cards\">",
         "".join(_card(row, parents[int(row.segment_id)], names.get(parents[int(row.segment_id)], ""))
                 for row in leaves.itertuples()),

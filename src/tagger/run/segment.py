@@ -15,7 +15,8 @@ from tagger.config import RunConfig
 from tagger.errors import ConfigError
 from tagger.lifecycle.drift import shares_for_run
 from tagger.lifecycle.recut_data import save_recut_data
-from tagger.lifecycle.segment_model import FORMAT_VERSION, MODEL_DIR, load_model, model_for_run, save_model
+from tagger.lifecycle.manifest import FORMAT_VERSION
+from tagger.lifecycle.segment_model import MODEL_DIR, load_model, model_for_run, save_model
 from tagger.lifecycle.stability import stability_for_run
 from tagger.llm.base import Engine
 from tagger.pipeline import (PipelineRun, Prepared, documents_from_frame, public_profile, read_input, run_pipeline,
@@ -27,6 +28,7 @@ from tagger.run.report_html import write_report
 from tagger.schemas import TaggedUser, UserDocument
 from tagger.stages.candidates import CandidateExtractor
 from tagger.stages.embedding import Encoder
+from tagger.summary import ModelRef, OverTime, RunSummary, Stability, write_summary
 
 
 @dataclass
@@ -35,7 +37,7 @@ class RunResult:
     segments: pd.DataFrame
     tagged_users: list[TaggedUser]
     documents: list[UserDocument]
-    summary: dict[str, Any]
+    summary: RunSummary
     vectors: np.ndarray = field(repr=False, default_factory=lambda: np.zeros((0, 0)))
     out: Path | None = None
 
@@ -63,9 +65,9 @@ def segment(source: Path | pd.DataFrame, config: RunConfig, *, out: Path | None 
         lasting = _lasting(run, frame, summary, users, reporter, save=ctx.folder is not None)
         if ctx.folder is not None:
             _write(ctx.folder, run, result, lasting, reporter)
-            summary["timings_s"] = dict(reporter.timings)
-            summary["wall_time_s"] = round(time.perf_counter() - started, 3)
-            ctx.folder.write_json("run.json", summary)
+            summary.timings_s = dict(reporter.timings)
+            summary.wall_time_s = round(time.perf_counter() - started, 3)
+            write_summary(ctx.folder.tmp, summary)
             if report:
                 write_report(ctx.folder.tmp, ctx.folder.path("report.html"))
             result.out = ctx.commit()
@@ -81,13 +83,13 @@ def previous_candidates(config: RunConfig) -> CandidateExtractor | None:
     if config.tag_mode != "grounded":
         raise ConfigError("--candidates-from needs --tag-mode grounded: free tagging has no candidate lists")
     model = load_model(config.candidates_from)
-    if not model.manifest.get("candidates", {}).get("n_documents"):
+    if not model.manifest.candidates.n_documents:
         raise ConfigError(f"{config.candidates_from} saved no candidate statistics (it ran with --tag-mode free); "
                           "pass a run made with --tag-mode grounded")
     return model.extractor()
 
 
-def _lasting(run: PipelineRun, frame: pd.DataFrame, summary: dict[str, Any], users: pd.DataFrame,
+def _lasting(run: PipelineRun, frame: pd.DataFrame, summary: RunSummary, users: pd.DataFrame,
              reporter: Reporter, save: bool = True) -> dict[str, Any]:
     """The saved segment model, optional stability reruns, shares per period.
     Adds the keys `segment_model`, `stability` and `over_time` to the run summary."""
@@ -97,16 +99,17 @@ def _lasting(run: PipelineRun, frame: pd.DataFrame, summary: dict[str, Any], use
     if save and len(rows) and len(segmentation.centroids_):
         out["model"] = model_for_run(segmentation, summary=summary, config=config, names=run.names(),
                                      extractor=run.extractor, encoder=run.encoder, tree=run.parent_nodes(),
-                                     lexical=run.lexical)
+                                     lexical=run.lexical, ids=run.ids)
         out["clusterer"] = getattr(segmentation, "clusterer_", None)
-        summary["segment_model"] = {"path": MODEL_DIR, "format_version": FORMAT_VERSION}
+        summary.segment_model = ModelRef(path=MODEL_DIR, format_version=FORMAT_VERSION)
     if config.stability >= 2 and len(rows) >= 4:
         with reporter.stage("stability"):
-            summary["stability"], out["stability"] = stability_for_run(config, run.vectors[rows],
-                                                                       segmentation.labels_[rows], run.names(),
-                                                                       segmentation)
+            figures, out["stability"] = stability_for_run(config, run.vectors[rows], segmentation.labels_[rows],
+                                                          run.names(), segmentation, ids=run.ids)
+            summary.stability = Stability.model_validate(figures)
     if config.time_col:
-        out["shares"], summary["over_time"] = shares_for_run(frame, config, users)
+        out["shares"], over_time = shares_for_run(frame, config, users)
+        summary.over_time = OverTime.model_validate(over_time)
     return out
 
 
