@@ -169,6 +169,7 @@ class LineageMatch(Section):
 
     segment_id: int
     name: str
+    level: int = 0
     was_id: int  # this run's own number for it before it took the earlier id
     size: int
     overlap: float  # share of its members the earlier run's model places in the earlier segment
@@ -180,6 +181,7 @@ class LineageSegment(Section):
     segment_id: int
     name: str
     size: int
+    level: int = 0
 
 
 class Lineage(Section):

@@ -14,6 +14,7 @@ import pandas as pd
 from tagger.config import RunConfig
 from tagger.errors import ConfigError
 from tagger.lifecycle.drift import shares_for_run
+from tagger.lifecycle.like import continue_run
 from tagger.lifecycle.recut_data import save_recut_data
 from tagger.lifecycle.manifest import FORMAT_VERSION
 from tagger.lifecycle.segment_model import MODEL_DIR, load_model, model_for_run, save_model
@@ -51,15 +52,19 @@ def segment(source: Path | pd.DataFrame, config: RunConfig, *, out: Path | None 
     started = time.perf_counter()
     if out is not None:
         check_destination(Path(out), force)
+    if config.like is not None:  # before any tagging: a folder without a model fails first
+        load_model(config.like)
     prepared = Prepared.from_config(config, previous_candidates(config))
     with reporter.stage("load"):
         frame = read_input(source, config)  # the only read: shares over time use this frame too
         documents, load_stats = documents_from_frame(frame, config)
     with RunContext(config, reporter, out=out, force=force, engine=engine) as ctx:
         run = run_pipeline(documents, load_stats, config, prepared, ctx, encoder)
+        lineage = continue_run(run, config.like) if config.like is not None else None
         engine_used = ctx.started_engine
         ctx.close_engine()
         summary = run_summary(run, engine_used, ctx.cache, reporter, started)
+        summary.lineage = lineage
         users = run.users_table()
         result = RunResult(users, run.segments_table(), run.tagged, run.documents, summary, run.vectors)
         lasting = _lasting(run, frame, summary, users, reporter, save=ctx.folder is not None)
