@@ -13,7 +13,7 @@ from tagger.errors import ConfigError
 # The names tagger.llm.base.ENGINES registers (tests/test_config.py checks that they agree).
 EngineName = Literal["vllm", "openai", "fake", "ray"]
 TagMode = Literal["grounded", "free"]
-# The periods tagger.lifecycle.drift.PERIODS maps to pandas frequencies.
+# The periods tagger.lifecycle.over_time.PERIODS maps to pandas frequencies.
 Period = Literal["day", "week", "month", "quarter", "year"]
 
 

@@ -13,7 +13,7 @@ import pandas as pd
 
 from tagger.config import RunConfig
 from tagger.errors import ConfigError
-from tagger.lifecycle.drift import shares_for_run
+from tagger.lifecycle.over_time import shares_for_run
 from tagger.lifecycle.like import continue_run
 from tagger.lifecycle.recut_data import save_recut_data
 from tagger.lifecycle.manifest import FORMAT_VERSION
