@@ -15,6 +15,7 @@ from tagger.llm.models import engine_model
 from tagger.paths import tagger_home
 from tagger.progress import Reporter
 from tagger.run.folder import RunFolder
+from tagger.stages.embedding import Encoder
 from tagger.summary import RunSummary, read_summary
 
 
@@ -78,6 +79,25 @@ class RunContext:
         finally:
             if self.folder is not None:
                 self.folder.abandon()  # after commit() the partial folder is gone already
+
+
+def naming_encoder(model, encoder: Encoder | None, ctx: RunContext) -> Encoder:
+    """The run's encoder (of its saved SegmentModel) for candidate names, loaded only if a name's
+    vector is not cached: the cache is keyed by the fingerprint saved with the model, so it holds
+    the same weights' vectors."""
+    from tagger.lifecycle.segment_model import check_embedder
+    from tagger.stages.embedding import CachedEncoder, create_encoder, encoder_identity
+
+    name, fingerprint = model.manifest.embedder or "", model.embedder_fingerprint
+
+    def load() -> Encoder:
+        loaded = encoder or create_encoder(name)
+        check_embedder(model, loaded)
+        return loaded
+
+    if not fingerprint:
+        return load()
+    return CachedEncoder(name, encoder_identity(name, fingerprint), load, ctx.vector_cache)
 
 
 class _LazyEngine:

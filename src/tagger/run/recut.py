@@ -22,7 +22,7 @@ from tagger.llm.structured import CallStats
 from tagger.pipeline import (name_profiles, parent_columns, parent_nodes, public_profile, segments_table, tree_items, tree_profiles,
                              tree_segments, tree_summary)
 from tagger.progress import Reporter
-from tagger.run.context import RunContext, run_config
+from tagger.run.context import RunContext, naming_encoder, run_config
 from tagger.run.folder import RUN_MARKER, RunFolder, check_destination
 from tagger.run.load import Run, load_run
 from tagger.run.report_html import write_report
@@ -57,7 +57,7 @@ def recut_run(path: Path | str, n_segments: int | None, *, levels: int | None = 
     stats = CallStats()
     with RunContext(config, reporter, engine=engine) as ctx:
         with reporter.stage("naming"):
-            encoder = _name_encoder(model, encoder, ctx)
+            encoder = naming_encoder(model, encoder, ctx)
             language = run.summary.language
             profiles = tree_profiles(segmentation, data.vectors, tagged, data.corpus, encoder, language,
                                      load_taxonomy(config.taxonomy, config.prompts), config, model.semantic_dims)
@@ -76,21 +76,6 @@ def recut_run(path: Path | str, n_segments: int | None, *, levels: int | None = 
     with reporter.stage("write"):
         _write(run, recut, model, (segmentation, data, segments), config, force=force)
     return load_run(recut.path)
-
-
-def _name_encoder(model: SegmentModel, encoder: Encoder | None, ctx: RunContext) -> Encoder:
-    """The run's encoder for candidate names, loaded only if a name's vector is not cached: the
-    cache is keyed by the fingerprint saved with the model, so it holds the same weights' vectors."""
-    name, fingerprint = model.manifest.embedder or "", model.embedder_fingerprint
-
-    def load() -> Encoder:
-        loaded = encoder or create_encoder(name)
-        check_embedder(model, loaded)
-        return loaded
-
-    if not fingerprint:
-        return load()
-    return CachedEncoder(name, encoder_identity(name, fingerprint), load, ctx.vector_cache)
 
 
 def _segmenter(model: SegmentModel, data: RecutData, config: RunConfig) -> Segmenter:
