@@ -152,3 +152,47 @@ def relabel_profiles(profiles, ids: dict[int, int]):
     return [replace(p, segment_id=ids.get(p.segment_id, p.segment_id),
                     parent_id=ids.get(p.parent_id, p.parent_id) if p.parent_id >= 0 else p.parent_id,
                     neighbours=[ids.get(n, n) for n in p.neighbours]) for p in profiles]
+
+
+def continuing_ids(segmentation, vectors: np.ndarray, semantic_dims: int, old_labels: list[np.ndarray],
+                   old_centroids: list[dict[int, np.ndarray]], centre: np.ndarray, taken: set[int],
+                   population: np.ndarray | None = None) -> tuple[dict[int, int], list[tuple[int, int, Match]]]:
+    """Ids for a fresh segmentation's nodes (the pipeline's numbering: leaves 0..k-1, then each
+    level above) that continue earlier segments: `old_labels[level]` holds, per row of the
+    segmentation's users, the earlier segment id at that level (-1: none), `old_centroids[level]`
+    their semantic centroids; `population` masks the users that count (default: all with a
+    vector). Matched nodes take the earlier id; the others ids above `taken`. Returns the ids and
+    the matches as (level, internal id, Match)."""
+    usable = np.asarray(segmentation.assigned_by_) != "unsegmented" if population is None else population
+    ids: dict[int, int] = {}
+    found: list[tuple[int, int, Match]] = []
+    base, levels = 0, len(segmentation.tree_parents_) + 1
+    internal_levels = []
+    for level in range(levels):
+        rows, centroids, _ = segmentation.level_centroids(vectors, level)
+        internal = list(range(base, base + len(centroids)))
+        internal_levels.append(internal)
+        base += len(centroids)
+        if level >= len(old_labels):
+            continue
+        old_ids = sorted(old_centroids[level])
+        counts = contingency(rows[usable], index_of(old_ids, old_labels[level][usable]), len(internal), len(old_ids))
+        similarity = centred_similarity(semantic_part(centroids, semantic_dims),
+                                        np.array([old_centroids[level][sid] for sid in old_ids]).reshape(len(old_ids), -1),
+                                        centre)
+        for m in match(counts, similarity):
+            ids[internal[m.new]] = old_ids[m.old]
+            found.append((level, internal[m.new], m))
+    next_id = max(taken, default=-1) + 1
+    for internal in internal_levels:
+        for node in internal:
+            if node not in ids:
+                ids[node], next_id = next_id, next_id + 1
+    return ids, found
+
+
+def group_centroids(vectors: np.ndarray, labels: np.ndarray, semantic_dims: int) -> dict[int, np.ndarray]:
+    """Each label's (>= 0) mean vector, encoder part, unit."""
+    semantic = semantic_rows(vectors, semantic_dims)
+    return {int(sid): unit_rows(semantic[labels == sid].mean(axis=0, keepdims=True))[0]
+            for sid in np.unique(labels[labels >= 0])}

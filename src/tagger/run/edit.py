@@ -127,12 +127,14 @@ def _summary(summary: RunSummary, rebuilt: Rebuilt, edits: list[Edit], not_apply
 
 
 def write_edited(run: Run, saved: SavedRun, rebuilt: Rebuilt, edits: list[Edit], summary: RunSummary,
-                 out: Path | None = None, force: bool = True, base: tuple[pd.DataFrame, pd.DataFrame] | None = None) -> None:
+                 out: Path | None = None, force: bool = True, base: tuple[pd.DataFrame, pd.DataFrame] | None = None,
+                 drop: tuple[str, ...] = ()) -> None:
     """The run folder with the rebuilt tables and model, built aside and swapped in at once (in
     place, or into `out`). `base`: the tables before the edits (default: the run's base, or its
-    own tables at its first edit); a run without edits keeps no base."""
+    own tables at its first edit); a run without edits keeps no base. `drop`: files of the run not
+    to carry over."""
     target = Path(out) if out is not None else run.path
-    stale = STALE_FILES if membership_edits(edits) else ()
+    stale = (*drop, *(STALE_FILES if membership_edits(edits) else ()))
     base = base or base_tables(run.path, saved)
     folder = RunFolder(target, force=force or target.resolve() == run.path.resolve())
     try:
