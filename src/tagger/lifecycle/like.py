@@ -6,12 +6,19 @@ NEW is clustered on its own first, exactly as without `--like`. Then OLD's saved
 NEW's users (their encoder vectors and phrases, projected into OLD's phrase space) and each level
 of NEW's tree is matched to the same level of OLD's (`lineage.match`: majorities both ways and
 centroids that agree). A matched segment takes OLD's id and its fields as OLD shows them now
-(renamed, edited); a segment with no match takes a new id above OLD's largest, so an id never
-names two different segments; OLD's segments with no match are listed as vanished.
+(renamed); a segment with no match takes a new id above OLD's largest, so an id never names two
+different segments; OLD's segments with no match are listed as vanished.
+
+When a person edited OLD's segments, NEW is matched to them as they were before the edits
+(OLD's `model/base`), and OLD's edits apply again on NEW in order: a rename of a segment NEW
+continues renames NEW's, a merge merges the segments that continue the merged ones, a split splits
+again, moved users that NEW holds move again. An edit whose segments NEW does not continue is
+listed as no longer applying.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,19 +27,70 @@ import pandas as pd
 
 from tagger.lifecycle.lineage import (centred_similarity, contingency, index_of, match, model_levels, placed_by,
                                       relabel_profiles, relabel_segments, semantic_rows)
-from tagger.lifecycle.segment_model import SegmentModel, check_embedder, load_model
+from tagger.lifecycle.edits import BASE_DIR, Edit, Layout, Merge, Split, replay, run_edits
+from tagger.lifecycle.rebuild import NamingInputs, placement_model, relay
+from tagger.lifecycle.recut_data import load_recut_data
+from tagger.lifecycle.segment_model import MODEL_DIR, SegmentModel, check_embedder, load_model
 from tagger.summary import Lineage, LineageMatch, LineageSegment
 
 # What a continuing segment takes from OLD: who it is, as people know it.
 CARRIED = ("name", "description", "named_by", "iab_id", "iab_path", "set_by_person")
 
 
-def continue_run(run, old_dir: Path) -> Lineage:
+@dataclass
+class Earlier:
+    """The run NEW continues: the model that places users in its segments as they were before any
+    edit, those segments as it shows them (by id), its edits in order, and every id it used."""
+
+    model: SegmentModel
+    shown: dict[int, dict[str, Any]]
+    edits: list[Edit]
+    used: set[int]
+
+
+@dataclass
+class Carried:
+    """What `continue_run` carried: the lineage, OLD's edits that applied again and those that did
+    not, and NEW's tables before those edits (its base), when any applied."""
+
+    lineage: Lineage
+    edits: list[Edit]
+    not_applying: list[dict[str, Any]]
+    base: tuple[pd.DataFrame, pd.DataFrame] | None = None
+
+
+def earlier_run(old_dir: Path) -> Earlier:
+    """OLD_DIR as `continue_run` reads it; its edits file is checked first."""
+    model = load_model(old_dir)
+    edits = run_edits(old_dir, model.edits)
+    shown = shown_segments(old_dir, model)
+    used = {*shown, *model.names, *(i for e in edits if isinstance(e, Split) for i in e.ids)}
+    base_dir = Path(old_dir) / MODEL_DIR / BASE_DIR
+    if not edits or not (base_dir / "segments.parquet").exists():
+        return Earlier(model, shown, edits, used)
+    users = pd.read_parquet(base_dir / "users.parquet")
+    segments = pd.read_parquet(base_dir / "segments.parquet")
+    data = load_recut_data(old_dir, len(users))
+    layout = Layout.from_tables(users, segments, data.vectors, data.min_segment_size)
+    segmenter = model.segmenter()
+    segmenter.auto_labels_, segmenter.assigned_by_ = data.found, data.assigned_by
+    segmenter.min_segment_size_ = data.min_segment_size
+    base = placement_model(segmenter, layout, data.vectors, model)
+    # a segment no merge or split touched shows its fields as OLD shows them now (a `tagger rename`
+    # after the edits); the others as they were before the edits, which apply again on NEW
+    touched = {i for e in edits if isinstance(e, (Merge, Split)) for i in (e.segments if isinstance(e, Merge) else e.ids)}
+    before = {int(r["segment_id"]): r for r in segments.to_dict("records")}
+    fields = {sid: shown[sid] if sid in shown and sid not in touched else row for sid, row in before.items()}
+    return Earlier(base, fields, edits, used | set(layout.nodes))
+
+
+def continue_run(run, old_dir: Path) -> Carried:
     """Give the segments of `run` (a pipeline.PipelineRun, just clustered and named) that continue
-    OLD_DIR's segments OLD's ids and fields, in place (`run.segments`, `run.profiles`, `run.ids`)."""
-    old = load_model(old_dir)
+    OLD_DIR's segments OLD's ids and fields, and apply OLD's edits again, in place
+    (`run.segmentation`, `run.segments`, `run.profiles`, `run.ids`)."""
+    earlier = earlier_run(old_dir)
+    old, shown = earlier.model, earlier.shown
     check_embedder(old, run.encoder)
-    shown = shown_segments(old_dir, old)
     dims = run.vectors.shape[1] - (run.lexical.dims if run.lexical is not None else 0)
     semantic = semantic_rows(run.vectors, dims)
     placed = placed_by(old, semantic, run.corpus).labels
@@ -55,7 +113,7 @@ def continue_run(run, old_dir: Path) -> Lineage:
             ids[internal[m.new]] = old_ids[m.old]
             found.append((level, m, internal[m.new]))
         vanished += [old_ids[j] for j in range(len(old_ids)) if j not in {m.old for m in matches}]
-    next_id = max([*shown, *old.names], default=-1) + 1
+    next_id = max(earlier.used, default=-1) + 1
     for level in sorted(levels):
         for internal_id in levels[level]:
             if internal_id not in ids:
@@ -64,7 +122,7 @@ def continue_run(run, old_dir: Path) -> Lineage:
     run.profiles = relabel_profiles(run.profiles, ids)
     run.ids = ids
     by_id = {s.segment_id: s for s in run.segments}
-    return Lineage(
+    lineage = Lineage(
         like=str(old_dir),
         matched=[LineageMatch(segment_id=ids[i], name=by_id[ids[i]].name, was_id=i, size=by_id[ids[i]].size,
                               overlap=m.overlap, jaccard=m.jaccard, centroid_similarity=m.similarity, level=level)
@@ -75,6 +133,23 @@ def continue_run(run, old_dir: Path) -> Lineage:
                                  size=int(shown.get(sid, {}).get("size", 0)), level=int(shown.get(sid, {}).get("level", 0)))
                   for sid in sorted(vanished)],
     )
+    if not earlier.edits:
+        return Carried(lineage, [], [])
+    return _carry_edits(run, lineage, earlier.edits, dims)
+
+
+def _carry_edits(run, lineage: Lineage, edits: list[Edit], dims: int) -> Carried:
+    """OLD's edits again on NEW's segments (which now carry OLD's ids where they continue them)."""
+    base = (run.users_table(), run.segments_table())
+    layout = Layout.from_tables(base[0], base[1], run.vectors, run.segmentation.min_segment_size_, run.config.seed)
+    layout, applied, skipped = replay(layout, edits)
+    if applied:
+        inputs = NamingInputs(run.vectors, run.tagged, run.corpus, run.config, run.language, dims, run.encoder,
+                              run.prepared.topics)
+        relaid = relay(run.segmentation, layout, inputs)
+        run.segmentation, run.segments, run.profiles, run.ids = (relaid.segmentation, relaid.segments,
+                                                                 relaid.profiles, relaid.ids)
+    return Carried(lineage, applied, skipped, base if applied else None)
 
 
 def shown_segments(run_dir: Path, model: SegmentModel) -> dict[int, dict[str, Any]]:

@@ -21,7 +21,7 @@ from tagger.lifecycle.recut_data import RecutData
 from tagger.lifecycle.segment_model import SegmentModel, build_model
 from tagger.pipeline import (parent_columns, parent_nodes, segments_table, tree_items, tree_profiles, tree_segments,
                              tree_summary)
-from tagger.schemas import TaggedUser
+from tagger.schemas import Segment, TaggedUser
 from tagger.stages.clustering import Segmenter
 from tagger.stages.naming import SegmentName, fallback_name
 from tagger.summary import Tree
@@ -65,10 +65,34 @@ class Rebuilt:
     tree: Tree
 
 
-def rebuild(saved: SavedRun, layout: Layout, *, encoder, topics) -> Rebuilt:
-    """Tables, profiles and model of `saved` with `layout`'s segments. `encoder` ranks the names a
-    new segment may take (a CachedEncoder loads the model only for names its cache lacks)."""
-    config = saved.config
+@dataclass
+class NamingInputs:
+    """What profiling and naming a segmentation reads (rows of `vectors`, `tagged` and `corpus` alike)."""
+
+    vectors: np.ndarray
+    tagged: list[TaggedUser]
+    corpus: Any  # NamingCorpus
+    config: RunConfig
+    language: str
+    semantic_dims: int
+    encoder: Any
+    topics: Any
+
+
+@dataclass
+class Relaid:
+    """A segmentation cut to a layout: its own numbering (`ids` maps it to the segment ids) and
+    the segments and profiles by segment id."""
+
+    segmentation: Segmenter
+    ids: dict[int, int]
+    segments: list[Segment]
+    profiles: list[Any]
+
+
+def layout_segmentation(segmenter: Segmenter, layout: Layout, vectors: np.ndarray) -> tuple[Segmenter, dict[int, int]]:
+    """`segmenter` (fitted or saved) relabelled to the layout's leaves and tree, and the map from
+    its own numbering (leaves 0..k-1, then each level above) to segment ids."""
     levels = _levels(layout)
     rows = [{sid: k for k, sid in enumerate(ids)} for ids in levels]
     usable = layout.assigned_by != "unsegmented"
@@ -76,26 +100,58 @@ def rebuild(saved: SavedRun, layout: Layout, *, encoder, topics) -> Rebuilt:
                       np.int64)
     tree = [np.array([rows[level + 1][layout.nodes[sid].parent_id] for sid in levels[level]], np.int64)
             for level in range(len(levels) - 1)]
-    segmentation = saved.segmenter().relabelled(saved.data.vectors, labels, tree, layout.assigned_by)
     internal, base = {}, 0
     for ids in levels:
         internal.update({base + k: sid for k, sid in enumerate(ids)})
         base += len(ids)
-    profiles = relabel_profiles(tree_profiles(segmentation, saved.data.vectors, saved.tagged, saved.data.corpus, encoder,
-                                              saved.language, topics, config, saved.model.semantic_dims), internal)
-    named = _names(profiles, layout, config, saved.language)
-    items = {internal[k]: v for k, v in tree_items(segmentation, saved.data.corpus).items()} if config.item_col else {}
+    return segmenter.relabelled(vectors, labels, tree, layout.assigned_by), internal
+
+
+def relay(segmenter: Segmenter, layout: Layout, inputs: NamingInputs) -> Relaid:
+    """The layout's segments, profiled and named: each keeps its fields, one an edit made is
+    named by its own phrases."""
+    config = inputs.config
+    segmentation, internal = layout_segmentation(segmenter, layout, inputs.vectors)
+    profiles = relabel_profiles(tree_profiles(segmentation, inputs.vectors, inputs.tagged, inputs.corpus, inputs.encoder,
+                                              inputs.language, inputs.topics, config, inputs.semantic_dims), internal)
+    named = _names(profiles, layout, config, inputs.language)
+    items = {internal[k]: v for k, v in tree_items(segmentation, inputs.corpus).items()} if config.item_col else {}
     segments = [s.model_copy(update={"set_by_person": list(layout.nodes[s.segment_id].person)})
                 for s in tree_segments(profiles, named, items, config.k_anonymity)]
+    return Relaid(segmentation, internal, segments, profiles)
+
+
+def rebuild(saved: SavedRun, layout: Layout, *, encoder, topics) -> Rebuilt:
+    """Tables, profiles and model of `saved` with `layout`'s segments. `encoder` ranks the names a
+    new segment may take (a CachedEncoder loads the model only for names its cache lacks)."""
+    inputs = NamingInputs(saved.data.vectors, saved.tagged, saved.data.corpus, saved.config, saved.language,
+                          saved.model.semantic_dims, encoder, topics)
+    relaid = relay(saved.segmenter(), layout, inputs)
+    segmentation, segments = relaid.segmentation, relaid.segments
     names = {s.segment_id: s.name for s in segments}
     parents, centroids = parent_nodes(segments, segmentation, saved.data.vectors)
     model = build_model(segmentation, names=names, extractor=saved.model.extractor(), manifest=saved.model.manifest,
-                        parents=parents, parent_centroids=centroids, lexical=saved.model.lexical, ids=internal,
+                        parents=parents, parent_centroids=centroids, lexical=saved.model.lexical, ids=relaid.ids,
                         person={s.segment_id: s.set_by_person for s in segments},
                         fingerprint=saved.model.embedder_fingerprint)
-    users = _users(saved.users, segmentation, internal, names, {s.segment_id: s.parent_id for s in segments})
+    users = _users(saved.users, segmentation, relaid.ids, names, {s.segment_id: s.parent_id for s in segments})
     table = segments_table(segments, int((segmentation.labels_ >= 0).sum()))
-    return Rebuilt(users, table, profiles, model, segmentation, tree_summary(segmentation, segments))
+    return Rebuilt(users, table, relaid.profiles, model, segmentation, tree_summary(segmentation, segments))
+
+
+def placement_model(segmenter: Segmenter, layout: Layout, vectors: np.ndarray, model: SegmentModel) -> SegmentModel:
+    """A model that places users in the layout's segments (no naming: the layout's names), e.g.
+    a run's segments as they were before its edits."""
+    segmentation, internal = layout_segmentation(segmenter, layout, vectors)
+    names = {sid: n.fields["name"] for sid, n in layout.nodes.items()}
+    parents = [{"segment_id": internal[k], "name": names[internal[k]], "size": 0, "level": level,
+                "parent_id": layout.nodes[internal[k]].parent_id}
+               for level in range(1, len(segmentation.tree_parents_) + 1)
+               for k in sorted(i for i in internal if layout.nodes[internal[i]].level == level)]
+    centroids = [segmentation.level_centroids(vectors, level)[1] for level in range(1, len(segmentation.tree_parents_) + 1)]
+    return build_model(segmentation, names=names, extractor=None, manifest=model.manifest, parents=parents,
+                       parent_centroids=np.vstack(centroids) if centroids else None, lexical=model.lexical,
+                       ids=internal, fingerprint=model.embedder_fingerprint)
 
 
 def _levels(layout: Layout) -> list[list[int]]:

@@ -349,7 +349,8 @@ def load_clusterer(model: SegmentModel):
 
 def model_for_run(segmenter: Segmenter, *, summary, config, names: dict[int, str],
                   extractor: CandidateExtractor | None, encoder, tree: tuple[list[dict[str, Any]], np.ndarray | None] = ([], None),
-                  lexical: LexicalSpace | None = None, ids: dict[int, int] | None = None) -> SegmentModel:
+                  lexical: LexicalSpace | None = None, ids: dict[int, int] | None = None,
+                  person: dict[int, list[str]] | None = None) -> SegmentModel:
     """A run's fitted segmentation, settings and summary (RunSummary) → the SegmentModel to save;
     `tree`: the segments above the leaves and their centroids; `ids`: the segments' ids by the
     segmenter's own numbers (`build_model`)."""
@@ -368,7 +369,7 @@ def model_for_run(segmenter: Segmenter, *, summary, config, names: dict[int, str
         users=int((segmenter.assigned_by_ != "unsegmented").sum()),
     )
     return build_model(segmenter, names=names, extractor=extractor, manifest=manifest, parents=tree[0],
-                       parent_centroids=tree[1], lexical=lexical, ids=ids,
+                       parent_centroids=tree[1], lexical=lexical, ids=ids, person=person,
                        fingerprint=embedder_fingerprint(encoder) if encoder is not None else [])
 
 

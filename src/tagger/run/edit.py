@@ -147,18 +147,25 @@ def write_edited(run: Run, saved: SavedRun, rebuilt: Rebuilt, edits: list[Edit],
         rebuilt.model.edits = [e.model_dump(mode="json") for e in edits]
         save_model(rebuilt.model, folder.path(MODEL_DIR))
         shutil.copytree(run.path / MODEL_DIR / RECUT_DIR, folder.path(MODEL_DIR) / RECUT_DIR)
-        if edits:
-            folder.path(EDITS_FILE).write_text(edits_to_text(edits), encoding="utf-8")
-            base_dir = folder.path(MODEL_DIR) / BASE_DIR
-            base_dir.mkdir()
-            base[0][BASE_COLUMNS].to_parquet(base_dir / "users.parquet", index=False)
-            base[1].to_parquet(base_dir / "segments.parquet", index=False)
+        write_edits(folder.tmp, edits, base)
         write_summary(folder.tmp, summary)
         if (run.path / "report.html").exists():
             write_report(folder.tmp, folder.path("report.html"))
         folder.commit()
     finally:
         folder.abandon()
+
+
+def write_edits(folder: Path, edits: list[Edit], base: tuple[pd.DataFrame, pd.DataFrame]) -> None:
+    """FOLDER/edits.jsonl and the tables before the edits in FOLDER/model/base (a run being built
+    aside; its model, saved with the same edits, is already there). Nothing without edits."""
+    if not edits:
+        return
+    (Path(folder) / EDITS_FILE).write_text(edits_to_text(edits), encoding="utf-8")
+    base_dir = Path(folder) / MODEL_DIR / BASE_DIR
+    base_dir.mkdir()
+    base[0][BASE_COLUMNS].to_parquet(base_dir / "users.parquet", index=False)
+    base[1].to_parquet(base_dir / "segments.parquet", index=False)
 
 
 def applied_lines(result: EditResult) -> list[str]:

@@ -14,7 +14,7 @@ import pandas as pd
 from tagger.config import RunConfig
 from tagger.errors import ConfigError
 from tagger.lifecycle.over_time import shares_for_run
-from tagger.lifecycle.like import continue_run
+from tagger.lifecycle.like import continue_run, earlier_run
 from tagger.lifecycle.recut_data import save_recut_data
 from tagger.lifecycle.manifest import FORMAT_VERSION
 from tagger.lifecycle.segment_model import MODEL_DIR, load_model, model_for_run, save_model
@@ -29,7 +29,8 @@ from tagger.run.report_html import write_report
 from tagger.schemas import TaggedUser, UserDocument
 from tagger.stages.candidates import CandidateExtractor
 from tagger.stages.embedding import Encoder
-from tagger.summary import ModelRef, OverTime, RunSummary, Stability, write_summary
+from tagger.run.edit import write_edits
+from tagger.summary import EditsApplied, ModelRef, OverTime, RunSummary, Stability, write_summary
 
 
 @dataclass
@@ -52,24 +53,30 @@ def segment(source: Path | pd.DataFrame, config: RunConfig, *, out: Path | None 
     started = time.perf_counter()
     if out is not None:
         check_destination(Path(out), force)
-    if config.like is not None:  # before any tagging: a folder without a model fails first
-        load_model(config.like)
+    if config.like is not None:  # before any tagging: a folder without a model, or nonsense edits, fail first
+        earlier_run(config.like)
     prepared = Prepared.from_config(config, previous_candidates(config))
     with reporter.stage("load"):
         frame = read_input(source, config)  # the only read: shares over time use this frame too
         documents, load_stats = documents_from_frame(frame, config)
     with RunContext(config, reporter, out=out, force=force, engine=engine) as ctx:
         run = run_pipeline(documents, load_stats, config, prepared, ctx, encoder)
-        lineage = continue_run(run, config.like) if config.like is not None else None
+        carried = continue_run(run, config.like) if config.like is not None else None
         engine_used = ctx.started_engine
         ctx.close_engine()
         summary = run_summary(run, engine_used, ctx.cache, reporter, started)
-        summary.lineage = lineage
+        if carried is not None:
+            summary.lineage = carried.lineage
+            summary.edits = EditsApplied(applied=len(carried.edits), not_applying=carried.not_applying) \
+                if carried.edits or carried.not_applying else None
         users = run.users_table()
         result = RunResult(users, run.segments_table(), run.tagged, run.documents, summary, run.vectors)
-        lasting = _lasting(run, frame, summary, users, reporter, save=ctx.folder is not None)
+        lasting = _lasting(run, frame, summary, users, reporter, save=ctx.folder is not None,
+                           edits=carried.edits if carried is not None else ())
         if ctx.folder is not None:
             _write(ctx.folder, run, result, lasting, reporter)
+            if carried is not None and carried.edits:
+                write_edits(ctx.folder.tmp, carried.edits, carried.base)
             summary.timings_s = dict(reporter.timings)
             summary.wall_time_s = round(time.perf_counter() - started, 3)
             write_summary(ctx.folder.tmp, summary)
@@ -95,8 +102,9 @@ def previous_candidates(config: RunConfig) -> CandidateExtractor | None:
 
 
 def _lasting(run: PipelineRun, frame: pd.DataFrame, summary: RunSummary, users: pd.DataFrame,
-             reporter: Reporter, save: bool = True) -> dict[str, Any]:
-    """The saved segment model, optional stability reruns, shares per period.
+             reporter: Reporter, save: bool = True, edits=()) -> dict[str, Any]:
+    """The saved segment model (holding `edits`, the hand edits --like carried), optional
+    stability reruns, shares per period.
     Adds the keys `segment_model`, `stability` and `over_time` to the run summary."""
     config, segmentation = run.config, run.segmentation
     rows = np.flatnonzero(run.has_vector)
@@ -104,7 +112,9 @@ def _lasting(run: PipelineRun, frame: pd.DataFrame, summary: RunSummary, users: 
     if save and len(rows) and len(segmentation.centroids_):
         out["model"] = model_for_run(segmentation, summary=summary, config=config, names=run.names(),
                                      extractor=run.extractor, encoder=run.encoder, tree=run.parent_nodes(),
-                                     lexical=run.lexical, ids=run.ids)
+                                     lexical=run.lexical, ids=run.ids,
+                                     person={s.segment_id: s.set_by_person for s in run.segments if s.set_by_person})
+        out["model"].edits = [e.model_dump(mode="json") for e in edits]
         out["clusterer"] = getattr(segmentation, "clusterer_", None)
         summary.segment_model = ModelRef(path=MODEL_DIR, format_version=FORMAT_VERSION)
     if config.stability >= 2 and len(rows) >= 4:
