@@ -45,7 +45,7 @@ def _overview_text(rows, summary) -> str:
     under = f" in {len(parents)} groups (--tree shows them)" if parents else ""
     lines = [f"{len(rows)} segments of {counts.users or sum(r['size'] for r in rows)} users{under}"]
     for r in rows:
-        lines.append(f"{r['segment_id']:>3}  {r['name']}  ({r['size']} users, {r['share']:.0%})")
+        lines.append(f"{r['segment_id']:>3}  {r['name']}  ({r['size']} users, {r['share']:.0%}){_person(r)}")
         if r["parent_id"] >= 0:
             lines.append(f"     parent: {r['parent_id']} {r['parent_name']}")
         if r.get("iab_path"):
@@ -77,12 +77,18 @@ def _tree_text(nodes, run) -> str:
 def _node_lines(node, lead: str, rest: str) -> list[str]:
     """`lead` starts the node's own line and `rest` the lines of its children (the box-drawing prefix)."""
     iab = f"  iab: {node['iab_path']}" if node["iab_path"] else ""
-    lines = [f"{lead}{node['segment_id']:>3}  {node['name']}  ({node['size']} users, {node['share']:.0%}){iab}"]
+    lines = [f"{lead}{node['segment_id']:>3}  {node['name']}  ({node['size']} users, {node['share']:.0%}){iab}{_person(node)}"]
     for k, child in enumerate(node["children"]):
         last = k == len(node["children"]) - 1
         branch, below = ("     └─", "       ") if last else ("     ├─", "     │ ")
         lines += _node_lines(child, rest + branch, rest + below)
     return lines
+
+
+def _person(row) -> str:
+    """'  [set by a person: name, members]' for what `tagger edit` set, else ''."""
+    fields = row.get("set_by_person") or []
+    return f"  [set by a person: {', '.join(fields)}]" if fields else ""
 
 
 def _short(text: str, width: int = 50) -> str:
@@ -96,7 +102,8 @@ def _tags_text(tags, indent="  ") -> list[str]:
 def _segment_text(d) -> str:
     assigned = ", ".join(f"{n} {k}" for k, n in d["assigned_by"].items())
     lines = [
-        f"segment {d['segment_id']}: {d['name']}  ({d['size']} users, {d['share']:.0%}, named by {d['named_by']})",
+        f"segment {d['segment_id']}: {d['name']}  ({d['size']} users, {d['share']:.0%}, named by {d['named_by']})"
+        + _person(d),
         *([d["description"]] if d["description"] else []),
         *([f"parent:    {d['parent_id']} {d['parent_name']}"] if d["parent_id"] >= 0 else []),
         *([f"children:  {'; '.join(_child(c) for c in d['children'])}"] if d["children"] else []),

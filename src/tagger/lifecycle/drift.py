@@ -4,13 +4,14 @@ of drawing users.
 Both runs are compared in one space at a time, from what they saved (each user's vector and
 phrases in `model/recut`, their segment in users.parquet; nothing is embedded again):
 
-- **OLD's space.** OLD's model places OLD's users and NEW's users (NEW's phrases projected into
-  OLD's phrase space). Per OLD segment: its share of OLD's users, its share of NEW's, and the
+- **OLD's space.** OLD's users in OLD's segments (its users table), and NEW's users as OLD's
+  model places them (NEW's phrases projected into OLD's phrase space). Per OLD segment: its share of OLD's users, its share of NEW's, and the
   change. A segment is **vanished** when NEW's users fill at most `EMPTIED` of the share OLD's
   did, and the drop is beyond the noise; **moved** when the change is beyond the noise and at least
   `min_change`, measured among the users of segments both runs hold (a group that vanished or
   appeared changes every other share a little, which is not a change of theirs).
-- **NEW's space.** NEW's model places both runs' users the same way. A NEW segment is **new**
+- **NEW's space.** The same the other way round: NEW's users in NEW's segments, OLD's users as
+  NEW's model places them. A NEW segment is **new**
   when OLD's users fill at most `EMPTIED` of the share NEW's do, the gap is beyond the noise, and
   OLD's model places most of its members poorly (`POOR_FIT` of them outside any segment or
   outside the reach of every member it clustered: users its clustering never saw the like of).
@@ -145,9 +146,10 @@ def drift(old_run: Path, new_run: Path, *, seed: int = 0, replicates: int = REPL
 
 
 def _own(model: SegmentModel, users: RunUsers) -> Placement:
-    """A run's users placed by its own model, from their saved vectors (exactly their training
-    segment for every member the clustering placed itself)."""
-    return model.place(users.vectors, users.usable)
+    """A run's users in its own segments: as its users table shows them (the clustering's
+    placement, and users a person moved where they were moved)."""
+    leaves = np.where(users.usable, users.leaves, -1)
+    return Placement(leaves, np.zeros(len(leaves)), np.where(leaves >= 0, "cluster", "noise").astype(object))
 
 
 def _level(level: int, old: SegmentModel, new: SegmentModel, old_users: RunUsers, new_users: RunUsers,

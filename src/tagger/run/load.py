@@ -130,7 +130,8 @@ def segment_tree(segments: pd.DataFrame) -> list[dict[str, Any]]:
         nodes[int(r.segment_id)] = {
             "segment_id": int(r.segment_id), "name": str(r.name), "size": int(r.size), "share": float(r.share),
             "level": int(r.level), "iab_id": text_cell(getattr(r, "iab_id", "")),
-            "iab_path": text_cell(getattr(r, "iab_path", "")), "children": []}
+            "iab_path": text_cell(getattr(r, "iab_path", "")), "set_by_person": list_cell(getattr(r, "set_by_person", None)),
+            "children": []}
         children.setdefault(parents[int(r.segment_id)], []).append(nodes[int(r.segment_id)])
     for parent_id, kids in children.items():
         kids.sort(key=lambda n: (-n["size"], n["segment_id"]))
@@ -150,7 +151,8 @@ def segment_overview(run: Run, level: int | None = 0) -> list[dict[str, Any]]:
              "level": int(r.level), "parent_id": parents[int(r.segment_id)],
              "parent_name": names.get(parents[int(r.segment_id)], ""),
              "iab_id": text_cell(getattr(r, "iab_id", "")), "iab_path": text_cell(getattr(r, "iab_path", "")),
-             "top_tags": list(r.top_tags), "top_items": list(r.top_items)} for r in rows.itertuples()]
+             "top_tags": list(r.top_tags), "top_items": list(r.top_items),
+             "set_by_person": list_cell(getattr(r, "set_by_person", None))} for r in rows.itertuples()]
 
 
 def user_detail(run: Run, user_id: str) -> dict[str, Any]:
@@ -185,6 +187,7 @@ def segment_detail(run: Run, ref: str | int, sample: int = 5) -> dict[str, Any]:
         "level": node["level"], "parent_id": parent_id, "parent_name": _names(run.segments).get(parent_id, ""),
         "children": [{k: n[k] for k in ("segment_id", "name", "size", "share")} for n in node["children"]],
         "iab_id": text_cell(seg.get("iab_id", "")), "iab_path": text_cell(seg.get("iab_path", "")),
+        "set_by_person": list_cell(seg.get("set_by_person")),
         "top_tags": list(seg.top_tags), "top_items": list(seg.top_items), "evidence": list(seg.evidence),
         "mean_strength": round(float(members["strength"].mean()), 4) if len(members) else 0.0,
         "assigned_by": {str(k): int(v) for k, v in assigned.items()},
@@ -201,6 +204,11 @@ def walk_tree(nodes: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
 
 def _names(segments: pd.DataFrame) -> dict[int, str]:
     return dict(zip(segments["segment_id"].astype(int), segments["name"].astype(str), strict=True))
+
+
+def list_cell(value: Any) -> list[str]:
+    """A list cell as a list of str, [] when empty (runs before edits have no such column)."""
+    return [] if value is None or isinstance(value, float) else [str(v) for v in value]
 
 
 def text_cell(value: Any) -> str:

@@ -15,7 +15,7 @@ from html import escape
 from pathlib import Path
 
 from tagger.errors import OutputError
-from tagger.run.load import (Run, ancestors, load_run, parent_of, segment_tree, text_cell, tree_columns,
+from tagger.run.load import (Run, ancestors, load_run, parent_of, segment_tree, list_cell, text_cell, tree_columns,
                              walk_tree)
 
 PALETTE = ("#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7",
@@ -318,7 +318,7 @@ def _card(row, parent_id: int, parent: str) -> str:
         f"<section class=\"card\" id=\"segment-{int(row.segment_id)}\" style=\"--c:{colour(int(row.segment_id))}\">",
         f"<h3>{escape(row.name)}</h3>",
         f"<div class=\"sub\">segment {int(row.segment_id)}{_in_parent(parent_id, parent)} · {int(row.size)} users "
-        f"({float(row.share):.0%}) · named by {escape(row.named_by)}</div>",
+        f"({float(row.share):.0%}) · named by {escape(row.named_by)}{_person(row)}</div>",
         f"<div>{escape(row.description)}</div>",
         (f"<div class=\"meta\">IAB {escape(str(row.iab_id))} · {escape(str(row.iab_path))}</div>"
          if getattr(row, "iab_path", "") else ""),
@@ -327,6 +327,12 @@ def _card(row, parent_id: int, parent: str) -> str:
         f"<div class=\"label\">Top items</div><ul>{items}</ul>" if items else "",
         "</section>",
     ])
+
+
+def _person(row) -> str:
+    """' · set by a person: name, members' for what `tagger edit` set."""
+    fields = list_cell(getattr(row, "set_by_person", None))
+    return f" · <span class=\"person\">set by a person: {escape(', '.join(fields))}</span>" if fields else ""
 
 
 def _in_parent(parent_id: int, parent: str) -> str:
