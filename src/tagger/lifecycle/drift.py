@@ -5,16 +5,19 @@ Both runs are compared in one space at a time, from what they saved (each user's
 phrases in `model/recut`, their segment in users.parquet; nothing is embedded again):
 
 - **OLD's space.** OLD's users in OLD's segments (its users table), and NEW's users as OLD's
-  model places them (NEW's phrases projected into OLD's phrase space). Per OLD segment: its share of OLD's users, its share of NEW's, and the
-  change. A segment is **vanished** when NEW's users fill at most `EMPTIED` of the share OLD's
-  did, and the drop is beyond the noise; **moved** when the change is beyond the noise and at least
+  model places them (NEW's phrases projected into OLD's phrase space). Per OLD segment: its share
+  of OLD's users, its share of NEW's, and the change. A segment is **vanished** when the drop is
+  beyond the noise and NEW's users fill at most `EMPTIED` of the share OLD's did, or at most
+  `HALF` of it while no NEW segment continues it (the users left there went to other segments
+  in NEW's own clustering); **moved** when the change is beyond the noise and at least
   `min_change`, measured among the users of segments both runs hold (a group that vanished or
   appeared changes every other share a little, which is not a change of theirs).
 - **NEW's space.** The same the other way round: NEW's users in NEW's segments, OLD's users as
-  NEW's model places them. A NEW segment is **new**
-  when OLD's users fill at most `EMPTIED` of the share NEW's do, the gap is beyond the noise, and
-  OLD's model places most of its members poorly (`POOR_FIT` of them outside any segment or
-  outside the reach of every member it clustered: users its clustering never saw the like of).
+  NEW's model places them. A NEW segment is **new** when OLD's users fill at most `EMPTIED` of the
+  share NEW's do (or `HALF` while it continues no OLD segment), the gap is beyond the noise, and
+  OLD's model places most of its members poorly (`POOR_FIT` of them in no segment, or further from
+  their segment's centroid than three in four of its own members: users OLD's segments do not
+  describe).
 
 "Beyond the noise" is a bootstrap interval on the change: users are drawn again with Poisson(1)
 weights, a user in both runs (the same id) with the same weight on both sides, so a sample of the
@@ -44,10 +47,16 @@ CONFIDENCE = 0.95  # family-wise over one level's segments
 # The smallest share change reported as moved, however certain: at a million users a change of
 # a tenth of a point is beyond the noise and of no use to anyone.
 MIN_CHANGE = 0.02
-# Vanished / new: the other run fills at most this much of the share (a third).
-EMPTIED = 1 / 3
-# New: at least this share of its members are users OLD's model places poorly.
+# Vanished / new: the other run fills at most this much of the share (two fifths), or at most half
+# where no segment of the other run continues it. A group the data set held apart fills none of
+# its segment once it is gone, but a segment it shared with a few users of a neighbouring group
+# keeps those few; a segment that only shrank by half is still continued there (moved).
+EMPTIED = 0.4
+HALF = 1 / 2
+# New: at least this share of its members are users OLD's model places poorly: in no segment, or
+# weaker than the weakest quarter of that segment's own members (a group OLD knows: about a quarter).
 POOR_FIT = 0.5
+WEAK_QUANTILE = 0.25
 
 
 @dataclass
@@ -135,7 +144,7 @@ def drift(old_run: Path, new_run: Path, *, seed: int = 0, replicates: int = REPL
         "old_users": int(old_users.usable.sum()), "new_users": int(new_users.usable.sum()),
         "shared_users": len(set(old_users.user_ids[old_users.usable]) & set(new_users.user_ids[new_users.usable])),
         "settings": {"replicates": replicates, "confidence": confidence, "min_change": min_change, "seed": seed,
-                     "emptied": round(EMPTIED, 4), "poor_fit": POOR_FIT},
+                     "emptied": round(EMPTIED, 4), "half": HALF, "poor_fit": POOR_FIT},
         **levels[0],
     }
     if len(levels) > 1:
@@ -165,20 +174,22 @@ def _level(level: int, old: SegmentModel, new: SegmentModel, old_users: RunUsers
     z_new = z_value(confidence, len(new_ids))
     appeared = Change.of(_with_replicates(in_new.old[ou], len(new_ids), weights.old),
                          _with_replicates(in_new.new[nu], len(new_ids), weights.new), z_new)
-    poor = _placed_poorly(placements["new_in_old"], nu, in_new.new, len(new_ids))
-    is_new = (appeared.before[:-1] <= EMPTIED * appeared.after[:-1]) & (appeared.low[:-1] > 0) & (poor >= POOR_FIT)
+    matches = _matches(old, new, in_old, in_new, ou, nu, old_centroids, new_centroids)
+    continued = {m.old: m.new for m in matches}
+    poor = _placed_poorly(placements["new_in_old"], old_users, nu, in_new.new[nu], len(new_ids))
+    emptied = np.where(np.isin(np.arange(len(new_ids)), [m.new for m in matches]), EMPTIED, HALF)
+    is_new = (appeared.before[:-1] <= emptied * appeared.after[:-1]) & (appeared.low[:-1] > 0) & (poor >= POOR_FIT)
     z_old = z_value(confidence, len(old_ids))
     raw = Change.of(_with_replicates(in_old.old[ou], len(old_ids), weights.old),
                     _with_replicates(in_old.new[nu], len(old_ids), weights.new), z_old)
-    vanished = (raw.after[:-1] <= EMPTIED * raw.before[:-1]) & (raw.high[:-1] < 0)
+    emptied = np.where(np.isin(np.arange(len(old_ids)), list(continued)), EMPTIED, HALF)
+    vanished = (raw.after[:-1] <= emptied * raw.before[:-1]) & (raw.high[:-1] < 0)
     gone = np.flatnonzero(vanished)
     keep_old = ~np.isin(in_old.old[ou], gone)
     keep_new = ~np.isin(in_old.new[nu], gone) & ~np.isin(in_new.new[nu], np.flatnonzero(is_new))
     kept = Change.of(_with_replicates(in_old.old[ou], len(old_ids), weights.old, keep_old),
                      _with_replicates(in_old.new[nu], len(old_ids), weights.new, keep_new), z_old)
     moved = ~vanished & kept.beyond_noise()[:-1] & (np.abs(kept.after - kept.before)[:-1] >= min_change)
-    matches = _matches(old, new, in_old, in_new, ou, nu, old_centroids, new_centroids)
-    continued = {m.old: m.new for m in matches}
     old_names, new_names = names
     rows = []
     for j, sid in enumerate(old_ids):
@@ -214,10 +225,14 @@ def _with_replicates(positions: np.ndarray, nodes: int, weights: np.ndarray,
     return shares(positions, nodes, keep=keep)[0], shares(positions, nodes, weights, keep)
 
 
-def _placed_poorly(placed: Placement, usable: np.ndarray, positions: np.ndarray, nodes: int) -> np.ndarray:
-    """Per NEW node, the share of its members OLD's model puts in no segment or only near one
-    (outside the reach of every member its clustering placed itself)."""
-    poor = ((placed.labels < 0) | (np.asarray(placed.assigned_by) != "cluster"))[usable]
+def _placed_poorly(placed: Placement, own: RunUsers, usable: np.ndarray, positions: np.ndarray,
+                   nodes: int) -> np.ndarray:
+    """Per NEW node, the share of its members OLD's model places poorly: in no segment, or further
+    from their OLD segment's centroid than three in four of that segment's own members are."""
+    floor = {int(s): float(np.quantile(own.strengths[own.leaves == s], WEAK_QUANTILE))
+             for s in np.unique(own.leaves[(own.leaves >= 0) & own.usable])}
+    labels, strengths = placed.labels[usable], placed.strengths[usable]
+    poor = (labels < 0) | (strengths < np.array([floor.get(int(s), 1.0) for s in labels]))
     out = np.zeros(nodes)
     for node in range(nodes):
         members = positions == node

@@ -93,6 +93,7 @@ class RunUsers:
 
     user_ids: np.ndarray
     leaves: np.ndarray
+    strengths: np.ndarray  # cosine to their own segment's centroid
     vectors: np.ndarray  # as the run's own model placed them (encoder and phrase space joined)
     semantic: np.ndarray
     corpus: NamingCorpus
@@ -103,9 +104,11 @@ class RunUsers:
 
 
 def run_users(run_dir: Path, model: SegmentModel) -> RunUsers:
-    users = pd.read_parquet(Path(run_dir) / "users.parquet", columns=["user_id", "segment_id"])
+    users = pd.read_parquet(Path(run_dir) / "users.parquet")
     data = load_recut_data(run_dir, len(users))
-    return RunUsers(users["user_id"].astype(str).to_numpy(), users["segment_id"].to_numpy(np.int64), data.vectors,
+    strengths = users["strength"].to_numpy(float) if "strength" in users else np.ones(len(users))
+    return RunUsers(users["user_id"].astype(str).to_numpy(), users["segment_id"].to_numpy(np.int64), strengths,
+                    data.vectors,
                     semantic_rows(data.vectors, model.semantic_dims), data.corpus)
 
 
