@@ -130,7 +130,7 @@ def sample_run(saved: Saved, rows: np.ndarray, folder: Path, seed: int):
     assert k == sum(s.level == 0 for s in segments)
     return SimpleNamespace(vectors=vectors, lexical=space, corpus=corpus, segmentation=segmentation, segments=segments,
                            profiles=[], ids={}, encoder=SimpleNamespace(name=saved.embedder, encode=None),
-                           rows=rows)
+                           config=config, rows=rows)
 
 
 def majority_segments(saved: Saved, rows: np.ndarray, folder: Path, group: str) -> set[int]:

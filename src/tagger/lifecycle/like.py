@@ -27,6 +27,7 @@ import pandas as pd
 
 from tagger.lifecycle.lineage import (centred_similarity, contingency, index_of, match, model_levels, placed_by,
                                       relabel_profiles, relabel_segments, semantic_rows)
+from tagger.errors import ConfigError
 from tagger.lifecycle.edits import BASE_DIR, Edit, Layout, Merge, Split, replay, run_edits
 from tagger.lifecycle.rebuild import NamingInputs, placement_model, relay
 from tagger.lifecycle.recut_data import load_recut_data
@@ -84,12 +85,24 @@ def earlier_run(old_dir: Path) -> Earlier:
     return Earlier(base, fields, edits, used | set(layout.nodes))
 
 
+def same_embedder(config, old: SegmentModel):
+    """`config` with the earlier run's embedder where it asks for `auto`; an other embedder is refused
+    (segments are compared in the encoder's space)."""
+    if config.embedder == "auto":
+        return config.model_copy(update={"embedder": old.manifest.embedder})
+    if config.embedder != old.manifest.embedder:
+        raise ConfigError(f"--like {config.like} was segmented with embedder '{old.manifest.embedder}', not "
+                          f"'{config.embedder}'; segment with --embedder {old.manifest.embedder}")
+    return config
+
+
 def continue_run(run, old_dir: Path) -> Carried:
     """Give the segments of `run` (a pipeline.PipelineRun, just clustered and named) that continue
     OLD_DIR's segments OLD's ids and fields, and apply OLD's edits again, in place
     (`run.segmentation`, `run.segments`, `run.profiles`, `run.ids`)."""
     earlier = earlier_run(old_dir)
     old, shown = earlier.model, earlier.shown
+    same_embedder(run.config.model_copy(update={"embedder": getattr(run.encoder, "name", run.config.embedder)}), old)
     check_embedder(old, run.encoder)
     dims = run.vectors.shape[1] - (run.lexical.dims if run.lexical is not None else 0)
     semantic = semantic_rows(run.vectors, dims)

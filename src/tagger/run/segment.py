@@ -14,7 +14,7 @@ import pandas as pd
 from tagger.config import RunConfig
 from tagger.errors import ConfigError
 from tagger.lifecycle.over_time import shares_for_run
-from tagger.lifecycle.like import continue_run, earlier_run
+from tagger.lifecycle.like import continue_run, earlier_run, same_embedder
 from tagger.lifecycle.recut_data import save_recut_data
 from tagger.lifecycle.manifest import FORMAT_VERSION
 from tagger.lifecycle.segment_model import MODEL_DIR, load_model, model_for_run, save_model
@@ -54,7 +54,7 @@ def segment(source: Path | pd.DataFrame, config: RunConfig, *, out: Path | None 
     if out is not None:
         check_destination(Path(out), force)
     if config.like is not None:  # before any tagging: a folder without a model, or nonsense edits, fail first
-        earlier_run(config.like)
+        config = same_embedder(config, earlier_run(config.like).model)
     prepared = Prepared.from_config(config, previous_candidates(config))
     with reporter.stage("load"):
         frame = read_input(source, config)  # the only read: shares over time use this frame too
