@@ -204,6 +204,22 @@ def test_every_edit_survives_every_later_command(edited, source, tmp_path, capsy
             assert "audiophiles" in html and "named by person" in html
 
 
+def test_a_run_made_before_edits_can_be_edited(base_run, tmp_path, capsys):
+    """Its segments table has no set_by_person column and its model an older manifest."""
+    run = tmp_path / "run"
+    shutil.copytree(base_run, run)
+    table = pd.read_parquet(run / "segments.parquet").drop(columns=["set_by_person"])
+    table.to_parquet(run / "segments.parquet", index=False)
+    manifest = run / "model" / "manifest.json"
+    data = json.loads(manifest.read_text())
+    manifest.write_text(json.dumps({**{k: v for k, v in data.items() if k != "edits"}, "format_version": 2}))
+    leaves = leaf_of(run)
+    assert cli(capsys, "edit", run, "--rename", f"{leaves['guitar']}=audiophiles")[0] == 0
+    survives("rename", run, leaves)
+    code, out, _ = cli(capsys, "show", run)
+    assert code == 0 and "1 hand edit (edits.jsonl)" in out
+
+
 def test_undo_takes_back_the_last_edit_only(edited, base_run, tmp_path, capsys):
     leaves, runs = edited
     run = tmp_path / "run"

@@ -44,6 +44,10 @@ def _overview_text(rows, summary) -> str:
     parents = {r["parent_id"] for r in rows if r["parent_id"] >= 0}
     under = f" in {len(parents)} groups (--tree shows them)" if parents else ""
     lines = [f"{len(rows)} segments of {counts.users or sum(r['size'] for r in rows)} users{under}"]
+    if summary.edits is not None:
+        stale = summary.edits.not_applying
+        lines.append(f"{summary.edits.applied} hand edit{'s' if summary.edits.applied != 1 else ''} (edits.jsonl)"
+                     + (f"; no longer applying: {'; '.join(e['edit'] for e in stale)}" if stale else ""))
     for r in rows:
         lines.append(f"{r['segment_id']:>3}  {r['name']}  ({r['size']} users, {r['share']:.0%}){_person(r)}")
         if r["parent_id"] >= 0:
