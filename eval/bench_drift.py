@@ -259,11 +259,12 @@ def markdown(results: dict) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = pairs_parser(__doc__, "bench_drift")
-    parser.add_argument("--pairs", type=int, default=10, help="sample pairs per set [10]")
+    parser.add_argument("--pairs", type=int, default=10, dest="sample_pairs", help="sample pairs per set [10]")
     parser.add_argument("--results", type=Path, default=RESULTS, help="folder to write the results into [eval/results]")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="bench-drift-") as work:
-        results = {name: bench_set(name, run, data, args.pairs, Path(work)) for name, run, data in each_pair(args.pairs)}
+        results = {name: bench_set(name, run, data, args.sample_pairs, Path(work))
+                   for name, run, data in each_pair(args.pairs)}
     write_results(args.results, args.name, results, markdown(results))
     return 0
 
