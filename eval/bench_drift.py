@@ -7,13 +7,13 @@ phrase space and clustering on the saved users' vectors, as `tagger segment` wou
 Per set, `--pairs` pairs of seeded 90 % user samples A and B:
 
 - **null**: OLD = A, NEW = B, the same people: drift should report no segment moved, new or vanished;
-- **vanished**: NEW = B without one true group G (5–15 % share; one the full run holds in a
-  segment of its own): the OLD segment holding most of G (when G makes most of it) should be
-  reported vanished;
-- **new**: OLD = A without a held-back group H, NEW = B (H included): the NEW segment holding most
-  of H (when H makes most of it) should be reported new;
-- **moved**: NEW = B with users of other groups dropped (at random) until the share of a group S
-  (5-15 %, held apart) rises by 5 points: the OLD segment holding most of S should be reported moved;
+- **vanished**: NEW = B without one true group G (5–15 % share, one OLD holds apart: the OLD
+  segment holding most of G is at least PURE G): that segment should be reported vanished;
+- **new**: OLD = A without a held-back group H (5–15 %, one NEW holds apart): the NEW segment
+  holding most of H should be reported new;
+- **moved**: NEW = B plus copies of users of a group S (5–15 %, held apart by OLD; new ids, the
+  same vectors and phrases: more people like them) until S's share rises by 5 points: the OLD
+  segment holding most of S should be reported moved;
 - **like**: NEW = B segmented `--like` OLD = A: of the users in both samples whose NEW segment
   continues an OLD one, the share that keeps their segment's id and name.
 
@@ -34,7 +34,7 @@ from types import SimpleNamespace
 import numpy as np
 import pandas as pd
 
-from eval.lexical_sweep import RESULTS, each_pair, pairs_parser, users_truth, write_results
+from eval.lexical_sweep import RESULTS, pairs_parser, users_truth, write_results
 from tagger.config import RunConfig
 from tagger.lifecycle.drift import drift
 from tagger.lifecycle.like import continue_run
@@ -74,21 +74,13 @@ class Saved:
                    recut.corpus, recut.assigned_by != "unsegmented", users_truth(users["user_id"], data),
                    users["segment_id"].to_numpy(), config, str(model.manifest.embedder))
 
-    def isolated_groups(self, low: float, high: float) -> list[str]:
-        """Groups with a share in [low, high] that the full run holds apart: in a segment they make
-        at least PURE of (removing a group from a segment it shares with a near neighbour, such as
-        Amazon's All_Beauty with Beauty_and_Personal_Care, leaves a smaller segment, not none)."""
-        truth = pd.Series(self.truth[self.usable])
-        shares = truth.value_counts(normalize=True)
-        out = []
-        for group, share in shares.sort_index().items():
-            if not low <= share <= high:
-                continue
-            leaves = pd.Series(self.labels[self.usable])
-            majority = [s for s in leaves.unique() if (truth[leaves == s] == group).mean() >= PURE]
-            if majority:
-                out.append(str(group))
-        return out
+    def held_apart(self, rows: np.ndarray, folder: Path) -> list[str]:
+        """Groups with a 5-15 % share of the users `rows` that the run in FOLDER holds apart: the
+        segment holding most of the group is at least PURE the group (a group sharing a segment
+        with a near neighbour, such as Amazon's All_Beauty with Beauty_and_Personal_Care, leaves a
+        smaller segment when it goes, not none)."""
+        return sorted(g for g in pd.Series(self.truth[rows]).value_counts(normalize=True).loc[
+            lambda s: (s >= GROUP_SHARE[0]) & (s <= GROUP_SHARE[1])].index if majority_segments(self, rows, folder, g))
 
 
 def corpus_rows(corpus: NamingCorpus, rows: np.ndarray) -> NamingCorpus:
@@ -101,6 +93,9 @@ def sample_run(saved: Saved, rows: np.ndarray, folder: Path, seed: int):
     config = saved.config.model_copy(update={"seed": seed})
     rows = np.sort(rows)
     corpus, semantic, usable = corpus_rows(saved.corpus, rows), saved.semantic[rows], saved.usable[rows]
+    # a row given more than once is a copy: another user who wrote the same
+    copy = pd.Series(rows).groupby(rows).cumcount().to_numpy()
+    user_ids = np.array([u if c == 0 else f"{u}~copy{c}" for u, c in zip(saved.user_ids[rows], copy, strict=True)])
     items = bool(config.item_col and config.item_weight)
     space = LexicalSpace.fit([p for p, ok in zip(corpus.phrases(items), usable, strict=True) if ok],
                              dims=config.lexical_dims, weight=config.lexical_weight, seed=seed, items=items) \
@@ -125,25 +120,27 @@ def sample_run(saved: Saved, rows: np.ndarray, folder: Path, seed: int):
                         parent_centroids=np.vstack(centroids) if centroids else None, lexical=space)
     save_model(model, folder / MODEL_DIR)
     save_recut_data(folder / MODEL_DIR, segmentation, vectors, corpus)
-    pd.DataFrame({"user_id": saved.user_ids[rows], "segment_id": segmentation.labels_,
+    pd.DataFrame({"user_id": user_ids, "segment_id": segmentation.labels_,
                   "assigned_by": segmentation.assigned_by_}).to_parquet(folder / "users.parquet", index=False)
     assert k == sum(s.level == 0 for s in segments)
-    return SimpleNamespace(vectors=vectors, lexical=space, corpus=corpus, segmentation=segmentation, segments=segments,
+    return SimpleNamespace(user_ids=user_ids, vectors=vectors, lexical=space, corpus=corpus, segmentation=segmentation, segments=segments,
                            profiles=[], ids={}, encoder=SimpleNamespace(name=saved.embedder, encode=None),
                            config=config, rows=rows)
 
 
 def majority_segments(saved: Saved, rows: np.ndarray, folder: Path, group: str) -> set[int]:
-    """The run's leaf (in FOLDER) holding most of `group`'s users, when the group makes most of it
-    (a group the run holds apart); else none."""
+    """The run's leaf (in FOLDER, made of the users `rows`) holding most of `group`'s users, when it
+    is at least PURE the group (a group the run holds apart); else none."""
     users = pd.read_parquet(folder / "users.parquet")
     truth = pd.Series(saved.truth[np.sort(rows)])
+    if (truth == group).sum() == 0:
+        return set()
     leaves = users["segment_id"]
     held = leaves[(truth == group) & (leaves >= 0)]
     if held.empty:
         return set()
     top = int(held.value_counts().index[0])
-    return {top} if (truth[leaves == top] == group).mean() > 0.5 else set()
+    return {top} if (truth[leaves == top] == group).mean() >= PURE else set()
 
 
 def changes(report: dict) -> dict:
@@ -156,7 +153,7 @@ def like_rate(saved: Saved, old: Path, new) -> dict:
     old_users = pd.read_parquet(old / "users.parquet").set_index("user_id")["segment_id"]
     old_names = {int(s["segment_id"]): s["name"] for s in json.loads((old / MODEL_DIR / "segments.json").read_text())}
     new_ids = pd.Series([new.ids.get(int(x), -1) if x >= 0 else -1 for x in new.segmentation.labels_],
-                        index=saved.user_ids[new.rows])
+                        index=new.user_ids)
     new_names = {s.segment_id: s.name for s in new.segments}
     matched = {m.segment_id for m in carried.lineage.matched if m.level == 0}
     both = new_ids.index.intersection(old_users.index)
@@ -170,9 +167,7 @@ def like_rate(saved: Saved, old: Path, new) -> dict:
 def bench_set(name: str, run: Path, data: Path, pairs: int, work: Path) -> dict:
     saved = Saved.load(run, data)
     n = len(saved.user_ids)
-    everyone = np.arange(n)
-    isolated = saved.isolated_groups(*GROUP_SHARE)
-    print(f"{name}: {n} users; groups held apart (5-15 %): {isolated}", flush=True)
+    print(f"{name}: {n} users", flush=True)
     rows = []
     for k in range(pairs):
         started = time.perf_counter()
@@ -186,49 +181,47 @@ def bench_set(name: str, run: Path, data: Path, pairs: int, work: Path) -> dict:
             return folder / key
 
         old, new = make("old", a, 2 * k), make("new", b, 2 * k + 1)
-        row = {"pair": k, "null": changes(drift(old, new)),
-               "null_parents": changes(drift(old, new).get("parents", {"moved": [], "new": [], "vanished": []}))}
+        report = drift(old, new)
+        row = {"pair": k, "null": changes(report),
+               "null_parents": changes(report.get("parents", {"moved": [], "new": [], "vanished": []}))}
         row["like"] = like_rate(saved, old, runs["new"])
-        group = isolated[k % len(isolated)] if isolated else None
-        if group is not None:
-            without = make("new-without", b[saved.truth[b] != group], 2 * k + 1)
-            report = drift(old, without)
+        apart_old, apart_new = saved.held_apart(a, old), saved.held_apart(b, new)
+        row["held_apart"] = {"old": apart_old, "new": apart_new}
+        if apart_old:
+            group = apart_old[k % len(apart_old)]
+            report = drift(old, make("new-without", b[saved.truth[b] != group], 2 * k + 1))
             expected = majority_segments(saved, a, old, group)
             found = {v["segment_id"] for v in report["vanished"]}
             row["vanished"] = {"group": group, "expected": sorted(expected), "reported": sorted(found),
-                               "found": bool(expected) and expected <= found, "other": changes(report)}
-            held = isolated[(k + 1) % len(isolated)]
-            old_without = make("old-without", a[saved.truth[a] != held], 2 * k)
-            report = drift(old_without, new)
+                               "found": expected <= found, "other": changes(report)}
+            group = apart_old[(k + 1) % len(apart_old)]
+            members = b[saved.truth[b] == group]
+            share = len(members) / len(b)
+            copies = int(np.ceil(SHIFT * len(b) / (1 - share - SHIFT)))  # (m + c) / (n + c) = share + SHIFT
+            shifted = np.concatenate([b, np.random.default_rng(3000 + k).choice(members, copies)])
+            report = drift(old, make("new-shifted", shifted, 2 * k + 1))
+            expected = majority_segments(saved, a, old, group)
+            moved = set(report["moved"])
+            row["moved"] = {"group": group, "share": round(share, 4),
+                            "new_share": round(float((saved.truth[shifted] == group).mean()), 4),
+                            "expected": sorted(expected), "reported": sorted(moved),
+                            "found": expected <= moved, "other": changes(report)}
+        if apart_new:
+            held = apart_new[k % len(apart_new)]
+            report = drift(make("old-without", a[saved.truth[a] != held], 2 * k), new)
             wanted = majority_segments(saved, b, new, held)
             reported = {s["segment_id"] for s in report["new"]}
             row["new"] = {"group": held, "expected": sorted(wanted), "reported": sorted(reported),
-                          "found": bool(wanted & reported), "other": changes(report)}
-        if isolated:
-            group = isolated[(k + 2) % len(isolated)]
-            members, others = b[saved.truth[b] == group], b[saved.truth[b] != group]
-            share = len(members) / len(b)
-            # m / (n - r) >= share + SHIFT
-            drop = int(np.ceil(len(b) - len(members) / (share + SHIFT)))
-            keep = np.concatenate([members, np.random.default_rng(3000 + k).choice(others, len(others) - drop,
-                                                                                 replace=False)])
-            report = drift(old, make("new-shifted", keep, 2 * k + 1))
-            expected = majority_segments(saved, a, old, group)
-            moved = {m for m in report["moved"]}
-            row["moved"] = {"group": group, "share": round(share, 4),
-                            "new_share": round(float((saved.truth[keep] == group).mean()), 4),
-                            "expected": sorted(expected), "reported": sorted(moved),
-                            "found": bool(expected) and expected <= moved, "other": changes(report)}
+                          "found": wanted <= reported, "other": changes(report)}
         row["seconds"] = round(time.perf_counter() - started, 1)
-        print(name, json.dumps(row), flush=True)
+        print(name, json.dumps(row, ensure_ascii=False), flush=True)
         rows.append(row)
-    return {"users": n, "groups": isolated, "pairs": rows,
-            "summary": summarise(rows)}
+    return {"users": n, "pairs": rows, "summary": summarise(rows)}
 
 
 def summarise(rows: list[dict]) -> dict:
     def found(key):
-        done = [r[key]["found"] for r in rows if key in r]
+        done = [r[key]["found"] for r in rows if key in r]  # pairs where the run held a group apart
         return f"{sum(done)}/{len(done)}"
 
     like = [r["like"] for r in rows]
@@ -263,8 +256,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--results", type=Path, default=RESULTS, help="folder to write the results into [eval/results]")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="bench-drift-") as work:
-        results = {name: bench_set(name, run, data, args.sample_pairs, Path(work))
-                   for name, run, data in each_pair(args.pairs)}
+        # sets are named by their run folders (the demo's data file sits in eval/data)
+        results = {Path(run).name: bench_set(Path(run).name, Path(run), Path(data), args.sample_pairs, Path(work))
+                   for run, _, data in (pair.partition("=") for pair in args.pairs)}
     write_results(args.results, args.name, results, markdown(results))
     return 0
 

@@ -21,9 +21,10 @@ phrases in `model/recut`, their segment in users.parquet; nothing is embedded ag
 
 "Beyond the noise" is a bootstrap interval on the change: users are drawn again with Poisson(1)
 weights, a user in both runs (the same id) with the same weight on both sides, so a sample of the
-same people is compared as one; the interval is the change ± z bootstrap standard errors, z
-Bonferroni-corrected over the level's segments at `confidence` (seeded: the same runs give the
-same report). Each level of the segment tree is compared on its own (`parents` in the report).
+same people is compared as one; the interval is the change ± z bootstrap standard errors at
+`confidence` (seeded: the same runs give the same report). For moved, z is Bonferroni-corrected
+over the level's segments; vanished and new, which also need the other run to fill under half a
+segment's share, use the segment's own interval. The report gives the interval its verdict used. Each level of the segment tree is compared on its own (`parents` in the report).
 Which NEW segment continues which OLD one is `lineage.match` over both placements.
 """
 
@@ -170,10 +171,13 @@ def _level(level: int, old: SegmentModel, new: SegmentModel, old_users: RunUsers
     in_new = Space(new_ids, *(index_of(new_ids, new.level_of(level, placements[k].labels))
                               for k in ("old_in_new", "new_in_new")))
     ou, nu = old_users.usable, new_users.usable
+    # Vanished and new need the other run to fill under half a segment's share: a change that large
+    # is tested on its own interval; moved, with no such floor, on intervals that hold for all the
+    # level's segments together (Bonferroni).
+    z_own = z_value(confidence, 1)
     # NEW's space first: users of new groups are left out of OLD's shares below
-    z_new = z_value(confidence, len(new_ids))
     appeared = Change.of(_with_replicates(in_new.old[ou], len(new_ids), weights.old),
-                         _with_replicates(in_new.new[nu], len(new_ids), weights.new), z_new)
+                         _with_replicates(in_new.new[nu], len(new_ids), weights.new), z_own)
     matches = _matches(old, new, in_old, in_new, ou, nu, old_centroids, new_centroids)
     continued = {m.old: m.new for m in matches}
     poor = _placed_poorly(placements["new_in_old"], old_users, nu, in_new.new[nu], len(new_ids))
@@ -181,7 +185,7 @@ def _level(level: int, old: SegmentModel, new: SegmentModel, old_users: RunUsers
     is_new = (appeared.before[:-1] <= emptied * appeared.after[:-1]) & (appeared.low[:-1] > 0) & (poor >= POOR_FIT)
     z_old = z_value(confidence, len(old_ids))
     raw = Change.of(_with_replicates(in_old.old[ou], len(old_ids), weights.old),
-                    _with_replicates(in_old.new[nu], len(old_ids), weights.new), z_old)
+                    _with_replicates(in_old.new[nu], len(old_ids), weights.new), z_own)
     emptied = np.where(np.isin(np.arange(len(old_ids)), list(continued)), EMPTIED, HALF)
     vanished = (raw.after[:-1] <= emptied * raw.before[:-1]) & (raw.high[:-1] < 0)
     gone = np.flatnonzero(vanished)
