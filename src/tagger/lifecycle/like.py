@@ -32,7 +32,7 @@ from tagger.lifecycle.edits import BASE_DIR, Edit, Layout, Merge, Split, replay,
 from tagger.lifecycle.rebuild import NamingInputs, placement_model, relay
 from tagger.lifecycle.recut_data import load_recut_data
 from tagger.lifecycle.segment_model import MODEL_DIR, SegmentModel, check_embedder, load_model
-from tagger.summary import Lineage, LineageMatch, LineageSegment
+from tagger.summary import EditsApplied, Lineage, LineageMatch, LineageSegment
 
 # What a continuing segment takes from OLD: who it is, as people know it.
 CARRIED = ("name", "description", "named_by", "iab_id", "iab_path", "set_by_person")
@@ -58,6 +58,11 @@ class Carried:
     edits: list[Edit]
     not_applying: list[dict[str, Any]]
     base: tuple[pd.DataFrame, pd.DataFrame] | None = None
+
+    def edits_summary(self) -> EditsApplied | None:
+        """run.json's `edits` section, when OLD had edits."""
+        return EditsApplied(applied=len(self.edits), not_applying=self.not_applying) \
+            if self.edits or self.not_applying else None
 
 
 def earlier_run(old_dir: Path) -> Earlier:

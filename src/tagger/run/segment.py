@@ -13,10 +13,10 @@ import pandas as pd
 
 from tagger.config import RunConfig
 from tagger.errors import ConfigError
-from tagger.lifecycle.over_time import shares_for_run
 from tagger.lifecycle.like import continue_run, earlier_run, same_embedder
-from tagger.lifecycle.recut_data import save_recut_data
 from tagger.lifecycle.manifest import FORMAT_VERSION
+from tagger.lifecycle.over_time import shares_for_run
+from tagger.lifecycle.recut_data import save_recut_data
 from tagger.lifecycle.segment_model import MODEL_DIR, load_model, model_for_run, save_model
 from tagger.lifecycle.stability import stability_for_run
 from tagger.llm.base import Engine
@@ -24,13 +24,13 @@ from tagger.pipeline import (PipelineRun, Prepared, documents_from_frame, public
                              run_summary)
 from tagger.progress import Reporter
 from tagger.run.context import RunContext
+from tagger.run.edit import write_edits
 from tagger.run.folder import RunFolder, check_destination
 from tagger.run.report_html import write_report
 from tagger.schemas import TaggedUser, UserDocument
 from tagger.stages.candidates import CandidateExtractor
 from tagger.stages.embedding import Encoder
-from tagger.run.edit import write_edits
-from tagger.summary import EditsApplied, ModelRef, OverTime, RunSummary, Stability, write_summary
+from tagger.summary import ModelRef, OverTime, RunSummary, Stability, write_summary
 
 
 @dataclass
@@ -66,9 +66,7 @@ def segment(source: Path | pd.DataFrame, config: RunConfig, *, out: Path | None 
         ctx.close_engine()
         summary = run_summary(run, engine_used, ctx.cache, reporter, started)
         if carried is not None:
-            summary.lineage = carried.lineage
-            summary.edits = EditsApplied(applied=len(carried.edits), not_applying=carried.not_applying) \
-                if carried.edits or carried.not_applying else None
+            summary.lineage, summary.edits = carried.lineage, carried.edits_summary()
         users = run.users_table()
         result = RunResult(users, run.segments_table(), run.tagged, run.documents, summary, run.vectors)
         lasting = _lasting(run, frame, summary, users, reporter, save=ctx.folder is not None,
