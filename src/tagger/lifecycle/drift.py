@@ -23,7 +23,7 @@ phrases in `model/recut`, their segment in users.parquet; nothing is embedded ag
 weights, a user in both runs (the same id) with the same weight on both sides, so a sample of the
 same people is compared as one; the interval is the change ± z bootstrap standard errors at
 `confidence` (seeded: the same runs give the same report). For moved, z is Bonferroni-corrected
-over the level's segments; vanished and new, which also need the other run to fill under half a
+over the report's segments (every level's); vanished and new, which also need the other run to fill under half a
 segment's share, use the segment's own interval. The report gives the interval its verdict used. Each level of the segment tree is compared on its own (`parents` in the report).
 Which NEW segment continues which OLD one is `lineage.match` over both placements.
 """
@@ -138,8 +138,11 @@ def drift(old_run: Path, new_run: Path, *, seed: int = 0, replicates: int = REPL
                   "old_in_new": placed_by(new, old_users.semantic, old_users.corpus), "new_in_new": _own(new, new_users)}
     weights = Weights.draw(old_users.user_ids[old_users.usable], new_users.user_ids[new_users.usable], replicates, seed)
     names = (shown_segments(old_run, old), shown_segments(new_run, new))
-    levels = [_level(level, old, new, old_users, new_users, placements, weights, names, confidence, min_change)
-              for level in range(min(old.levels, new.levels))]
+    compared = range(min(old.levels, new.levels))
+    # moved is one family over the whole report: every OLD segment of every level compared
+    z_moved = z_value(confidence, sum(len(model_levels(old)[level][0]) for level in compared))
+    levels = [_level(level, old, new, old_users, new_users, placements, weights, names, confidence, z_moved, min_change)
+              for level in compared]
     report = {
         "old_run": str(old_run), "new_run": str(new_run), "embedder": new.manifest.embedder,
         "old_users": int(old_users.usable.sum()), "new_users": int(new_users.usable.sum()),
@@ -163,7 +166,7 @@ def _own(model: SegmentModel, users: RunUsers) -> Placement:
 
 
 def _level(level: int, old: SegmentModel, new: SegmentModel, old_users: RunUsers, new_users: RunUsers,
-           placements: dict[str, Placement], weights: Weights, names, confidence: float,
+           placements: dict[str, Placement], weights: Weights, names, confidence: float, z_moved: float,
            min_change: float) -> dict[str, Any]:
     (old_ids, old_centroids), (new_ids, new_centroids) = model_levels(old)[level], model_levels(new)[level]
     in_old = Space(old_ids, *(index_of(old_ids, old.level_of(level, placements[k].labels))
@@ -173,7 +176,7 @@ def _level(level: int, old: SegmentModel, new: SegmentModel, old_users: RunUsers
     ou, nu = old_users.usable, new_users.usable
     # Vanished and new need the other run to fill under half a segment's share: a change that large
     # is tested on its own interval; moved, with no such floor, on intervals that hold for all the
-    # level's segments together (Bonferroni).
+    # report's segments together (Bonferroni: `z_moved`).
     z_own = z_value(confidence, 1)
     # NEW's space first: users of new groups are left out of OLD's shares below
     appeared = Change.of(_with_replicates(in_new.old[ou], len(new_ids), weights.old),
@@ -183,7 +186,6 @@ def _level(level: int, old: SegmentModel, new: SegmentModel, old_users: RunUsers
     poor = _placed_poorly(placements["new_in_old"], old_users, nu, in_new.new[nu], len(new_ids))
     emptied = np.where(np.isin(np.arange(len(new_ids)), [m.new for m in matches]), EMPTIED, HALF)
     is_new = (appeared.before[:-1] <= emptied * appeared.after[:-1]) & (appeared.low[:-1] > 0) & (poor >= POOR_FIT)
-    z_old = z_value(confidence, len(old_ids))
     raw = Change.of(_with_replicates(in_old.old[ou], len(old_ids), weights.old),
                     _with_replicates(in_old.new[nu], len(old_ids), weights.new), z_own)
     emptied = np.where(np.isin(np.arange(len(old_ids)), list(continued)), EMPTIED, HALF)
@@ -192,7 +194,7 @@ def _level(level: int, old: SegmentModel, new: SegmentModel, old_users: RunUsers
     keep_old = ~np.isin(in_old.old[ou], gone)
     keep_new = ~np.isin(in_old.new[nu], gone) & ~np.isin(in_new.new[nu], np.flatnonzero(is_new))
     kept = Change.of(_with_replicates(in_old.old[ou], len(old_ids), weights.old, keep_old),
-                     _with_replicates(in_old.new[nu], len(old_ids), weights.new, keep_new), z_old)
+                     _with_replicates(in_old.new[nu], len(old_ids), weights.new, keep_new), z_moved)
     moved = ~vanished & kept.beyond_noise()[:-1] & (np.abs(kept.after - kept.before)[:-1] >= min_change)
     old_names, new_names = names
     rows = []
