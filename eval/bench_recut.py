@@ -37,8 +37,8 @@ def build_run(users: int, folder: Path, seed: int) -> dict:
     frame = pd.DataFrame({"user_id": [d.user_id for d in documents], "text": [d.comments[0] for d in documents]})
     start = time.perf_counter()
     result = segment(frame, make_config(engine="fake", embedder="hash", seed=seed), out=folder, force=True)
-    return {"segment_s": round(time.perf_counter() - start, 1), "leaves": result.summary["counts"]["segments"],
-            "timings_s": result.summary["timings_s"]}
+    return {"segment_s": round(time.perf_counter() - start, 1), "leaves": result.summary.counts.segments,
+            "timings_s": result.summary.timings_s}
 
 
 def time_recut(folder: Path, n_segments: int, out: Path) -> dict:

@@ -119,7 +119,7 @@ def _fallback_names(result, labels) -> dict[int, str]:
     from tagger.stages.naming import profile_segments
     from tagger.stages.naming.candidates import built_options
 
-    language = result.summary.get("language", "en")
+    language = result.summary.language
     vectors = result.vectors
     k = int(labels.max()) + 1 if len(labels) else 0
     centroids = np.zeros((k, vectors.shape[1]), np.float32)
@@ -230,10 +230,10 @@ def evaluate(path: Path, *, engine, config_values: dict, methods: Sequence[str],
     leaves = result.segments[result.segments["level"] == 0]
     parents = result.segments[result.segments["level"] == 1]
     names = dict(zip(leaves["segment_id"], leaves["name"], strict=True))
-    counts = result.summary["counts"]
+    counts = result.summary.counts
     rows.append(_row("tagger", labels, truth, names, encoder, stages,
-                     named_by_llm=counts["segments_named_by_llm"], failed_users=counts["failed"],
-                     cache_hits=result.summary["cache"]["hits"],
+                     named_by_llm=counts.segments_named_by_llm, failed_users=counts.failed,
+                     cache_hits=result.summary.cache.hits,
                      segment_names=[f"{n} ({s})" for n, s in zip(leaves["name"], leaves["size"], strict=True)],
                      parent_names=[f"{n} ({s})" for n, s in zip(parents["name"], parents["size"], strict=True)]))
     rows[-1]["names"] = name_listing(result)
@@ -292,7 +292,7 @@ def _tagger_at(frame: pd.DataFrame, config, engine, encoder, truth) -> dict:
                 {k: v for k, v in reporter.timings.items() if k != "recommend"},
                 segment_names=[f"{n} ({s})" for n, s in zip(leaves["name"], leaves["size"], strict=True)],
                 parent_names=[f"{n} ({s})" for n, s in zip(parents["name"], parents["size"], strict=True)],
-                tree_note=result.summary["tree"]["note"])
+                tree_note=result.summary.tree.note)
 
 
 def bertopic_rows(documents, vectors, embed_s, encoder, truth, methods: Sequence[str], seed: int, log, *,
@@ -376,7 +376,7 @@ def run_sweep(result, encoder, truth, seed: int, log) -> list[dict]:
 
     rows = []
     cache: dict[tuple, tuple] = {}
-    items = result.summary["config"]["item_weight"]  # a no-op where the documents hold no items
+    items = result.summary.config["item_weight"]  # a no-op where the documents hold no items
     for setting in SWEEP:
         key = (setting["tag_weight"], setting["whole_document"])
         if key not in cache:

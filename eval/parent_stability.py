@@ -40,7 +40,7 @@ def level_stability(run_dir: Path, runs: int, plain: bool, count: int | None = N
     run = load_run(run_dir)
     data = load_recut_data(run.path, len(run.users))
     vectors = np.asarray(data.vectors, np.float32)[np.asarray(data.assigned_by) != "unsegmented"]
-    saved = run.summary.get("config", {})
+    saved = run.summary.config
     config = RunConfig(**{k: v for k, v in saved.items() if k in RunConfig.model_fields})
     if count:
         config = config.model_copy(update={"n_parents": count})

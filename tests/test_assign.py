@@ -104,7 +104,7 @@ def test_nonlinear_reducer_places_in_full_space():
 
     full = build_model(Segmenter.from_labels(x, labels, np.ones(len(x)) * 0.5, reducer=Umapish()), names={},
                        extractor=None, manifest={})
-    assert full.manifest["placement_space"] == "full" and full.pca_components is None
+    assert full.manifest.placement_space == "full" and full.pca_components is None
     assert (place(full, x)[0] == labels).all()
 
 

@@ -6,7 +6,7 @@ import pytest
 
 from tagger.config import EngineName, Period, make_config
 from tagger.errors import ConfigError
-from tagger.lifecycle.drift import PERIODS
+from tagger.lifecycle.over_time import PERIODS
 from tagger.llm.base import ENGINES
 
 

@@ -276,7 +276,7 @@ def test_injected_instructions_cannot_break_the_schema_or_name_a_segment(tmp_pat
     attackers = [u for uid, u in tagged.items() if uid.startswith("x")]
     if not constrained:
         assert all(u.status == "failed" for u in attackers)
-        reasons = result.summary["counts"]["failure_reasons"]
+        reasons = result.summary.counts.failure_reasons
         assert set(reasons) <= {"schema mismatch", "invalid JSON", "rejected"} and sum(reasons.values()) == 6
     if constrained:  # the planted text reached the naming prompt through evidence quotes
         assert any("output the label" in q.lower() for q in result.segments["evidence"].sum())

@@ -8,6 +8,9 @@ as modules are added or edited:
   `tagger.api`, and imports only stages before it in pipeline order (and its own modules);
 - nothing imports `tagger.pipeline` except `tagger.cli`, `tagger.api` and `tagger.lifecycle`;
 - `tagger.llm` imports none of the stages, the run folder, the lifecycle, the pipeline or the CLI;
+- `tagger.lifecycle` (what lasts: the saved model, placement, lineage, drift, edits, stability)
+  imports nothing of `tagger.run` (the commands that open a RunContext and write folders), so the
+  two packages form no circle;
 - no import circles among tagger's modules.
 """
 
@@ -21,7 +24,7 @@ import pytest
 SRC = Path(__file__).resolve().parents[1] / "src"
 STAGE_ORDER = ["forum", "data", "canon", "candidates", "excerpts", "tagging", "embedding", "lexical", "tree", "clustering", "taxonomy", "naming", "recommend"]
 # The shared modules that stay at the top level; any other module belongs in a subpackage.
-TOP_LEVEL = {"tagger", "tagger.__main__", "tagger.api", "tagger.pipeline", "tagger.config", "tagger.schemas",
+TOP_LEVEL = {"tagger", "tagger.__main__", "tagger.api", "tagger.pipeline", "tagger.config", "tagger.schemas", "tagger.summary",
              "tagger.errors", "tagger.paths", "tagger.cache", "tagger.prompts", "tagger.privacy", "tagger.progress",
              "tagger.logs", "tagger.vectors", "tagger.text"}
 SUBPACKAGES = ("tagger.stages", "tagger.llm", "tagger.run", "tagger.lifecycle", "tagger.cli")
@@ -136,8 +139,23 @@ def test_no_import_goes_up_a_layer():
 
 def test_the_pipeline_is_imported_from_above_only():
     importers = {n for n, deps in GRAPH.items() if "tagger.pipeline" in deps}
-    assert "tagger.run.segment" in importers and "tagger.lifecycle.assign" in importers
+    assert "tagger.run.segment" in importers and "tagger.run.assign" in importers
     assert all(layer(n) > layer("tagger.pipeline") for n in importers), sorted(importers)
+
+
+def test_the_lifecycle_imports_no_run_command():
+    offenders = sorted(f"{n} imports {d}" for n, deps in GRAPH.items() if area(n) == "tagger.lifecycle"
+                       for d in deps if area(d) == "tagger.run")
+    assert not offenders, offenders
+
+
+def test_no_circle_between_packages():
+    """Modules may not form a circle, and neither may the subpackages they sit in."""
+    packages: dict[str, set[str]] = {}
+    for name, deps in GRAPH.items():
+        if name != "tagger":
+            packages.setdefault(area(name), set()).update(area(d) for d in deps if area(d) != area(name) and d != "tagger")
+    assert find_cycle(packages) is None, " -> ".join(find_cycle(packages))
 
 
 def test_engines_import_no_pipeline_layer():

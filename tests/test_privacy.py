@@ -11,7 +11,8 @@ from tagger.config import RunConfig
 from tagger.stages.embedding import create_encoder
 from tagger.llm.fake import FakeEngine
 from tagger.run.segment import segment
-from tagger.privacy import luhn_valid, quotes_users, redact_text, withhold_small_segments
+from tagger.privacy import luhn_valid, redact_text, withhold_small_segments
+from tagger.stages.naming.llm import quotes_users
 from tagger.schemas import Segment
 
 
@@ -90,7 +91,7 @@ def test_redact_pii_keeps_pii_from_the_llm_and_every_output_file(tmp_path):
     assert "[EMAIL]" in prompts and "[CARD]" in prompts and "[PHONE]" in prompts and "[URL]" in prompts
     evidence = [t.evidence for u in result.tagged_users for t in u.tags] + list(result.segments["evidence"].sum())
     assert evidence and not any(any(s in e for s in PII) for e in evidence)
-    assert result.summary["config"]["redact_pii"] is True
+    assert result.summary.config["redact_pii"] is True
 
 
 def test_withhold_small_segments_keeps_only_id_and_size_below_k():

@@ -11,6 +11,7 @@ import pytest
 from tagger.cli import main
 from tagger.run.report_html import _json_for_script, render_report
 from tagger.run.load import leaf_segments, load_run
+from tagger.summary import Stability
 
 FAST = ["--engine", "fake", "--embedder", "hash"]
 # Entities survive cleaning as literal markup: the report must show them as text, never run them.
@@ -130,7 +131,7 @@ def test_report_draws_stability_figures(comments_csv, tmp_path):
     out = tmp_path / "run"
     assert main(["segment", str(comments_csv), "--out", str(out), "--stability", "3", *FAST]) == 0
     run = load_run(out)
-    stability = run.summary["stability"]
+    stability = run.summary.stability.model_dump()
     text = (out / "report.html").read_text(encoding="utf-8")
     section = text[text.index("<section id=\"stability\">"):]
     section = section[: section.index("</section>")]
@@ -145,8 +146,9 @@ def test_report_lists_unstable_segments(comments_csv, tmp_path):
     run = load_run(out)
     rows = [{"segment_id": int(s), "segment_name": f"name {s}", "size": 4, "mean_jaccard": 0.3 if s == 0 else 0.9,
              "min_jaccard": 0.2 if s == 0 else 0.8, "stable": s != 0} for s in run.segments["segment_id"]]
-    run.summary["stability"] = {"runs": 5, "sample_fraction": 0.9, "segments_per_run": [3] * 5, "mean_ari": 0.71,
-                                "min_ari": 0.52, "unstable_below_jaccard": 0.6, "segments": rows, "unstable": [0]}
+    run.summary.stability = Stability(runs=5, seeds=[0, 1, 2, 3, 4], sample_fraction=0.9, segments_per_run=[3] * 5,
+                                      mean_ari=0.71, min_ari=0.52, pairwise_ari=[0.71], unstable_below_jaccard=0.6,
+                                      segments=rows, unstable=[0])
     text = render_report(run)
     assert '<span class="unstable">name 0</span>' in text
     assert '<g class="jaccard unstable" data-seg="0">' in text and ">0.71</b>" in text and ">0.52</b>" in text

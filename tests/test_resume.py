@@ -57,8 +57,8 @@ def test_unchanged_rerun_sends_nothing_to_the_engine(comments_csv, prompts):
     after = run(comments_csv, again, prompts=prompts)
     assert sent(first)["tag"] == 12 and sent(first)["name"] >= 2
     assert sent(again) == {"tag": 0, "name": 0}
-    assert after.summary["cache"]["misses"] == 0
-    assert after.summary["cache"]["hits"] == before.summary["cache"]["misses"]
+    assert after.summary.cache.misses == 0
+    assert after.summary.cache.hits == before.summary.cache.misses
     pd.testing.assert_frame_equal(before.users, after.users)
     pd.testing.assert_frame_equal(before.segments, after.segments)
 
@@ -69,7 +69,7 @@ def test_editing_the_naming_prompt_reruns_only_naming(comments_csv, prompts):
     engine = FakeEngine()
     result = run(comments_csv, engine, prompts=prompts)
     assert sent(engine)["tag"] == 0 and sent(engine)["name"] == len(result.segments)
-    assert result.summary["cache"]["misses"] == len(result.segments)
+    assert result.summary.cache.misses == len(result.segments)
 
 
 def test_editing_the_tag_prompt_retags_everyone(comments_csv, prompts):
@@ -87,7 +87,7 @@ def test_no_cache_neither_reads_nor_writes(comments_csv):
     engine = FakeEngine()
     result = run(comments_csv, engine, cache=False)
     assert sent(engine)["tag"] == 12
-    assert result.summary["cache"]["enabled"] is False and result.summary["cache"]["hits"] == 0
+    assert result.summary.cache.enabled is False and result.summary.cache.hits == 0
     assert sqlite3.connect(db).execute("SELECT count(*) FROM answers").fetchone()[0] == rows
 
 
@@ -101,11 +101,11 @@ def test_engine_errors_are_not_cached_so_a_rerun_retries_only_them(comments_csv)
                     for chat, c in zip(chats, out, strict=True)]
 
     first = run(comments_csv, DogServerDown(), batch_size=4)
-    assert first.summary["counts"]["failed"] == 4
-    assert first.summary["counts"]["failure_reasons"] == {"engine error": 4}
+    assert first.summary.counts.failed == 4
+    assert first.summary.counts.failure_reasons == {"engine error": 4}
     engine = FakeEngine()
     second = run(comments_csv, engine, batch_size=4)
-    assert second.summary["counts"]["failed"] == 0 and sent(engine)["tag"] == 4
+    assert second.summary.counts.failed == 0 and sent(engine)["tag"] == 4
 
 
 # --- kill -9 and resume, with the real engine ------------------------------------------------

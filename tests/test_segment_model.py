@@ -27,14 +27,14 @@ def test_segment_saves_a_loadable_model(run_dir):
     summary = json.loads((run_dir / "run.json").read_text())
     assert summary["segment_model"]["path"] == MODEL_DIR
     model = load_model(run_dir)
-    assert model.manifest["embedder"] == "hash" and model.manifest["model"] == summary["model"]
-    assert model.manifest["prompts"]["tag"] == summary["prompts"]["tag"]["sha256"]
+    assert model.manifest.embedder == "hash" and model.manifest.model == summary["model"]
+    assert model.manifest.prompts["tag"] == summary["prompts"]["tag"]["sha256"]
     assert len(model.segments) == len(model.centroids) == summary["counts"]["segments"]
     assert np.allclose(np.linalg.norm(model.centroids, axis=1), 1, atol=1e-5)
     assert len(model.members_label) == summary["counts"]["users_in_clusters"]
     assert model.members_reduced.shape[0] == len(model.members_label)
     assert all(s["strength_floor"] <= 1 and s["radius"] >= 0 for s in model.segments)
-    assert not list((run_dir / MODEL_DIR).glob("*.pkl")) or model.manifest["clusterer"]["packages"]["hdbscan"]
+    assert not list((run_dir / MODEL_DIR).glob("*.pkl")) or model.manifest.clusterer.packages["hdbscan"]
 
 
 def test_saved_frequencies_reproduce_training_candidates(run_dir, comments_csv):

@@ -78,13 +78,15 @@ def test_drift_of_a_run_against_itself_matches_its_parents(tmp_path, capsys):
     families = parent_by_family(run_dir)
     report = drift(run_dir, run_dir)
     parents = report["parents"]
-    assert sorted(m["stable_id"] for m in parents["matched"]) == sorted(families.values())
-    assert all(m["old_id"] == m["new_id"] == m["stable_id"] and m["level"] == 1 and m["similarity"] == 1.0
-               and m["new_share"] == 0.5 for m in parents["matched"])
+    assert sorted(m["old_id"] for m in parents["matched"]) == sorted(families.values())
+    assert all(m["old_id"] == m["new_id"] and m["level"] == 1 and m["similarity"] == 1.0 for m in parents["matched"])
+    assert all(r["old_share"] == r["new_share"] == 0.5 and r["verdict"] == "same" for r in parents["segments"])
     assert parents["new"] == parents["vanished"] == parents["moved"] == []
     code, printed, _ = run(capsys, "drift", str(run_dir), str(run_dir))
-    assert code == 0 and "4 matched segments (16 → 16 users)" in printed
-    assert "2 matched parent segments (16 → 16 users)" in printed
+    assert code == 0 and "4 segments of run2 (16 → 16 users, 16 in both)" in printed
+    assert "2 parent segments" in printed
+
+
 def test_assign_places_users_under_their_segments_parent(tmp_path, capsys):
     source, run_dir = families_run(tmp_path)
     segments = pd.read_parquet(run_dir / "segments.parquet").set_index("segment_id")

@@ -300,11 +300,12 @@ def _printed(segments) -> str:
     from rich.console import Console
 
     from tagger.run.report_text import print_segments
+    from tagger.summary import Counts, RunSummary
 
-    counts = {"users": 17, "tagged": 17, "failed": 0, "noise_assigned_to_nearest": 0, "unsegmented": 1,
-              "rows": 17, "comments_kept": 17}
+    counts = Counts(users=17, tagged=17, failed=0, noise_assigned_to_nearest=0, unsegmented=1, rows=17, comments_kept=17)
+    summary = RunSummary(tagger_version="test", config={}, model="fake", embedder="hash", counts=counts, wall_time_s=1)
     console = Console(file=io.StringIO(), width=200)
-    print_segments(SimpleNamespace(summary={"counts": counts, "wall_time_s": 1}, segments=segments, out=None), console)
+    print_segments(SimpleNamespace(summary=summary, segments=segments, out=None), console)
     return console.file.getvalue()
 
 

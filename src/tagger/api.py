@@ -6,6 +6,8 @@
     seg.users               # one row per user: segment, strength, tags, x/y for a map
     seg.tags                # one row per (user, tag) with its evidence quote
     seg.segment("dog owners"), seg.user("u42")      # like `tagger show --segment/--user --json`
+    seg = seg.edit(rename={4: "audiophiles"}); seg = seg.undo()   # like `tagger edit` (a run folder)
+    tagger.segment_users(df_june, out="runs/june", like="runs/may")  # May's ids and names carry over
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import pandas as pd
 
 from tagger.run.load import Run, load_run, segment_detail, segment_overview, user_detail
 from tagger.run.rename import rename_run
+from tagger.summary import RunSummary
 
 
 @dataclass
@@ -27,7 +30,7 @@ class Segmentation:
     users: pd.DataFrame
     segments: pd.DataFrame
     tags: pd.DataFrame
-    summary: dict[str, Any]
+    summary: RunSummary
     out: Path | None = None
     _run: Run = field(repr=False, default=None)  # type: ignore[assignment]
 
@@ -54,6 +57,40 @@ class Segmentation:
         path.write_text(self.report_html(), encoding="utf-8")
         return path
 
+    def edit(self, *, rename: dict[int, str] | None = None, describe: dict[int, str] | None = None,
+             merge: list[tuple] | None = None, split: dict[int, int] | list[int] | None = None,
+             move: dict[int, list[str]] | None = None, llm=None) -> Segmentation:
+        """Like `tagger edit`: hand edits of the run folder's segments, kept by every later command.
+
+        `rename={4: "audiophiles"}`, `describe={4: "People who ..."}`, `merge=[(3, 5), (6, 7, "name")]`
+        (into the first), `split={4: 2}` or `split=[4]` (2 parts), `move={4: ["u1", "u2"]}` (users into
+        segment 4). They apply in that order: merges, splits, moves, renames, descriptions. Returns
+        the edited run; this Segmentation is left as it was."""
+        from tagger.lifecycle.edits import Describe, Merge, Move, Rename, Split
+        from tagger.run.edit import edit_run
+
+        parts = split if isinstance(split, dict) else {sid: 2 for sid in split or []}
+        edits = [*(Merge(segments=[int(i) for i in m if not isinstance(i, str)],
+                         name=next((i for i in m if isinstance(i, str)), None)) for m in merge or []),
+                 *(Split(segment=int(sid), parts=int(n)) for sid, n in parts.items()),
+                 *(Move(users=[str(u) for u in users], segment=int(sid)) for sid, users in (move or {}).items()),
+                 *(Rename(segment=int(sid), name=name) for sid, name in (rename or {}).items()),
+                 *(Describe(segment=int(sid), text=text) for sid, text in (describe or {}).items())]
+        return Segmentation.from_run(edit_run(self._folder("edit"), edits, engine=llm).run)
+
+    def undo(self, *, llm=None) -> Segmentation:
+        """Like `tagger edit --undo`: the run folder without its last edit."""
+        from tagger.run.edit import edit_run
+
+        return Segmentation.from_run(edit_run(self._folder("undo"), undo=True, engine=llm).run)
+
+    def _folder(self, what: str) -> Path:
+        if self.out is None:
+            from tagger.errors import ConfigError
+
+            raise ConfigError(f"{what} changes a run folder; pass out= to segment_users (or open one with open_run)")
+        return self.out
+
     @classmethod
     def from_run(cls, run: Run, written: bool = True) -> Segmentation:
         return cls(run.users, run.segments, _tags_frame(run), run.summary, run.path if written else None, run)
@@ -73,7 +110,8 @@ def segment_users(
 
     `options` are RunConfig's settings: user_col ("user_id"), text_col ("text"), time_col,
     item_col, engine ("vllm"), model, embedder, tag_mode, prompts, tag_weight, min_segment_size,
-    doc_tokens, max_users, seed, ... With `out`, the run folder is written
+    doc_tokens, max_users, seed, like (an earlier run whose segment ids, names and hand edits
+    carry over, as `tagger segment --like`), ... With `out`, the run folder is written
     as by the CLI. Pass `llm` (an engine) or `encoder` to reuse models already loaded.
     """
     from tagger.config import make_config

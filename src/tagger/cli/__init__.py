@@ -17,6 +17,7 @@ COMMANDS = {
     "segment": "tagger.cli.segment",
     "assign": "tagger.cli.assign",
     "drift": "tagger.cli.drift",
+    "edit": "tagger.cli.edit",
     "prompts": "tagger.cli.prompts_cmd",
     "show": "tagger.cli.show",
     "rename": "tagger.cli.rename",

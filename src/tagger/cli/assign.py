@@ -32,7 +32,7 @@ def command(run_dir, source, out, force, no_cache, quiet, verbose, **options) ->
     logs.configure(verbose)  # before the libraries are imported
     from rich.console import Console
 
-    from tagger.lifecycle.assign import assign
+    from tagger.run.assign import assign
     from tagger.paths import demo_file
     from tagger.progress import make_reporter
     from tagger.run.report_text import rows_line

@@ -52,7 +52,7 @@ def render_tag_request(name: str, data_file: str, user_id: str, prompts: Path | 
     if run_dir is not None:
         from tagger.run.load import load_run
 
-        values.update(load_run(run_dir).summary.get("config", {}))
+        values.update(load_run(run_dir).summary.config)
     if data_file == "demo":
         data_file = str(demo_file())
         values.setdefault("time_col", "timestamp_ms")
@@ -95,13 +95,13 @@ def render_naming_request(run_dir: Path, segment_ref: str, prompts: Path | None 
 
     run = load_run(run_dir)
     seg = int(run.find_segment(segment_ref).segment_id)
-    config = run_config(run.path)
+    config = run_config(run.path, run.summary)
     template = prompt_files.load("name", prompts or config.prompts)
-    settings = NamingSettings.from_config(config, language=run.summary.get("language", "en"))
+    settings = NamingSettings.from_config(config, language=run.summary.language)
     if not settings.use_llm:
         raise InputError(f"segment {seg} is named without asking the LLM: the embedded model does not name "
                          "Chinese segments (their best-ranked name is taken)")
-    engine = CapturingEngine(str(run.summary.get("model", config.model)))
+    engine = CapturingEngine(run.summary.model)
     requests: list = []
     with RunContext(config, engine=engine) as ctx:
         name_tree(run.profiles, engine, template, settings, cache=ctx.cache, requests=requests)

@@ -38,6 +38,6 @@ def command(run_dir, n_segments, levels, parents, out, force, quiet, verbose) ->
     finally:
         reporter.close()
     print_segments(SimpleNamespace(summary=run.summary, segments=run.segments, out=run.path))
-    tree, recut = run.summary["tree"], run.summary["recut"]
-    click.echo(f"recut {run.path} into {' + '.join(map(str, tree['per_level']))} segments in {recut['wall_time_s']:.1f} s "
-               f"({recut['cache']['hits']} cached names, {recut['cache']['misses']} new)")
+    tree, recut = run.summary.tree, run.summary.recut
+    click.echo(f"recut {run.path} into {' + '.join(map(str, tree.per_level))} segments in {recut.wall_time_s:.1f} s "
+               f"({recut.cache.hits} cached names, {recut.cache.misses} new)")

@@ -30,6 +30,5 @@ def command(run_dir, prompts, verbose) -> None:
         old = before.get(row["segment_id"], "")
         change = f"  (was: {old})" if old != row["name"] else "  (unchanged)"
         click.echo(f"{row['segment_id']:>3}  {row['name']}{change}")
-    cache = run.summary["renamed"]["cache"]
-    click.echo(f"renamed {len(run.segments)} segments in {run.path} "
-               f"({cache['hits']} cached answers, {cache['misses']} new)")
+    cache = run.summary.renamed.cache
+    click.echo(f"renamed {len(run.segments)} segments in {run.path} ({cache.hits} cached answers, {cache.misses} new)")

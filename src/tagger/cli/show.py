@@ -40,12 +40,16 @@ def command(run_dir, tree, segment_ref, user_id, sample, as_json) -> None:
 
 
 def _overview_text(rows, summary) -> str:
-    counts = summary.get("counts", {})
+    counts = summary.counts
     parents = {r["parent_id"] for r in rows if r["parent_id"] >= 0}
     under = f" in {len(parents)} groups (--tree shows them)" if parents else ""
-    lines = [f"{len(rows)} segments of {counts.get('users', sum(r['size'] for r in rows))} users{under}"]
+    lines = [f"{len(rows)} segments of {counts.users or sum(r['size'] for r in rows)} users{under}"]
+    if summary.edits is not None:
+        stale = summary.edits.not_applying
+        lines.append(f"{summary.edits.applied} hand edit{'s' if summary.edits.applied != 1 else ''} (edits.jsonl)"
+                     + (f"; no longer applying: {'; '.join(e['edit'] for e in stale)}" if stale else ""))
     for r in rows:
-        lines.append(f"{r['segment_id']:>3}  {r['name']}  ({r['size']} users, {r['share']:.0%}){_badge(r, summary)}")
+        lines.append(f"{r['segment_id']:>3}  {r['name']}  ({r['size']} users, {r['share']:.0%}){_badge(r, summary)}{_person(r)}")
         if r["parent_id"] >= 0:
             lines.append(f"     parent: {r['parent_id']} {r['parent_name']}")
         if r.get("iab_path"):
@@ -61,7 +65,7 @@ def _tree_text(nodes, run) -> str:
     from tagger.run.load import leaf_segments
 
     leaves = len(leaf_segments(run.segments))
-    users = run.summary.get("counts", {}).get("users", len(run.users))
+    users = run.summary.counts.users or len(run.users)
     if any(n["children"] for n in nodes):
         lines = [f"{leaves} segments of {users} users in {len(nodes)} groups"]
     else:
@@ -78,7 +82,7 @@ def _node_lines(node, lead: str, rest: str) -> list[str]:
     """`lead` starts the node's own line and `rest` the lines of its children (the box-drawing prefix)."""
     iab = f"  iab: {node['iab_path']}" if node["iab_path"] else ""
     lines = [f"{lead}{node['segment_id']:>3}  {node['name']}  ({node['size']} users, {node['share']:.0%}){iab}"
-             f"{_badge(node)}"]
+             f"{_badge(node)}{_person(node)}"]
     for k, child in enumerate(node["children"]):
         last = k == len(node["children"]) - 1
         branch, below = ("     └─", "       ") if last else ("     ├─", "     │ ")
@@ -89,9 +93,13 @@ def _node_lines(node, lead: str, rest: str) -> list[str]:
 def _badge(row, summary=None) -> str:
     from tagger.run.load import sensitive_badge
 
-    excluded = ((summary or {}).get("config") or {}).get("sensitive") == "exclude"
+    excluded = summary is not None and summary.config.get("sensitive") == "exclude"
     badge = sensitive_badge(row.get("sensitive", ""), excluded)
     return f"  {badge}" if badge else ""
+def _person(row) -> str:
+    """'  [set by a person: name, members]' for what `tagger edit` set, else ''."""
+    fields = row.get("set_by_person") or []
+    return f"  [set by a person: {', '.join(fields)}]" if fields else ""
 
 
 def _short(text: str, width: int = 50) -> str:
@@ -106,7 +114,7 @@ def _segment_text(d) -> str:
     assigned = ", ".join(f"{n} {k}" for k, n in d["assigned_by"].items())
     lines = [
         f"segment {d['segment_id']}: {d['name']}  ({d['size']} users, {d['share']:.0%}, named by {d['named_by']})"
-        f"{_badge(d)}",
+        f"{_badge(d)}{_person(d)}",
         *([d["description"]] if d["description"] else []),
         *([f"parent:    {d['parent_id']} {d['parent_name']}"] if d["parent_id"] >= 0 else []),
         *([f"children:  {'; '.join(_child(c) for c in d['children'])}"] if d["children"] else []),

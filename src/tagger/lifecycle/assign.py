@@ -21,170 +21,36 @@ The rule (`Segmenter.place`, the same for a new user and for a user seen in trai
 
 from __future__ import annotations
 
-import time
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from tagger import prompts as prompt_files
-from tagger.config import RunConfig
-from tagger.errors import ConfigError, ModelError
-from tagger.lifecycle.segment_model import SegmentModel, check_embedder, current_names, load_model, run_segments
-from tagger.llm.base import Engine, GenerationParams
-from tagger.llm.models import prompt_counter
-from tagger.llm.structured import CallStats
-from tagger.pipeline import comment_counts, load_documents, user_table
-from tagger.privacy import exclude_sensitive
-from tagger.progress import Reporter
-from tagger.run.context import RunContext, run_config
-from tagger.run.folder import check_destination
-from tagger.schemas import TaggedUser
+from tagger.lifecycle.segment_model import SegmentModel
 from tagger.stages.clustering import Placement
-from tagger.stages.embedding import Encoder, create_encoder, user_vectors
-from tagger.stages.excerpts import PromptFiller
-from tagger.stages.naming import NamingCorpus
-from tagger.stages.tagging import TAG_MODES, TagOptions, tag_users
 
 NONE_NAME = "none"
 
 
 def place(model: SegmentModel, vectors: np.ndarray, *, assign_noise: bool = True) -> Placement:
-    """The saved segmentation's placement of `vectors` (the rule above), made as the model's
-    users' were: `model.vectors_for` joins the encoder's vectors with the run's phrase space."""
-    return model.segmenter(assign_noise).place(vectors)
+    """The saved segmentation's placement of `vectors` (the rule above), by segment id, made as
+    the model's users' were: `model.vectors_for` joins the encoder's vectors with the run's phrase space."""
+    return model.place(vectors, assign_noise=assign_noise)
 
 
-@dataclass
-class AssignResult:
-    users: pd.DataFrame
-    tagged_users: list[TaggedUser]
-    summary: dict[str, Any]
-    out: Path | None = None
-
-
-def assign(run_dir: Path, source: Path | pd.DataFrame, *, out: Path | None = None, force: bool = False,
-           reporter: Reporter | None = None, engine: Engine | None = None, encoder: Encoder | None = None,
-           **overrides) -> AssignResult:
-    """Tag the users in `source` with the run's engine, model, prompt and parameters, and place
-    them in the run's segments. Users also in the training run are compared with their
-    original segment (`summary["agreement"]`)."""
-    reporter = reporter or Reporter()
-    started = time.perf_counter()
-    run_dir = Path(run_dir)
-    if out is not None:
-        check_destination(Path(out), force)
-    model, config, template = _saved_run(run_dir, overrides)
-    with reporter.stage("load"):
-        documents, load_stats = load_documents(source, config)
-    with RunContext(config, reporter, out=out, force=force, engine=engine) as ctx:
-        with reporter.stage("embedder check"):
-            encoder = encoder or create_encoder(overrides.get("embedder") or model.manifest["embedder"])
-            check_embedder(model, encoder)
-        tagged = _tag(documents, config, template, model, ctx)
-        ctx.close_engine()
-        with reporter.stage("placing"):
-            vectors, has_vector, _ = user_vectors(tagged, documents, encoder, tag_weight=config.tag_weight,
-                                                  whole_document=config.whole_document, item_weight=config.item_weight)
-            if model.lexical is not None:
-                corpus = NamingCorpus.from_documents(documents, tagged, known=model.extractor().known_)
-                vectors = model.vectors_for(vectors, corpus)
-            placement = model.segmenter(config.assign_noise).place(vectors, has_vector)
-        names = _node_names(run_dir, model)
-        users = user_table(documents, tagged, placement, names, NONE_NAME, parent_of=model.parent_of())
-        users = exclude_sensitive(users, run_segments(run_dir), config.sensitive)
-        summary = _summary(run_dir, model, load_stats, tagged, users, names, placement, ctx)
-        summary["wall_time_s"] = round(time.perf_counter() - started, 3)
-        result = AssignResult(users, tagged, summary)
-        if ctx.folder is not None:
-            ctx.folder.write_table("users", users)
-            ctx.folder.write_jsonl("tags.jsonl", [u.model_dump() for u in tagged])
-            ctx.folder.write_json("assign.json", summary)
-            result.out = ctx.commit()
-    return result
-
-
-def _node_names(run_dir: Path, model: SegmentModel) -> dict[int, str]:
-    """Names of every node of the saved tree, leaves and parents, as the run shows them now."""
-    saved = {int(p["segment_id"]): str(p["name"]) for p in model.parents}
-    return {**saved, **current_names(run_dir, model)}
-
-
-def _sizes(users: pd.DataFrame, column: str, names: dict[int, str]) -> dict[str, int]:
-    """Users per node id in `column` (leaf or parent), by name, in id order; -1 (none) left out."""
-    ids = users[column][users[column] >= 0]
-    return {names.get(int(k), str(k)): int(v) for k, v in ids.value_counts().sort_index().items()}
-
-
-def _saved_run(run_dir: Path, overrides: dict[str, Any]):
-    """The run's model, settings and tag prompt, refusing a prompt edited since the run."""
-    model = load_model(run_dir)
-    config = run_config(run_dir, **overrides)
-    if overrides.get("max_users") is None:  # the run's --max-users was about its own file
-        config = config.model_copy(update={"max_users": None})
-    template = prompt_files.load(TAG_MODES[config.tag_mode], config.prompts)
-    saved_sha = (model.manifest.get("prompts") or {}).get(template.name)
-    if saved_sha and saved_sha != template.sha256:
-        raise ConfigError(f"the tag prompt '{template.name}' changed since the run (sha256 {saved_sha[:12]} -> "
-                          f"{template.sha256[:12]}); restore it or rerun `tagger segment`")
-    return model, config, template
-
-
-def _tag(documents, config: RunConfig, template, model: SegmentModel, ctx: RunContext) -> list[TaggedUser]:
-    engine = ctx.engine
-    saved_model = model.manifest.get("model")
-    if saved_model and getattr(engine, "model_id", saved_model) != saved_model:
-        raise ModelError(f"the run was tagged by model '{saved_model}', this engine runs "
-                         f"'{getattr(engine, 'model_id', '?')}'; assign with --model {saved_model}")
-    params = GenerationParams(max_tokens=config.max_tokens, temperature=config.temperature, seed=config.seed)
-    with ctx.reporter.stage("tagging", total=len(documents)) as advance:
-        options = TagOptions(params, mode=config.tag_mode, batch_size=config.batch_size, extractor=model.extractor(),
-                             filler=PromptFiller(prompt_counter(config.engine, ctx.model), config.doc_tokens))
-        return tag_users(documents, engine, template, options, cache=ctx.cache, stats=CallStats(), on_batch=advance)
-
-
-def _summary(run_dir: Path, model: SegmentModel, load_stats, tagged, users: pd.DataFrame, names: dict[int, str],
-             placement: Placement, ctx: RunContext) -> dict[str, Any]:
-    config, labels = ctx.config, placement.labels
-    return {
-        "run": str(run_dir),
-        "model": model.manifest.get("model"),
-        "embedder": model.manifest.get("embedder"),
-        "counts": {"rows": load_stats.rows, **load_stats.row_reasons(),
-                   **comment_counts(config, load_stats, tagged),
-                   "users": len(users), "tagged": sum(u.status == "tagged" for u in tagged),
-                   "placed": int((labels >= 0).sum()), "none": int((labels < 0).sum()),
-                   "by": {k: int(v) for k, v in pd.Series(placement.assigned_by).value_counts().items()}},
-        "segment_sizes": _sizes(users, "segment_id", names),
-        # {} for a flat run: its leaves have no parents
-        "parent_sizes": _sizes(users, "parent_id", names),
-        "agreement": training_agreement(run_dir, users),
-        "cache": {"enabled": config.cache, "hits": ctx.cache.hits, "misses": ctx.cache.misses},
-        "timings_s": dict(ctx.reporter.timings),
-    }
-
-
-def training_agreement(run_dir: Path, users: pd.DataFrame) -> dict[str, Any] | None:
-    """Share of users that were in the training run and got their original segment back,
-    overall and split by how training assigned them (cluster = HDBSCAN member, nearest = noise);
-    with `same_parent` the share that got their original parent, when the run has parents."""
-    import pyarrow.parquet as pq
-
-    path = Path(run_dir) / "users.parquet"
-    if not path.exists():
+def training_agreement(training: pd.DataFrame | None, users: pd.DataFrame) -> dict[str, Any] | None:
+    """Share of users that were in the training run (its users table, `training`) and got their
+    original segment back, overall and split by how training assigned them (cluster = a member
+    of the clustering, nearest = noise); with `same_parent` the share that got their original
+    parent, when the run has parents."""
+    if training is None:
         return None
-    # runs written before segment trees have no parent_id column
-    columns = ["user_id", "segment_id", "assigned_by"]
-    columns += ["parent_id"] if "parent_id" in pq.read_schema(path).names and "parent_id" in users else []
-    training = pd.read_parquet(path, columns=columns)
     both = users.merge(training, on="user_id", suffixes=("", "_training"))
     if both.empty:
         return None
     same = both["segment_id"] == both["segment_id_training"]
     out: dict[str, Any] = {"users": len(both), "same_segment": round(float(same.mean()), 4)}
-    with_parent = both[both["parent_id_training"] >= 0] if "parent_id" in columns else both.iloc[:0]
+    with_parent = both[both["parent_id_training"] >= 0] if "parent_id_training" in both else both.iloc[:0]
     if len(with_parent):
         out["same_parent"] = round(float((with_parent["parent_id"] == with_parent["parent_id_training"]).mean()), 4)
     for kind, group in both.groupby("assigned_by_training"):

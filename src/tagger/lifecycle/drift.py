@@ -1,17 +1,31 @@
-"""Segments over time: shares per period within one run, and matching segments across runs.
+"""`tagger drift OLD NEW`: what changed between two runs, and only what changed beyond the noise
+of drawing users.
 
-`shares_by_period` counts, per period (month by default), the users active in it (with at
-least one comment) and the share of them in each segment; segments that grow or shrink most
-are ranked by the change in share between the early and late half of the activity.
+Both runs are compared in one space at a time, from what they saved (each user's vector and
+phrases in `model/recut`, their segment in users.parquet; nothing is embedded again):
 
-`drift(old_run, new_run)` matches the two runs' segments one-to-one by centroid similarity
-(Hungarian assignment over pairs above `min_similarity`); matched segments keep the old id,
-unmatched new ones get fresh ids after the old maximum, and old ones left unmatched have
-vanished. Similarity is the cosine of the centroids after subtracting the mean user vector of
-both runs: every user vector shares a large common direction, so raw centroid cosines of
-unrelated segments are already 0.5-0.9 and say little. When both runs have a segment tree, the
-nodes above the leaves (parents, grandparents) are matched the same way, each level with the
-same level of the other run, under the report's `parents` key.
+- **OLD's space.** OLD's users in OLD's segments (its users table), and NEW's users as OLD's
+  model places them (NEW's phrases projected into OLD's phrase space). Per OLD segment: its share
+  of OLD's users, its share of NEW's, and the change. A segment is **vanished** when the drop is
+  beyond the noise and NEW's users fill at most `EMPTIED` of the share OLD's did, or at most
+  `HALF` of it while no NEW segment continues it (the users left there went to other segments
+  in NEW's own clustering); **moved** when the change is beyond the noise and at least
+  `min_change`, measured among the users of segments both runs hold (a group that vanished or
+  appeared changes every other share a little, which is not a change of theirs).
+- **NEW's space.** The same the other way round: NEW's users in NEW's segments, OLD's users as
+  NEW's model places them. A NEW segment is **new** when OLD's users fill at most `EMPTIED` of the
+  share NEW's do (or `HALF` while it continues no OLD segment), the gap is beyond the noise, and
+  OLD's model places most of its members poorly (`POOR_FIT` of them in no segment, or further from
+  their segment's centroid than three in four of its own members: users OLD's segments do not
+  describe).
+
+"Beyond the noise" is a bootstrap interval on the change: users are drawn again with Poisson(1)
+weights, a user in both runs (the same id) with the same weight on both sides, so a sample of the
+same people is compared as one; the interval is the change ± z bootstrap standard errors at
+`confidence` (seeded: the same runs give the same report). For moved, z is Bonferroni-corrected
+over the report's segments (every level's); vanished and new, which also need the other run to fill under half a
+segment's share, use the segment's own interval. The report gives the interval its verdict used. Each level of the segment tree is compared on its own (`parents` in the report).
+Which NEW segment continues which OLD one is `lineage.match` over both placements.
 """
 
 from __future__ import annotations
@@ -21,209 +35,235 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
-from tagger.config import Period
-from tagger.errors import ConfigError, ModelError
-from tagger.lifecycle.segment_model import current_names, load_model
-from tagger.stages.data import to_datetime
-from tagger.vectors import unit_rows
+from tagger.errors import ModelError
+from tagger.lifecycle.lineage import (RunUsers, centred_similarity, contingency, index_of, match, model_levels,
+                                      placed_by, run_users)
+from tagger.lifecycle.like import shown_segments
+from tagger.lifecycle.segment_model import SegmentModel, load_model
+from tagger.stages.clustering import Placement
 
-PERIODS = {"day": "D", "week": "W", "month": "M", "quarter": "Q", "year": "Y"}
-MIN_SIMILARITY = 0.5
-# A matched segment less similar than this, or whose share changed this much, is listed as moved.
-MOVED_SIMILARITY = 0.75
-MOVED_SHARE = 0.05
-
-
-def shares_by_period(
-    activity: pd.DataFrame, segment_of: dict[str, int], names: dict[int, str], *, period: Period = "month", top: int = 3,
-) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """`activity` has columns user_id, time (one row per comment). Returns the long table
-    (period, segment_id, segment_name, users, active_users, share) and a summary."""
-    if period not in PERIODS:
-        raise ConfigError(f"unknown period '{period}'; choose one of: {', '.join(PERIODS)}")
-    data = pd.DataFrame({"user_id": activity["user_id"].astype(str), "time": to_datetime(activity["time"])}).dropna()
-    data["segment_id"] = data["user_id"].map(segment_of).fillna(-1).astype(int)
-    columns = ["period", "segment_id", "segment_name", "users", "active_users", "share"]
-    if data.empty:
-        return pd.DataFrame(columns=columns), {"period": period, "periods": 0, "growing": [], "shrinking": []}
-    data["period"] = data["time"].dt.tz_localize(None).dt.to_period(PERIODS[period]).astype(str)
-    per = data.drop_duplicates(["period", "user_id"])
-    active = per.groupby("period")["user_id"].nunique()
-    counts = per.groupby(["period", "segment_id"]).size().rename("users").reset_index()
-    counts["active_users"] = counts["period"].map(active)
-    counts["share"] = (counts["users"] / counts["active_users"]).round(4)
-    counts["segment_name"] = counts["segment_id"].map(lambda s: names.get(int(s), "unsegmented"))
-    table = counts[columns].sort_values(["period", "segment_id"], kind="stable").reset_index(drop=True)
-
-    # Early vs late half of all comments: monthly shares of a small run are too noisy to rank.
-    middle = data["time"].median()
-    halves = {}
-    for half, part in (("early", data[data["time"] <= middle]), ("late", data[data["time"] > middle])):
-        users = part.drop_duplicates("user_id")
-        halves[half] = users["segment_id"].value_counts() / max(len(users), 1)
-    trends = []
-    for sid in sorted(s for s in set(segment_of.values()) if s >= 0):
-        early, late = float(halves["early"].get(sid, 0.0)), float(halves["late"].get(sid, 0.0))
-        trends.append({"segment_id": sid, "segment_name": names.get(sid, f"segment {sid}"),
-                       "share_early": round(early, 4), "share_late": round(late, 4), "change": round(late - early, 4)})
-    trends.sort(key=lambda t: (-t["change"], t["segment_id"]))
-    summary = {
-        "period": period, "periods": int(table["period"].nunique()),
-        "first": str(table["period"].min()), "last": str(table["period"].max()),
-        "split_at": str(middle),
-        "growing": [t for t in trends if t["change"] > 0][:top],
-        "shrinking": [t for t in reversed(trends) if t["change"] < 0][:top],
-    }
-    return table, summary
+REPLICATES = 500
+CONFIDENCE = 0.95  # family-wise over one level's segments
+# The smallest share change reported as moved, however certain: at a million users a change of
+# a tenth of a point is beyond the noise and of no use to anyone.
+MIN_CHANGE = 0.02
+# Vanished / new: the other run fills at most this much of the share (two fifths), or at most half
+# where no segment of the other run continues it. A group the data set held apart fills none of
+# its segment once it is gone, but a segment it shared with a few users of a neighbouring group
+# keeps those few; a segment that only shrank by half is still continued there (moved).
+EMPTIED = 0.4
+HALF = 1 / 2
+# New: at least this share of its members are users OLD's model places poorly: in no segment, or
+# weaker than the weakest quarter of that segment's own members (a group OLD knows: about a quarter).
+POOR_FIT = 0.5
+WEAK_QUANTILE = 0.25
 
 
 @dataclass
-class Level:
-    """One level of a run's segment tree: its nodes (dicts with segment_id, name, size), their unit
-    centroids (row i = nodes[i]) and the users placed in a leaf, whom every level's shares divide."""
+class Space:
+    """One model's placement of both runs' users, at one level: node positions (-1: none)."""
 
-    nodes: list[dict[str, Any]]
-    centroids: np.ndarray
-    total: int
-
-
-def _run_levels(run_dir: Path):
-    """(model, leaf level, parent levels by level number) with the names the run shows now."""
-    model = load_model(run_dir)
-    names = current_names(run_dir, model)
-    parents = [dict(p) for p in model.parents]
-    for node in [*model.segments, *parents]:
-        node["name"] = names.get(node["segment_id"], node["name"])
-    # shares of placed users, as in the run's segments table
-    total = max(sum(s["size"] for s in model.segments), 1)
-    # Only the encoder's columns: each run's phrase space is a basis of its own.
-    leaves = Level(model.segments, model.semantic_centroids(model.centroids), total)
-    upper: dict[int, Level] = {}
-    if not parents:
-        return model, leaves, upper
-    centroids = np.asarray(model.parent_centroids if model.parent_centroids is not None else [])
-    if len(centroids) != len(parents):
-        raise ModelError(f"segment model in {run_dir} holds {len(parents)} parent segments but {len(centroids)} "
-                         "parent centroids; rerun `tagger segment` to rebuild it")
-    for level in sorted({int(p["level"]) for p in parents}):
-        rows = [i for i, p in enumerate(parents) if int(p["level"]) == level]
-        upper[level] = Level([parents[i] for i in rows], model.semantic_centroids(centroids[rows]), total)
-    return model, leaves, upper
+    ids: list[int]
+    old: np.ndarray  # per OLD user
+    new: np.ndarray  # per NEW user
 
 
-def mean_user(old, new) -> np.ndarray:
-    """The centre centroids are compared around: the mean user vector of both runs."""
-    means = [m.semantic_user_mean() for m in (old, new) if m.user_mean is not None]
-    return np.mean(means, axis=0) if means else np.zeros(old.semantic_dims)
+@dataclass
+class Weights:
+    """Poisson bootstrap weights of both runs' users, one row per replicate; a user in both runs
+    has one weight for both."""
+
+    old: np.ndarray
+    new: np.ndarray
+
+    @classmethod
+    def draw(cls, old_ids: np.ndarray, new_ids: np.ndarray, replicates: int, seed: int) -> Weights:
+        union, inverse = np.unique(np.concatenate([old_ids, new_ids]), return_inverse=True)
+        draws = np.random.default_rng(seed).poisson(1.0, size=(replicates, len(union))).astype(np.float32)
+        return cls(draws[:, inverse[: len(old_ids)]], draws[:, inverse[len(old_ids):]])
 
 
-def centred_similarity(old_centroids: np.ndarray, new_centroids: np.ndarray, centre: np.ndarray) -> np.ndarray:
-    """(new nodes, old nodes) cosine of centroids minus `centre` (the mean user of both runs)."""
-    if not len(old_centroids) or not len(new_centroids):
-        return np.zeros((len(new_centroids), len(old_centroids)))
-    return unit_rows(new_centroids - centre) @ unit_rows(old_centroids - centre).T
+def shares(positions: np.ndarray, nodes: int, weights: np.ndarray | None = None,
+           keep: np.ndarray | None = None) -> np.ndarray:
+    """Share of the kept users in each node (last column: in none); one row per weight row."""
+    keep = np.ones(len(positions), bool) if keep is None else keep
+    index = np.where(positions >= 0, positions, nodes)[keep]
+    if weights is None:
+        counts = np.bincount(index, minlength=nodes + 1).astype(float)[None, :]
+    else:
+        w = weights[:, keep]
+        counts = np.zeros((len(w), nodes + 1))
+        for node in range(nodes + 1):
+            counts[:, node] = w[:, index == node].sum(axis=1)
+    return counts / np.maximum(counts.sum(axis=1, keepdims=True), 1e-12)
 
 
-def _pairs(similarity: np.ndarray, min_similarity: float) -> dict[int, int]:
-    """new row -> old row of the Hungarian assignment, pairs below `min_similarity` left out."""
-    from scipy.optimize import linear_sum_assignment
+def z_value(confidence: float, tests: int) -> float:
+    from scipy.stats import norm
 
-    if not similarity.size:
-        return {}
-    # Pairs below the threshold count as nothing, so they never displace a real match.
-    rows, cols = linear_sum_assignment(-np.where(similarity >= min_similarity, similarity, 0))
-    return {int(r): int(c) for r, c in zip(rows, cols, strict=True) if similarity[r, c] >= min_similarity}
+    return float(norm.ppf(1 - (1 - confidence) / (2 * max(tests, 1))))
 
 
-def _matched(before: dict[str, Any], after: dict[str, Any], value: float, raw: float, old: Level,
-             new: Level) -> dict[str, Any]:
-    old_share, share = before["size"] / old.total, after["size"] / new.total
-    return {
-        "stable_id": before["segment_id"], "old_id": before["segment_id"], "new_id": after["segment_id"],
-        "old_name": before["name"], "new_name": after["name"], "similarity": round(value, 4),
-        # float error can put the cosine of two equal unit centroids a hair above 1
-        "centroid_shift": round(max(0.0, 1 - raw), 4), "old_size": before["size"], "new_size": after["size"],
-        "old_share": round(old_share, 4), "new_share": round(share, 4), "share_change": round(share - old_share, 4),
-        "moved": bool(value < MOVED_SIMILARITY or abs(share - old_share) >= MOVED_SHARE),
-    }
+@dataclass
+class Change:
+    """One share change with its bootstrap interval."""
+
+    before: np.ndarray
+    after: np.ndarray
+    low: np.ndarray
+    high: np.ndarray
+
+    @classmethod
+    def of(cls, before: tuple[np.ndarray, np.ndarray], after: tuple[np.ndarray, np.ndarray], z: float) -> Change:
+        """`before`/`after`: (shares, their bootstrap replicates); the interval is the change ± z SE."""
+        change = after[0] - before[0]
+        error = (after[1] - before[1]).std(axis=0)
+        return cls(before[0], after[0], change - z * error, change + z * error)
+
+    def beyond_noise(self) -> np.ndarray:
+        return (self.low > 0) | (self.high < 0)
 
 
-def match_level(old: Level, new: Level, centre: np.ndarray, *, next_id: int,
-                min_similarity: float) -> tuple[dict[str, Any], int]:
-    """({matched, moved, new, vanished}, the next free stable id) for one level of two runs.
-    Matched nodes keep the old id; unmatched new ones take ids from `next_id` on."""
-    similarity = centred_similarity(old.centroids, new.centroids, centre)
-    raw = new.centroids @ old.centroids.T if similarity.size else similarity
-    pairs = _pairs(similarity, min_similarity)
-    matched, new_only = [], []
-    for row, node in enumerate(new.nodes):
-        if row in pairs:
-            col = pairs[row]
-            matched.append(_matched(old.nodes[col], node, float(similarity[row, col]), float(raw[row, col]), old, new))
-            continue
-        best = int(similarity[row].argmax()) if similarity.shape[1] else None
-        new_only.append({"stable_id": next_id, "new_id": node["segment_id"], "name": node["name"], "size": node["size"],
-                         "share": round(node["size"] / new.total, 4),
-                         "closest_old": old.nodes[best]["name"] if best is not None else None,
-                         "closest_similarity": round(float(similarity[row, best]), 4) if best is not None else None})
-        next_id += 1
-    taken = set(pairs.values())
-    vanished = [{"old_id": s["segment_id"], "name": s["name"], "size": s["size"], "share": round(s["size"] / old.total, 4)}
-                for col, s in enumerate(old.nodes) if col not in taken]
-    matched.sort(key=lambda m: m["stable_id"])
-    return {"matched": matched, "moved": [m["stable_id"] for m in matched if m["moved"]], "new": new_only,
-            "vanished": vanished}, next_id
-
-
-def _parents(old_upper: dict[int, Level], new_upper: dict[int, Level], centre: np.ndarray, *, next_id: int,
-             min_similarity: float) -> dict[str, Any]:
-    """Every level above the leaves matched level by level, one section: each entry names its level."""
-    section: dict[str, list] = {"matched": [], "moved": [], "new": [], "vanished": []}
-    for level in sorted(set(old_upper) | set(new_upper)):
-        # a level only one run has: all its nodes there are new (or vanished)
-        none = Level([], np.zeros((0, len(centre))), 1)
-        part, next_id = match_level(old_upper.get(level, none), new_upper.get(level, none), centre,
-                                    next_id=next_id, min_similarity=min_similarity)
-        for key in ("matched", "new", "vanished"):
-            section[key] += [{"level": level, **entry} for entry in part[key]]
-        section["moved"] += part["moved"]
-    return section
-
-
-def drift(old_run: Path, new_run: Path, *, min_similarity: float = MIN_SIMILARITY) -> dict[str, Any]:
-    """Matched, moved, new and vanished segments between two runs built with the same embedder;
-    with `parents` the same for the nodes above the leaves, when both runs have them."""
-    old, old_leaves, old_upper = _run_levels(old_run)
-    new, new_leaves, new_upper = _run_levels(new_run)
-    if old.manifest.get("embedder") != new.manifest.get("embedder") or old.semantic_dims != new.semantic_dims:
-        raise ModelError(f"the runs use different embedders ({old.manifest.get('embedder')} vs "
-                         f"{new.manifest.get('embedder')}), so their segments cannot be compared; "
-                         "segment both with the same --embedder")
-    centre = mean_user(old, new)
-    # New ids follow every old id, parents' included, so a new leaf never takes an old parent's id.
-    next_id = max((n["segment_id"] for level in [old_leaves, *old_upper.values()] for n in level.nodes), default=-1) + 1
-    leaves, next_id = match_level(old_leaves, new_leaves, centre, next_id=next_id, min_similarity=min_similarity)
+def drift(old_run: Path, new_run: Path, *, seed: int = 0, replicates: int = REPLICATES,
+          confidence: float = CONFIDENCE, min_change: float = MIN_CHANGE) -> dict[str, Any]:
+    """The report: per OLD segment its shares, interval and verdict; new segments; the same for
+    each level above the leaves (`parents`) when both runs have it."""
+    old, new = load_model(old_run), load_model(new_run)
+    if old.manifest.embedder != new.manifest.embedder or old.semantic_dims != new.semantic_dims:
+        raise ModelError(f"the runs use different embedders ({old.manifest.embedder} vs {new.manifest.embedder}), "
+                         "so their segments cannot be compared; segment both with the same --embedder")
+    old_users, new_users = run_users(old_run, old), run_users(new_run, new)
+    placements = {"old_in_old": _own(old, old_users), "new_in_old": placed_by(old, new_users.semantic, new_users.corpus),
+                  "old_in_new": placed_by(new, old_users.semantic, old_users.corpus), "new_in_new": _own(new, new_users)}
+    weights = Weights.draw(old_users.user_ids[old_users.usable], new_users.user_ids[new_users.usable], replicates, seed)
+    names = (shown_segments(old_run, old), shown_segments(new_run, new))
+    compared = range(min(old.levels, new.levels))
+    # moved is one family over the whole report: every OLD segment of every level compared
+    z_moved = z_value(confidence, sum(len(model_levels(old)[level][0]) for level in compared))
+    levels = [_level(level, old, new, old_users, new_users, placements, weights, names, confidence, z_moved, min_change)
+              for level in compared]
     report = {
-        "old_run": str(old_run), "new_run": str(new_run), "embedder": new.manifest.get("embedder"),
-        "min_similarity": min_similarity, "old_users": old_leaves.total, "new_users": new_leaves.total,
-        **leaves,
+        "old_run": str(old_run), "new_run": str(new_run), "embedder": new.manifest.embedder,
+        "old_users": int(old_users.usable.sum()), "new_users": int(new_users.usable.sum()),
+        "shared_users": len(set(old_users.user_ids[old_users.usable]) & set(new_users.user_ids[new_users.usable])),
+        "settings": {"replicates": replicates, "confidence": confidence, "min_change": min_change, "seed": seed,
+                     "emptied": round(EMPTIED, 4), "half": HALF, "poor_fit": POOR_FIT},
+        **levels[0],
     }
-    # A flat run (or a model saved before segment trees) has no parents to compare with.
-    if old_upper and new_upper:
-        report["parents"] = _parents(old_upper, new_upper, centre, next_id=next_id, min_similarity=min_similarity)
+    if len(levels) > 1:
+        report["parents"] = {key: [{"level": level, **row} if isinstance(row, dict) else row
+                                   for level, part in enumerate(levels[1:], start=1) for row in part[key]]
+                             for key in ("segments", "matched", "moved", "new", "vanished")}
     return report
 
 
-def shares_for_run(frame: pd.DataFrame, config, users: pd.DataFrame):
-    """Per-period shares for a finished run's users table, from the loaded input frame's --time-col.
-    Only users placed in a segment count, as in the segments table's shares."""
-    from tagger.stages.data import _as_id
+def _own(model: SegmentModel, users: RunUsers) -> Placement:
+    """A run's users in its own segments: as its users table shows them (the clustering's
+    placement, and users a person moved where they were moved)."""
+    leaves = np.where(users.usable, users.leaves, -1)
+    return Placement(leaves, np.zeros(len(leaves)), np.where(leaves >= 0, "cluster", "noise").astype(object))
 
-    activity = pd.DataFrame({"user_id": frame[config.user_col].map(_as_id), "time": frame[config.time_col]})
-    placed = users[users["segment_id"] >= 0]
-    segment_of = dict(zip(placed["user_id"], placed["segment_id"].astype(int), strict=True))
-    activity = activity[activity["user_id"].isin(segment_of)]
-    names = dict(zip(placed["segment_id"].astype(int), placed["segment_name"], strict=True))
-    return shares_by_period(activity, segment_of, names, period=config.period)
+
+def _level(level: int, old: SegmentModel, new: SegmentModel, old_users: RunUsers, new_users: RunUsers,
+           placements: dict[str, Placement], weights: Weights, names, confidence: float, z_moved: float,
+           min_change: float) -> dict[str, Any]:
+    (old_ids, old_centroids), (new_ids, new_centroids) = model_levels(old)[level], model_levels(new)[level]
+    in_old = Space(old_ids, *(index_of(old_ids, old.level_of(level, placements[k].labels))
+                              for k in ("old_in_old", "new_in_old")))
+    in_new = Space(new_ids, *(index_of(new_ids, new.level_of(level, placements[k].labels))
+                              for k in ("old_in_new", "new_in_new")))
+    ou, nu = old_users.usable, new_users.usable
+    # Vanished and new need the other run to fill under half a segment's share: a change that large
+    # is tested on its own interval; moved, with no such floor, on intervals that hold for all the
+    # report's segments together (Bonferroni: `z_moved`).
+    z_own = z_value(confidence, 1)
+    # NEW's space first: users of new groups are left out of OLD's shares below
+    appeared = Change.of(_with_replicates(in_new.old[ou], len(new_ids), weights.old),
+                         _with_replicates(in_new.new[nu], len(new_ids), weights.new), z_own)
+    matches = _matches(old, new, in_old, in_new, ou, nu, old_centroids, new_centroids)
+    continued = {m.old: m.new for m in matches}
+    poor = _placed_poorly(placements["new_in_old"], old_users, nu, in_new.new[nu], len(new_ids))
+    emptied = np.where(np.isin(np.arange(len(new_ids)), [m.new for m in matches]), EMPTIED, HALF)
+    is_new = (appeared.before[:-1] <= emptied * appeared.after[:-1]) & (appeared.low[:-1] > 0) & (poor >= POOR_FIT)
+    raw = Change.of(_with_replicates(in_old.old[ou], len(old_ids), weights.old),
+                    _with_replicates(in_old.new[nu], len(old_ids), weights.new), z_own)
+    emptied = np.where(np.isin(np.arange(len(old_ids)), list(continued)), EMPTIED, HALF)
+    vanished = (raw.after[:-1] <= emptied * raw.before[:-1]) & (raw.high[:-1] < 0)
+    gone = np.flatnonzero(vanished)
+    keep_old = ~np.isin(in_old.old[ou], gone)
+    keep_new = ~np.isin(in_old.new[nu], gone) & ~np.isin(in_new.new[nu], np.flatnonzero(is_new))
+    kept = Change.of(_with_replicates(in_old.old[ou], len(old_ids), weights.old, keep_old),
+                     _with_replicates(in_old.new[nu], len(old_ids), weights.new, keep_new), z_moved)
+    moved = ~vanished & kept.beyond_noise()[:-1] & (np.abs(kept.after - kept.before)[:-1] >= min_change)
+    old_names, new_names = names
+    rows = []
+    for j, sid in enumerate(old_ids):
+        verdict = "vanished" if vanished[j] else "moved" if moved[j] else "same"
+        follower = continued.get(j)
+        # the change that decided: a vanished segment's own, the others' among the segments both runs hold
+        decided = raw if vanished[j] else kept
+        rows.append({"segment_id": sid, "name": _name(old_names, old, sid), "old_share": _r(raw.before[j]),
+                     "new_share": _r(raw.after[j]), "change": _r(decided.after[j] - decided.before[j]),
+                     "interval": [_r(decided.low[j]), _r(decided.high[j])], "verdict": verdict,
+                     "new_id": new_ids[follower] if follower is not None else None,
+                     "new_name": _name(new_names, new, new_ids[follower]) if follower is not None else None})
+    closest = _closest(in_old.new[nu], in_new.new[nu], len(new_ids), len(old_ids))
+    appeared_rows = [{"segment_id": new_ids[i], "name": _name(new_names, new, new_ids[i]), "share": _r(appeared.after[i]),
+                      "old_share": _r(appeared.before[i]), "interval": [_r(appeared.low[i]), _r(appeared.high[i])],
+                      "placed_poorly": _r(poor[i]), "verdict": "new",
+                      "closest_old": _name(old_names, old, old_ids[closest[i]]) if closest[i] >= 0 else None}
+                     for i in np.flatnonzero(is_new)]
+    return {
+        "segments": rows,
+        "matched": [{"old_id": old_ids[m.old], "new_id": new_ids[m.new], "old_name": _name(old_names, old, old_ids[m.old]),
+                     "new_name": _name(new_names, new, new_ids[m.new]), "similarity": m.similarity,
+                     "overlap": m.overlap, "jaccard": m.jaccard} for m in sorted(matches, key=lambda m: old_ids[m.old])],
+        "moved": [r["segment_id"] for r in rows if r["verdict"] == "moved"],
+        "new": appeared_rows,
+        "vanished": [{"segment_id": r["segment_id"], "old_id": r["segment_id"], "name": r["name"],
+                      "share": r["old_share"], "new_share": r["new_share"]} for r in rows if r["verdict"] == "vanished"],
+    }
+
+
+def _with_replicates(positions: np.ndarray, nodes: int, weights: np.ndarray,
+                     keep: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    return shares(positions, nodes, keep=keep)[0], shares(positions, nodes, weights, keep)
+
+
+def _placed_poorly(placed: Placement, own: RunUsers, usable: np.ndarray, positions: np.ndarray,
+                   nodes: int) -> np.ndarray:
+    """Per NEW node, the share of its members OLD's model places poorly: in no segment, or further
+    from their OLD segment's centroid than three in four of that segment's own members are."""
+    floor = {int(s): float(np.quantile(own.strengths[own.leaves == s], WEAK_QUANTILE))
+             for s in np.unique(own.leaves[(own.leaves >= 0) & own.usable])}
+    labels, strengths = placed.labels[usable], placed.strengths[usable]
+    poor = (labels < 0) | (strengths < np.array([floor.get(int(s), 1.0) for s in labels]))
+    out = np.zeros(nodes)
+    for node in range(nodes):
+        members = positions == node
+        out[node] = poor[members].mean() if members.any() else 0.0
+    return out
+
+
+def _matches(old: SegmentModel, new: SegmentModel, in_old: Space, in_new: Space, ou: np.ndarray, nu: np.ndarray,
+             old_centroids: np.ndarray, new_centroids: np.ndarray):
+    """Which NEW node continues which OLD one: both runs' users, each placed by both models."""
+    counts = (contingency(in_new.new[nu], in_old.new[nu], len(in_new.ids), len(in_old.ids))
+              + contingency(in_new.old[ou], in_old.old[ou], len(in_new.ids), len(in_old.ids)))
+    centre = np.mean([old.semantic_user_mean(), new.semantic_user_mean()], axis=0)
+    return match(counts, centred_similarity(new_centroids, old_centroids, centre))
+
+
+def _closest(old_positions: np.ndarray, new_positions: np.ndarray, new_nodes: int, old_nodes: int) -> np.ndarray:
+    """Per NEW node, the OLD node OLD's model places most of its members in (-1: none)."""
+    counts = contingency(new_positions, old_positions, new_nodes, old_nodes)[:-1, :-1]
+    return np.where(counts.sum(axis=1) > 0, counts.argmax(axis=1), -1) if counts.size else np.full(new_nodes, -1)
+
+
+def _name(shown: dict[int, dict[str, Any]], model: SegmentModel, sid: int) -> str:
+    return str(shown.get(sid, {}).get("name", model.names.get(sid, f"segment {sid}")))
+
+
+def _r(value: float) -> float:
+    return round(float(value), 4)

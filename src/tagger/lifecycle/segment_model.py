@@ -7,20 +7,26 @@ that `load_clusterer` refuses when the library versions differ. Placement itself
 
 | file | what |
 |---|---|
-| `manifest.json` | format version, embedder id + fingerprint, tag weight and mode, model id, prompt hashes, package versions, file list |
+| `manifest.json` | `ModelManifest` (lifecycle/manifest.py): format version, embedder id, tag weight and mode, model id, prompt hashes, package versions, file list |
+| `embedder_fingerprint.npy` | the embedder's vectors of a few fixed texts: a changed embedder is refused |
 | `pca_components.npy`, `pca_mean.npy` | the PCA the clusterer saw (absent when there was no reduction) |
 | `centroids.npy` | unit segment centroids in the full embedding space, row = segment id |
 | `user_mean.npy` | mean user vector (drift compares centroids relative to it) |
 | `members_reduced.npy`, `members_label.npy` | reduced vectors and labels of the users the clustering placed itself (not noise) |
 | `members_radius.npy` | per member, the distance to its nearest fellow member (how close a new user must come) |
 | `member_centroids.npy` | centroids of the clustered users alone: noise joined the nearest of these in training |
-| `segments.json` | per leaf segment: name, size, radius (loosest member link), strength floor, parent id |
+| `segments.json` | per leaf segment, in the order of the rows above: its id (what users and tables show), name, size, radius (loosest member link), strength floor, parent id, the fields a person set |
 | `parents.json`, `parent_centroids.npy` | the segments above the leaves (id, name, size, level, parent id) and their unit centroids |
 | `lexical_vocabulary.json`, `lexical_idf.npy`, `lexical_components.npy` | the users' phrase space (`tagger.stages.lexical`), whose dimensions follow the encoder's in every vector above; absent with `lexical_weight = 0` |
 | `recut/` | what `tagger recut` re-cuts from without the comments (`tagger.lifecycle.recut_data`) |
 | `document_frequencies.json` | the candidate extractor's training document frequencies (phrases held by >= 2 users) |
 | `singulars.json` | the singulars training merged plurals into ("shampoos" → "shampoo"), so placement merges them alike |
 | `clusterer.pkl` | the fitted HDBSCAN with prediction data (optional, version-locked) |
+| `edits.jsonl` | the hand edits the segments hold (`tagger edit`; the run's own `edits.jsonl` must match it) |
+
+Rows of the arrays are the model's own numbering (0..k-1, as the clustering made them); the ids a
+person sees are each segment's `segment_id` in segments.json: the same numbers for a fresh run,
+an earlier run's for segments that continue it (`segment --like`), and lasting ids after edits.
 """
 
 from __future__ import annotations
@@ -33,19 +39,19 @@ from typing import Any
 
 import numpy as np
 
+from tagger.errors import ModelError
+from tagger.lifecycle.manifest import FORMAT_VERSION, CandidateStats, ClustererInfo, LexicalInfo, ModelManifest, from_saved
+from tagger.pipeline import package_versions
+from tagger.schemas import NO_SEGMENT
 from tagger.stages.candidates import CandidateExtractor
 from tagger.stages.canon import singular
-from tagger.stages.clustering import Segmenter
+from tagger.stages.clustering import Placement, Segmenter
 from tagger.stages.embedding import FINGERPRINT_TEXTS, embedder_fingerprint
 from tagger.stages.lexical import LexicalSpace, semantic_part
-from tagger.errors import ModelError
-from tagger.pipeline import package_versions
 from tagger.vectors import unit_rows
 
-FORMAT_VERSION = 2
-# Format 1 (before the segment tree) loads as a flat model: no parents, no recut data.
-READABLE_VERSIONS = (1, 2)
 MODEL_DIR = "model"
+EDITS_FILE = "edits.jsonl"
 # Phrases held by one user score exactly as unseen ones (df defaults to 1), so dropping them
 # loses nothing; the cap only bounds the file for very large runs.
 MAX_DF_PHRASES = 300_000
@@ -66,7 +72,7 @@ class SegmentModel:
     members_reduced: np.ndarray
     members_label: np.ndarray
     segments: list[dict[str, Any]]
-    manifest: dict[str, Any]
+    manifest: ModelManifest
     members_radius: np.ndarray | None = None
     member_centroids: np.ndarray | None = None
     pca_components: np.ndarray | None = None
@@ -79,6 +85,8 @@ class SegmentModel:
     parents: list[dict[str, Any]] = field(default_factory=list)
     parent_centroids: np.ndarray | None = None
     lexical: LexicalSpace | None = None
+    embedder_fingerprint: list[list[float]] = field(default_factory=list)
+    edits: list[dict[str, Any]] = field(default_factory=list)  # tagger.lifecycle.edits records, in order
 
     @property
     def semantic_dims(self) -> int:
@@ -101,6 +109,23 @@ class SegmentModel:
         phrase space's projection of their `corpus` phrases (NamingCorpus) when the run had one."""
         return semantic if self.lexical is None else self.lexical.join(semantic, corpus.phrases(self.lexical.items))
 
+    @property
+    def leaf_ids(self) -> np.ndarray:
+        """Each row's segment id (the id users and tables show)."""
+        return np.array([int(s["segment_id"]) for s in self.segments], np.int64)
+
+    def ids_of(self, rows: np.ndarray) -> np.ndarray:
+        """Rows of this model's arrays → segment ids; NO_SEGMENT stays."""
+        rows = np.asarray(rows, np.int64)
+        ids = self.leaf_ids
+        return np.where(rows >= 0, ids[np.maximum(rows, 0)] if len(ids) else NO_SEGMENT, NO_SEGMENT)
+
+    def place(self, vectors: np.ndarray, usable: np.ndarray | None = None,
+              assign_noise: bool | None = None) -> Placement:
+        """The saved segmentation's placement of `vectors` (tagger.lifecycle.assign's rule), by segment id."""
+        placed = self.segmenter(assign_noise).place(vectors, usable)
+        return Placement(self.ids_of(placed.labels), placed.strengths, placed.assigned_by)
+
     def parent_of(self) -> dict[int, int]:
         """Every segment's parent id, leaves and parents alike; -1 at the top."""
         return {int(s["segment_id"]): int(s.get("parent_id", -1)) for s in [*self.segments, *self.parents]}
@@ -113,9 +138,13 @@ class SegmentModel:
             labels = np.array([parent_of.get(int(x), -1) if x >= 0 else -1 for x in labels], np.int64)
         return labels
 
+    @property
+    def levels(self) -> int:
+        return 1 + max((int(p["level"]) for p in self.parents), default=0)
+
     def segmenter(self, assign_noise: bool | None = None) -> Segmenter:
-        """The fitted segmentation this model saved, ready to `place` new users."""
-        noise = self.manifest.get("assign_noise", True) if assign_noise is None else assign_noise
+        """The fitted segmentation this model saved, ready to `place` new users (rows, not ids)."""
+        noise = self.manifest.assign_noise if assign_noise is None else assign_noise
         segmenter = Segmenter(assign_noise=bool(noise))
         segmenter.centroids_ = _unit(self.centroids)
         segmenter.pca_components_, segmenter.pca_mean_ = self.pca_components, self.pca_mean
@@ -128,12 +157,13 @@ class SegmentModel:
     def extractor(self) -> CandidateExtractor:
         """A candidate extractor with the training document frequencies, so a user seen in
         training gets exactly the candidates (and so the prompt and cached answer) it had."""
-        extractor = CandidateExtractor(per_user=self.manifest["candidates"]["per_user"])
-        extractor.n_ = self.manifest["candidates"]["n_documents"]
+        stats = self.manifest.candidates
+        extractor = CandidateExtractor(per_user=stats.per_user)
+        extractor.n_ = stats.n_documents
         from collections import Counter
 
         extractor.df_ = Counter(self.document_frequencies)
-        extractor.stop_ = frozenset(self.manifest["candidates"].get("stop_phrases", []))
+        extractor.stop_ = frozenset(stats.stop_phrases)
         # The frequencies alone miss a singular written by one user only: that user's plurals
         # would then stay plural, and their candidates differ from training.
         extractor.known_ = {p for p in self.document_frequencies if " " not in p} | set(self.singulars)
@@ -146,23 +176,31 @@ class SegmentModel:
 
 
 def build_model(segmenter: Segmenter, *, names: dict[int, str], extractor: CandidateExtractor | None,
-                manifest: dict[str, Any], parents: list[dict[str, Any]] | None = None,
+                manifest: ModelManifest | dict[str, Any], parents: list[dict[str, Any]] | None = None,
                 parent_centroids: np.ndarray | None = None, lexical: LexicalSpace | None = None,
-                leaf_parents: dict[int, int] | None = None) -> SegmentModel:
+                ids: dict[int, int] | None = None, person: dict[int, list[str]] | None = None,
+                fingerprint: list[list[float]] | None = None, leaf_parents: dict[int, int] | None = None) -> SegmentModel:
     """The saved form of a fitted Segmenter (its users with a vector); `parents` the segments
-    above its leaves, as in `SegmentModel.parents`; `leaf_parents` each leaf's parent as named
-    (naming leaves out a parent no name speaks for; default: the segmenter's tree)."""
+    above its leaves, as in `SegmentModel.parents`; `leaf_parents` each leaf's parent by segment
+    id, as named (naming leaves out a parent no name speaks for; default: the segmenter's tree). `ids` gives the segment id of each of the
+    segmenter's own numbers (leaves 0..k-1, parents after them; missing: the number itself),
+    `names` and `person` (the fields a person set) are by those ids."""
+    ids, person = ids or {}, person or {}
     parents = parents or []
-    parent_of = tree_parent_ids(segmenter) if leaf_parents is None else leaf_parents
+    parent_of = tree_parent_ids(segmenter)
     reducer = segmenter.reducer_
-    manifest = {**manifest, "placement_space": "pca" if segmenter.pca_components_ is not None else "full",
-                "reducer": type(reducer).__name__ if reducer is not None else None}
+    manifest = manifest if isinstance(manifest, ModelManifest) else ModelManifest.model_validate(manifest)
+    manifest = manifest.model_copy(update={
+        "placement_space": "pca" if segmenter.pca_components_ is not None else "full",
+        "reducer": type(reducer).__name__ if reducer is not None else None})
     members_label = segmenter.members_label_
     usable = segmenter.assigned_by_ != "unsegmented"
     labels, strengths = segmenter.labels_[usable], segmenter.strengths_[usable]
     segments = []
-    for sid in range(len(segmenter.centroids_)):
-        own, mine = members_label == sid, labels == sid
+    for row in range(len(segmenter.centroids_)):
+        own, mine = members_label == row, labels == row
+        sid = ids.get(row, row)
+        parent = parent_of.get(row, -1) if leaf_parents is None else leaf_parents.get(sid, -1)
         segments.append({
             "segment_id": sid,
             "name": names.get(sid, f"segment {sid}"),
@@ -170,21 +208,22 @@ def build_model(segmenter: Segmenter, *, names: dict[int, str], extractor: Candi
             "members": int(own.sum()),
             "radius": float(segmenter.members_radius_[own].max()) if own.any() else 0.0,
             "strength_floor": float(strengths[mine].min()) if mine.any() else 1.0,
-            "parent_id": parent_of.get(sid, -1),
+            "parent_id": -1 if parent < 0 else parent if leaf_parents is not None else ids.get(parent, parent),
+            **({"set_by_person": list(person[sid])} if person.get(sid) else {}),
         })
     model = SegmentModel(centroids=_unit(segmenter.centroids_), members_reduced=segmenter.members_reduced_,
-                         members_label=members_label, segments=segments, manifest=dict(manifest),
+                         members_label=members_label, segments=segments, manifest=manifest,
                          members_radius=segmenter.members_radius_, member_centroids=segmenter.member_centroids_,
                          pca_components=segmenter.pca_components_, pca_mean=segmenter.pca_mean_,
                          user_mean=segmenter.user_mean_, parents=parents,
                          parent_centroids=_unit(parent_centroids) if parent_centroids is not None and len(parents) else None,
-                         lexical=lexical)
+                         lexical=lexical, embedder_fingerprint=list(fingerprint or []))
     _add_candidates(model, extractor)
     return model
 
 
 def tree_parent_ids(segmenter: Segmenter) -> dict[int, int]:
-    """Leaf id → parent id, with parents numbered after the leaves (as the segments table does)."""
+    """Leaf row → parent number, with parents numbered after the leaves (as the segments table does)."""
     tree = getattr(segmenter, "tree_parents_", [])
     if not tree:
         return {}
@@ -198,12 +237,12 @@ def _add_candidates(model: SegmentModel, extractor: CandidateExtractor | None) -
         model.document_frequencies = dict(kept[:MAX_DF_PHRASES])
         known = getattr(extractor, "known_", None) or set()
         model.singulars = sorted({one for word in known if (one := singular(word)) != word and one in known})
-        model.manifest["candidates"] = {"per_user": extractor.per_user, "n_documents": extractor.n_,
-                                        "phrases": len(model.document_frequencies),
-                                        "truncated": len(kept) > MAX_DF_PHRASES,
-                                        "stop_phrases": sorted(getattr(extractor, "stop_", ()))}
+        model.manifest.candidates = CandidateStats(per_user=extractor.per_user, n_documents=extractor.n_,
+                                                   phrases=len(model.document_frequencies),
+                                                   truncated=len(kept) > MAX_DF_PHRASES,
+                                                   stop_phrases=sorted(getattr(extractor, "stop_", ())))
     else:
-        model.manifest["candidates"] = {"per_user": 20, "n_documents": 0, "phrases": 0, "truncated": False}
+        model.manifest.candidates = CandidateStats()
 
 
 def save_model(model: SegmentModel, folder: Path, clusterer: Any = None) -> None:
@@ -219,30 +258,31 @@ def save_model(model: SegmentModel, folder: Path, clusterer: Any = None) -> None
         files["user_mean.npy"] = np.asarray(model.user_mean, np.float32)
     if model.parent_centroids is not None:
         files["parent_centroids.npy"] = np.asarray(model.parent_centroids, np.float32)
-    (folder / "parents.json").write_text(json.dumps(model.parents, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-    (folder / "segments.json").write_text(json.dumps(model.segments, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-    (folder / "document_frequencies.json").write_text(
-        json.dumps(model.document_frequencies, ensure_ascii=False, separators=(",", ":")) + "\n", encoding="utf-8")
-    (folder / "singulars.json").write_text(json.dumps(model.singulars, ensure_ascii=False) + "\n", encoding="utf-8")
-    fingerprint = model.manifest.get("embedder_fingerprint")
-    if fingerprint:
-        files["embedder_fingerprint.npy"] = np.asarray(fingerprint, np.float32)
+    if model.embedder_fingerprint:
+        files["embedder_fingerprint.npy"] = np.asarray(model.embedder_fingerprint, np.float32)
+    texts = {"parents.json": json.dumps(model.parents, indent=1, ensure_ascii=False) + "\n",
+             "segments.json": json.dumps(model.segments, indent=1, ensure_ascii=False) + "\n",
+             "document_frequencies.json": json.dumps(model.document_frequencies, ensure_ascii=False,
+                                                     separators=(",", ":")) + "\n",
+             "singulars.json": json.dumps(model.singulars, ensure_ascii=False) + "\n"}
+    if model.edits:
+        texts[EDITS_FILE] = "".join(json.dumps(e, ensure_ascii=False) + "\n" for e in model.edits)
+    for name, text in texts.items():
+        (folder / name).write_text(text, encoding="utf-8")
     for name, array in files.items():
         np.save(folder / name, array, allow_pickle=False)
-    manifest = {**{k: v for k, v in model.manifest.items() if k not in ("embedder_fingerprint", "lexical")},
-                "format_version": FORMAT_VERSION,
-                "files": sorted([*files, "segments.json", "parents.json", "document_frequencies.json", "singulars.json"])}
+    manifest = model.manifest.model_copy(update={"format_version": FORMAT_VERSION, "files": sorted([*files, *texts]),
+                                                 "edits": len(model.edits)})
     if clusterer is not None:
         try:
             if getattr(clusterer, "prediction_data_", None) is None:
                 clusterer.generate_prediction_data()
             (folder / "clusterer.pkl").write_bytes(pickle.dumps(clusterer, protocol=pickle.HIGHEST_PROTOCOL))
-            manifest["clusterer"] = {"file": "clusterer.pkl", "packages": package_versions(PICKLE_PACKAGES)}
+            manifest.clusterer = ClustererInfo(file="clusterer.pkl", packages=package_versions(PICKLE_PACKAGES))
         except Exception as exc:  # the pickle is an extra; placement never needs it
-            manifest["clusterer"] = {"file": None, "error": f"{type(exc).__name__}: {exc}"[:200]}
-    if model.lexical is not None:
-        manifest["lexical"] = model.lexical.save(folder)
-    (folder / "manifest.json").write_text(json.dumps(manifest, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+            manifest.clusterer = ClustererInfo(error=f"{type(exc).__name__}: {exc}"[:200])
+    manifest.lexical = LexicalInfo(**model.lexical.save(folder)) if model.lexical is not None else None
+    (folder / "manifest.json").write_text(manifest.model_dump_json(indent=1, exclude_none=True) + "\n", encoding="utf-8")
 
 
 def load_model(run_dir: Path) -> SegmentModel:
@@ -253,43 +293,41 @@ def load_model(run_dir: Path) -> SegmentModel:
         raise ModelError(f"{run_dir} has no saved segment model ({MODEL_DIR}/manifest.json); "
                          "rerun `tagger segment` with this version of tagger to create one")
     try:
-        manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+        data = json.loads(manifest_path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
         raise ModelError(f"{manifest_path} is not valid JSON ({exc}); rerun `tagger segment`") from None
-    version = manifest.get("format_version")
-    if version not in READABLE_VERSIONS:
-        raise ModelError(f"segment model in {run_dir} has format version {version}, this tagger reads "
-                         f"{' and '.join(map(str, READABLE_VERSIONS))}; rerun `tagger segment` or use the tagger "
-                         "version that wrote it")
+    manifest = from_saved(data, str(run_dir))
     try:
-        arrays = {name: np.load(folder / name, allow_pickle=False) for name in manifest["files"] if name.endswith(".npy")}
+        arrays = {name: np.load(folder / name, allow_pickle=False) for name in manifest.files if name.endswith(".npy")}
         segments = json.loads((folder / "segments.json").read_text(encoding="utf-8"))
         frequencies = json.loads((folder / "document_frequencies.json").read_text(encoding="utf-8"))
         singulars = json.loads((folder / "singulars.json").read_text(encoding="utf-8"))
-        parents = json.loads((folder / "parents.json").read_text(encoding="utf-8")) if version >= 2 else []
+        parents = json.loads((folder / "parents.json").read_text(encoding="utf-8")) if manifest.format_version >= 2 else []
+        edits_path = folder / EDITS_FILE
+        edits = [json.loads(line) for line in edits_path.read_text(encoding="utf-8").splitlines() if line.strip()] \
+            if EDITS_FILE in manifest.files else []
     except (OSError, ValueError, KeyError) as exc:
         raise ModelError(f"segment model in {run_dir} is incomplete ({type(exc).__name__}: {exc}); "
                          "rerun `tagger segment`") from None
-    if "embedder_fingerprint.npy" in arrays:
-        manifest["embedder_fingerprint"] = arrays["embedder_fingerprint.npy"].tolist()
-    lexical = LexicalSpace.load(folder, manifest["lexical"]) if manifest.get("lexical") else None
+    fingerprint = arrays["embedder_fingerprint.npy"].tolist() if "embedder_fingerprint.npy" in arrays else []
+    lexical = LexicalSpace.load(folder, manifest.lexical.model_dump()) if manifest.lexical else None
     return SegmentModel(centroids=arrays["centroids.npy"], members_reduced=arrays["members_reduced.npy"],
                         members_label=arrays["members_label.npy"], segments=segments, manifest=manifest,
                         members_radius=arrays["members_radius.npy"], member_centroids=arrays["member_centroids.npy"],
                         pca_components=arrays.get("pca_components.npy"), pca_mean=arrays.get("pca_mean.npy"),
                         user_mean=arrays.get("user_mean.npy"), document_frequencies=frequencies, singulars=singulars,
                         path=folder, parents=parents, parent_centroids=arrays.get("parent_centroids.npy"),
-                        lexical=lexical)
+                        lexical=lexical, embedder_fingerprint=fingerprint, edits=edits)
 
 
 def check_embedder(model: SegmentModel, encoder) -> None:
     """Refuse an encoder other than the one the model was built with (name, or same name
     but different vectors, e.g. after an upgrade changed the weights)."""
-    want = model.manifest.get("embedder")
+    want = model.manifest.embedder
     if getattr(encoder, "name", None) != want:
         raise ModelError(f"the segment model was built with embedder '{want}', not '{getattr(encoder, 'name', '?')}'; "
                          f"assign with --embedder {want}")
-    stored = np.asarray(model.manifest.get("embedder_fingerprint") or [], np.float32)
+    stored = np.asarray(model.embedder_fingerprint or [], np.float32)
     if stored.size:
         now = encoder.encode(list(FINGERPRINT_TEXTS))
         if now.shape != stored.shape or float((_unit(now) * _unit(stored)).sum(axis=1).min()) < FINGERPRINT_MIN_COSINE:
@@ -299,39 +337,42 @@ def check_embedder(model: SegmentModel, encoder) -> None:
 
 def load_clusterer(model: SegmentModel):
     """The pickled HDBSCAN, only when hdbscan, scikit-learn and numpy are the saved versions."""
-    info = model.manifest.get("clusterer") or {}
-    if not info.get("file") or model.path is None:
+    info = model.manifest.clusterer or ClustererInfo()
+    if not info.file or model.path is None:
         raise ModelError("this segment model holds no pickled clusterer; placement uses the portable files")
-    saved, now = info.get("packages", {}), package_versions(PICKLE_PACKAGES)
+    saved, now = info.packages, package_versions(PICKLE_PACKAGES)
     changed = [f"{k} {saved.get(k)} -> {now.get(k)}" for k in sorted(set(saved) | set(now)) if saved.get(k) != now.get(k)]
     if changed:
         raise ModelError(f"pickled clusterer was saved with other library versions ({', '.join(changed)}); "
                          "use the portable placement or rerun `tagger segment`")
-    return pickle.loads((model.path / info["file"]).read_bytes())
+    return pickle.loads((model.path / info.file).read_bytes())
 
 
-def model_for_run(segmenter: Segmenter, *, summary: dict[str, Any], config, names: dict[int, str],
+def model_for_run(segmenter: Segmenter, *, summary, config, names: dict[int, str],
                   extractor: CandidateExtractor | None, encoder, tree: tuple[list[dict[str, Any]], np.ndarray | None] = ([], None),
-                  lexical: LexicalSpace | None = None, leaf_parents: dict[int, int] | None = None) -> SegmentModel:
-    """A run's fitted segmentation, settings and summary → the SegmentModel to save; `tree`: the
-    segments above the leaves and their centroids."""
+                  lexical: LexicalSpace | None = None, ids: dict[int, int] | None = None,
+                  person: dict[int, list[str]] | None = None, leaf_parents: dict[int, int] | None = None) -> SegmentModel:
+    """A run's fitted segmentation, settings and summary (RunSummary) → the SegmentModel to save;
+    `tree`: the segments above the leaves and their centroids; `ids`: the segments' ids by the
+    segmenter's own numbers (`build_model`)."""
     centroids = np.asarray(segmenter.centroids_)
-    manifest = {
-        "tagger_version": summary.get("tagger_version"),
-        "model": summary.get("model"),
-        "embedder": summary.get("embedder"),
-        "embedder_dim": int(centroids.shape[1]) - (lexical.dims if lexical is not None else 0) if centroids.ndim == 2 else None,
-        "embedder_fingerprint": embedder_fingerprint(encoder) if encoder is not None else [],
-        "tag_mode": config.tag_mode,
-        "tag_weight": config.tag_weight,
-        "item_weight": config.item_weight if config.item_col else 0.0,
-        "assign_noise": config.assign_noise,
-        "prompts": {name: p["sha256"] for name, p in (summary.get("prompts") or {}).items()},
-        "packages": summary.get("packages", {}),
-        "users": int((segmenter.assigned_by_ != "unsegmented").sum()),
-    }
+    manifest = ModelManifest(
+        tagger_version=summary.tagger_version,
+        model=summary.model,
+        embedder=summary.embedder,
+        embedder_dim=int(centroids.shape[1]) - (lexical.dims if lexical is not None else 0) if centroids.ndim == 2 else None,
+        tag_mode=config.tag_mode,
+        tag_weight=config.tag_weight,
+        item_weight=config.item_weight if config.item_col else 0.0,
+        assign_noise=config.assign_noise,
+        prompts={name: p.sha256 for name, p in summary.prompts.items()},
+        packages=summary.packages,
+        users=int((segmenter.assigned_by_ != "unsegmented").sum()),
+    )
     return build_model(segmenter, names=names, extractor=extractor, manifest=manifest, parents=tree[0],
-                       parent_centroids=tree[1], lexical=lexical, leaf_parents=leaf_parents)
+                       parent_centroids=tree[1], lexical=lexical, ids=ids, person=person,
+                       fingerprint=embedder_fingerprint(encoder) if encoder is not None else [],
+                       leaf_parents=leaf_parents)
 
 
 def run_segments(run_dir: Path) -> Any:

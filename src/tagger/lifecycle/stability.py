@@ -147,12 +147,13 @@ def tree_labels(segmenter: Segmenter, levels: int) -> np.ndarray:
 
 
 def stability_for_run(config, vectors: np.ndarray, labels: np.ndarray, names: dict[int, str],
-                      segmenter: Segmenter | None = None):
+                      segmenter: Segmenter | None = None, ids: dict[int, int] | None = None):
     """Reruns the run's Segmenter, with every parameter it had but the seed (so the same
     `levels` and `n_segments`), `config.stability` times in all (main run included). When the
     run's segments have parents, each level is compared as well (summary key `levels`), and every
     rerun has the run's number of parents: the level is a cut of that size, and "about sqrt(leaves)"
-    jumps from 3 to 4 parents when a rerun finds 13 leaves instead of 12."""
+    jumps from 3 to 4 parents when a rerun finds 13 leaves instead of 12. `labels` are the
+    segmenter's own numbers; `ids` their segment ids (empty: the numbers), as `names` are keyed."""
     segmenter = segmenter or Segmenter()
     params = segmenter.get_params()
     params.pop("seed")
@@ -166,5 +167,13 @@ def stability_for_run(config, vectors: np.ndarray, labels: np.ndarray, names: di
     def fit(part: np.ndarray, seed: int) -> np.ndarray:
         return tree_labels(Segmenter(**params, seed=seed).fit(part), len(tree))
 
-    return stability(vectors, main, fit, runs=config.stability, seed=config.seed,
-                     sample=config.stability_sample, names=names)
+    ids = ids or {}
+    summary, table = stability(vectors, main, fit, runs=config.stability, seed=config.seed,
+                               sample=config.stability_sample, names={k: names.get(ids.get(k, k), f"segment {ids.get(k, k)}")
+                                      for k in np.unique(labels[labels >= 0]).tolist()})
+    if ids:
+        for row in summary["segments"]:
+            row["segment_id"] = ids.get(row["segment_id"], row["segment_id"])
+        summary["unstable"] = [ids.get(s, s) for s in summary["unstable"]]
+        table["segment_id"] = [ids.get(int(s), int(s)) for s in table["segment_id"]]
+    return summary, table

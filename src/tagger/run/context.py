@@ -5,7 +5,6 @@ from the same settings, so each starts its engine with the same options."""
 from __future__ import annotations
 
 import functools
-import json
 from pathlib import Path
 
 from tagger.cache import ResultCache
@@ -16,6 +15,8 @@ from tagger.llm.models import engine_model
 from tagger.paths import tagger_home
 from tagger.progress import Reporter
 from tagger.run.folder import RunFolder
+from tagger.stages.embedding import Encoder
+from tagger.summary import RunSummary, read_summary
 
 
 class RunContext:
@@ -80,6 +81,25 @@ class RunContext:
                 self.folder.abandon()  # after commit() the partial folder is gone already
 
 
+def naming_encoder(model, encoder: Encoder | None, ctx: RunContext) -> Encoder:
+    """The run's encoder (of its saved SegmentModel) for candidate names, loaded only if a name's
+    vector is not cached: the cache is keyed by the fingerprint saved with the model, so it holds
+    the same weights' vectors."""
+    from tagger.lifecycle.segment_model import check_embedder
+    from tagger.stages.embedding import CachedEncoder, create_encoder, encoder_identity
+
+    name, fingerprint = model.manifest.embedder or "", model.embedder_fingerprint
+
+    def load() -> Encoder:
+        loaded = encoder or create_encoder(name)
+        check_embedder(model, loaded)
+        return loaded
+
+    if not fingerprint:
+        return load()
+    return CachedEncoder(name, encoder_identity(name, fingerprint), load, ctx.vector_cache)
+
+
 class _LazyEngine:
     def __init__(self, context: RunContext, model_id: str):
         self.context, self.model_id = context, model_id
@@ -91,13 +111,10 @@ class _LazyEngine:
         self.context.close_engine()
 
 
-def run_config(run_dir: Path, **overrides) -> RunConfig:
-    """A finished run's own settings (from run.json), with the given non-None overrides."""
-    path = Path(run_dir) / "run.json"
-    if not path.exists():
-        raise ConfigError(f"{run_dir} is not a tagger run folder (no run.json); pass the --out folder of `tagger segment`")
-    values = json.loads(path.read_text(encoding="utf-8"))["config"]
-    values.setdefault("item_weight", 0.0)  # a run.json without it embedded no item titles
+def run_config(run_dir: Path, summary: RunSummary | None = None, **overrides) -> RunConfig:
+    """A finished run's own settings (run.json's, or `summary`'s), with the given non-None overrides."""
+    summary = summary or read_summary(run_dir)
+    values = dict(summary.config)
     values.update({k: v for k, v in overrides.items() if v is not None})
     try:
         return RunConfig(**values)

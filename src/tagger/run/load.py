@@ -17,6 +17,7 @@ from tagger.errors import InputError
 from tagger.stages.naming import SegmentProfile
 from tagger.run.folder import RUN_MARKER
 from tagger.schemas import TaggedUser
+from tagger.summary import RunSummary, read_summary
 
 REQUIRED_FILES = (RUN_MARKER, "users.parquet", "segments.parquet", "tags.jsonl")
 
@@ -24,7 +25,7 @@ REQUIRED_FILES = (RUN_MARKER, "users.parquet", "segments.parquet", "tags.jsonl")
 @dataclass
 class Run:
     path: Path
-    summary: dict[str, Any]
+    summary: RunSummary
     users: pd.DataFrame
     segments: pd.DataFrame
     tagged_users: dict[str, TaggedUser]
@@ -63,8 +64,8 @@ def load_run(path: Path | str) -> Run:
     if missing:
         raise InputError(f"{path} is not a tagger run folder (missing {', '.join(missing)}); "
                          "pass the --out folder of a `tagger segment` run")
+    summary = read_summary(path)
     try:
-        summary = json.loads((path / RUN_MARKER).read_text(encoding="utf-8"))
         users = pd.read_parquet(path / "users.parquet")
         segments = pd.read_parquet(path / "segments.parquet")
         tagged = [TaggedUser.model_validate_json(line)
@@ -130,7 +131,7 @@ def segment_tree(segments: pd.DataFrame) -> list[dict[str, Any]]:
             "segment_id": int(r.segment_id), "name": str(r.name), "size": int(r.size), "share": float(r.share),
             "level": int(r.level), "iab_id": text_cell(getattr(r, "iab_id", "")),
             "iab_path": text_cell(getattr(r, "iab_path", "")), "sensitive": text_cell(getattr(r, "sensitive", "")),
-            "children": []}
+            "set_by_person": list_cell(getattr(r, "set_by_person", None)), "children": []}
         children.setdefault(parents[int(r.segment_id)], []).append(nodes[int(r.segment_id)])
     for parent_id, kids in children.items():
         kids.sort(key=lambda n: (-n["size"], n["segment_id"]))
@@ -151,7 +152,8 @@ def segment_overview(run: Run, level: int | None = 0) -> list[dict[str, Any]]:
              "parent_name": names.get(parents[int(r.segment_id)], ""),
              "iab_id": text_cell(getattr(r, "iab_id", "")), "iab_path": text_cell(getattr(r, "iab_path", "")),
              "sensitive": text_cell(getattr(r, "sensitive", "")),
-             "top_tags": list(r.top_tags), "top_items": list(r.top_items)} for r in rows.itertuples()]
+             "top_tags": list(r.top_tags), "top_items": list(r.top_items),
+             "set_by_person": list_cell(getattr(r, "set_by_person", None))} for r in rows.itertuples()]
 
 
 def user_detail(run: Run, user_id: str) -> dict[str, Any]:
@@ -186,7 +188,8 @@ def segment_detail(run: Run, ref: str | int, sample: int = 5) -> dict[str, Any]:
         "level": node["level"], "parent_id": parent_id, "parent_name": _names(run.segments).get(parent_id, ""),
         "children": [{k: n[k] for k in ("segment_id", "name", "size", "share")} for n in node["children"]],
         "iab_id": text_cell(seg.get("iab_id", "")), "iab_path": text_cell(seg.get("iab_path", "")),
-        "sensitive": text_cell(seg.get("sensitive", "")), "top_tags": list(seg.top_tags), "top_items": list(seg.top_items), "evidence": list(seg.evidence),
+        "sensitive": text_cell(seg.get("sensitive", "")), "set_by_person": list_cell(seg.get("set_by_person")),
+        "top_tags": list(seg.top_tags), "top_items": list(seg.top_items), "evidence": list(seg.evidence),
         "mean_strength": round(float(members["strength"].mean()), 4) if len(members) else 0.0,
         "assigned_by": {str(k): int(v) for k, v in assigned.items()},
         "members": [user_detail(run, uid) for uid in members["user_id"].head(sample)],
@@ -209,6 +212,9 @@ def sensitive_badge(category: str, excluded: bool = False) -> str:
     if not category:
         return ""
     return f"[sensitive: {category}{', members excluded' if excluded else ''}]"
+def list_cell(value: Any) -> list[str]:
+    """A list cell as a list of str, [] when empty (runs before edits have no such column)."""
+    return [] if value is None or isinstance(value, float) else [str(v) for v in value]
 
 
 def text_cell(value: Any) -> str:

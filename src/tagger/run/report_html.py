@@ -15,8 +15,8 @@ from html import escape
 from pathlib import Path
 
 from tagger.errors import OutputError
-from tagger.run.load import (Run, ancestors, load_run, parent_of, segment_tree, sensitive_badge, text_cell,
-                             tree_columns, walk_tree)
+from tagger.run.load import (Run, ancestors, list_cell, load_run, parent_of, segment_tree, sensitive_badge,
+                             text_cell, tree_columns, walk_tree)
 
 PALETTE = ("#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7",
            "#9c755f", "#2f4b7c", "#a05195", "#d45087", "#665191", "#008080", "#bc5090", "#7a5195")
@@ -108,17 +108,17 @@ def colour(segment_id: int) -> str:
 
 
 def render_report(run: Run) -> str:
-    counts = run.summary.get("counts", {})
+    counts = run.summary.counts
     segments = tree_columns(run.segments)
     leaves, tree = segments[segments["level"] == 0], segment_tree(segments)
     grouped = any(node["children"] for node in tree)
     names, parents = _names(segments), parent_of(segments)
-    title = (f"tagger: {len(leaves)} segments of {counts.get('users', len(run.users))} users"
+    title = (f"tagger: {len(leaves)} segments of {counts.users or len(run.users)} users"
              f"{f' in {len(tree)} groups' if grouped else ''}")
-    meta = (f"model {run.summary.get('model', '?')} · embedder {run.summary.get('embedder', '?')} · "
-            f"tagged {counts.get('tagged', '?')}/{counts.get('users', '?')} ({counts.get('failed', 0)} failed) · "
-            f"{counts.get('noise_assigned_to_nearest', 0)} joined their nearest segment · "
-            f"{counts.get('unsegmented', 0)} unsegmented · wall time {run.summary.get('wall_time_s', 0):.0f} s")
+    meta = (f"model {run.summary.model} · embedder {run.summary.embedder} · "
+            f"tagged {counts.tagged}/{counts.users} ({counts.failed} failed) · "
+            f"{counts.noise_assigned_to_nearest} joined their nearest segment · "
+            f"{counts.unsegmented} unsegmented · wall time {run.summary.wall_time_s:.0f} s")
     rows = _map_rows(len(run.users))
     sampled = f" ({len(rows)} of {len(run.users)} users, a random sample)" if len(rows) < len(run.users) else ""
     return "".join([
@@ -133,7 +133,7 @@ def render_report(run: Run) -> str:
          f"<div class=\"meta\">2-D projection (PCA) of the user vectors{sampled}; hover a dot, "
          "click a bar or a legend entry to highlight a segment.</div></div>"),
         "</div>",
-        _stability_section(run.summary.get("stability")),
+        _stability_section(run.summary.stability.model_dump() if run.summary.stability else None),
         "<h2>Segments</h2><div class=\"cards\">",
         "".join(_card(row, parents[int(row.segment_id)], names.get(parents[int(row.segment_id)], ""))
                 for row in leaves.itertuples()),
@@ -319,7 +319,7 @@ def _card(row, parent_id: int, parent: str) -> str:
         f"<section class=\"card\" id=\"segment-{int(row.segment_id)}\" style=\"--c:{colour(int(row.segment_id))}\">",
         f"<h3>{escape(row.name)}{_sensitive(row)}</h3>",
         f"<div class=\"sub\">segment {int(row.segment_id)}{_in_parent(parent_id, parent)} · {int(row.size)} users "
-        f"({float(row.share):.0%}) · named by {escape(row.named_by)}</div>",
+        f"({float(row.share):.0%}) · named by {escape(row.named_by)}{_person(row)}</div>",
         f"<div>{escape(row.description)}</div>",
         (f"<div class=\"meta\">IAB {escape(str(row.iab_id))} · {escape(str(row.iab_path))}</div>"
          if getattr(row, "iab_path", "") else ""),
@@ -338,6 +338,10 @@ def _sensitive_node(node: dict) -> str:
 def _sensitive(row) -> str:
     category = text_cell(getattr(row, "sensitive", ""))
     return f" <span class=\"sensitive\">{escape(sensitive_badge(category))}</span>" if category else ""
+def _person(row) -> str:
+    """' · set by a person: name, members' for what `tagger edit` set."""
+    fields = list_cell(getattr(row, "set_by_person", None))
+    return f" · <span class=\"person\">set by a person: {escape(', '.join(fields))}</span>" if fields else ""
 
 
 def _in_parent(parent_id: int, parent: str) -> str:

@@ -10,7 +10,7 @@ from tagger.run.load import parent_of, segment_tree, tree_columns, walk_tree
 
 def print_segments(result, console: Console | None = None) -> None:
     console = console or Console()
-    counts = result.summary["counts"]
+    counts = result.summary.counts.model_dump()
     rows, groups = _leaf_rows(result.segments)
     title = f"{len(rows)} segments of {counts['users']} users" + (f" in {groups} groups" if groups else "")
     table = Table(title=title)
@@ -23,13 +23,13 @@ def print_segments(result, console: Console | None = None) -> None:
         table.add_row(str(row.segment_id), row.name, *([parent or "-"] if groups else []), str(row.size),
                       f"{row.share:.0%}", iab, ", ".join(row.top_tags[:4]))
     console.print(table)
-    note = result.summary.get("tree", {}).get("note")
+    note = result.summary.tree.note
     if note:  # fewer segments or parents than asked for, and why
         console.print(f"note: {note}", markup=False)
     console.print(
         f"tagged {counts['tagged']}/{counts['users']} users ({counts['failed']} failed), "
         f"{counts['noise_assigned_to_nearest']} noise users joined their nearest segment, "
-        f"{counts['unsegmented']} unsegmented{_no_content(counts)}; wall time {result.summary['wall_time_s']:.0f} s"
+        f"{counts['unsegmented']} unsegmented{_no_content(counts)}; wall time {result.summary.wall_time_s:.0f} s"
     )
     console.print(rows_line(counts))
     if result.out is not None:

@@ -215,6 +215,29 @@ class Segmenter:
         new._spread_rows(len(vectors), rows)
         return new
 
+    def relabelled(self, vectors: np.ndarray, labels: np.ndarray, tree: list[np.ndarray],
+                   assigned_by: np.ndarray | None = None) -> Segmenter:
+        """This segmentation with the leaves given (every row's, 0..k-1, NO_SEGMENT for a row
+        without a vector) and the `tree` above them (as `tree_parents_`), e.g. after a person
+        merged, split or moved segments: centroids, strengths and placement recomputed, the
+        reduction and the consensus's own leaves kept. `assigned_by` (every row's) replaces how
+        users were placed; only rows marked "cluster" are members placement compares with."""
+        how = np.asarray(self.assigned_by_ if assigned_by is None else assigned_by, dtype=object)
+        rows = np.flatnonzero(how != "unsegmented")
+        unit = unit_rows(np.asarray(vectors, np.float32)[rows])
+        new = Segmenter(**self.get_params())
+        new._validate()
+        new.labels_, new.assigned_by_ = np.asarray(labels, np.int64)[rows], how[rows]
+        new.auto_labels_ = np.asarray(self.auto_labels_, np.int64)[rows]
+        new.centroids_ = self._centroids(unit, new.labels_)
+        new.strengths_ = _strengths(unit, new.labels_, new.centroids_)
+        new.tree_parents_, new.cut_note_ = [np.asarray(level, np.int64) for level in tree], ""
+        new.min_segment_size_ = self.min_segment_size_
+        new.reducer_ = _Linear(self.pca_components_, self.pca_mean_) if self.pca_components_ is not None else None
+        new._fit_placement(unit)
+        new._spread_rows(len(vectors), rows)
+        return new
+
     @classmethod
     def from_labels(cls, vectors: np.ndarray, labels: np.ndarray, strengths: np.ndarray | None = None,
                     reducer: Any = None, **params: Any) -> Segmenter:

@@ -9,6 +9,8 @@ example or text planted in a comment.
 
 from __future__ import annotations
 
+import re
+
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -87,3 +89,17 @@ def ask(requests: Sequence[NamingRequest], engine: Engine, template: PromptTempl
     outcomes = run_structured(engine, [r.messages for r in requests], LLMSegmentName, check, structured, cache=cache,
                               stats=stats, schemas=[r.schema for r in requests])
     return {r.segment_id: o.value for r, o in zip(requests, outcomes, strict=True) if o.value}
+
+
+_WORDS = re.compile(r"\w+", re.UNICODE)
+
+
+def quotes_users(label: str, quotes: list[str], tags: list[str]) -> bool:
+    """True when a segment name (2+ words) repeats a member's words verbatim and is not itself
+    one of the segment's tags: text planted in a comment ("... output the label X") must not
+    become a segment's name, and a name should not quote a user."""
+    words = _WORDS.findall(label.lower())
+    if len(words) < 2 or " ".join(words) in {" ".join(_WORDS.findall(t.lower())) for t in tags}:
+        return False
+    phrase = f" {' '.join(words)} "
+    return any(phrase in f" {' '.join(_WORDS.findall(q.lower()))} " for q in quotes)

@@ -18,12 +18,11 @@ import numpy as np
 from tagger.cache import ResultCache
 from tagger.llm.base import Engine
 from tagger.llm.structured import CallStats
-from tagger.privacy import quotes_users
 from tagger.prompts import PromptTemplate
 from tagger.schemas import NO_SEGMENT, TaggedUser, UserDocument
 from tagger.stages.naming.candidates import NameOption
 from tagger.stages.naming.describe import built_description, example_texts, llm_description, stems
-from tagger.stages.naming.llm import NAME_VARIABLES, NamingRequest, ask, naming_request
+from tagger.stages.naming.llm import NAME_VARIABLES, NamingRequest, ask, naming_request, quotes_users
 from tagger.stages.naming.profile import NamingCorpus, SegmentProfile, profile_segments
 from tagger.stages.naming.ranking import level_topics, rank_options
 from tagger.stages.naming.sensitive import judge_sensitive, named_category, parent_category
