@@ -7,7 +7,8 @@ from pathlib import Path
 import click
 
 from tagger.cli.options import input_options, verbose_option
-from tagger.config import load_config_file, make_config
+from tagger.config import RunConfig, load_config_file, make_config
+from tagger.stages.sampling import AUTO_LLM_USERS
 from tagger.paths import demo_file
 
 DEMO = "demo"
@@ -40,6 +41,10 @@ DEMO = "demo"
 @click.option("--doc-tokens", type=int, help="token budget of one user's comments [384]")
 @click.option("--max-tokens", type=int, help="output token budget of one tag answer [160]")
 @click.option("--batch-size", type=int, help="users per engine call; each call's answers are cached at once [256]")
+@click.option("--llm-users", type=str, metavar="N|all|auto",
+              help="users the LLM reads; the others are placed from their text by a placer distilled from them. "
+                   f"auto: everyone up to {AUTO_LLM_USERS:,} users, then {AUTO_LLM_USERS:,} "
+                   f"[{RunConfig.model_fields['llm_users'].default}]")
 @click.option("--seed", type=int, help="random seed [0]")
 @click.option("--stability", type=int, help="rerun clustering with N seeds (each on 90% of users) and report mean ARI and unstable segments [off]")
 @click.option("--period", type=click.Choice(["day", "week", "month", "quarter", "year"]), help="with --time-col: segment shares per period [month]")

@@ -20,6 +20,8 @@ that `load_clusterer` refuses when the library versions differ. Placement itself
 | `recut/` | what `tagger recut` re-cuts from without the comments (`tagger.lifecycle.recut_data`) |
 | `document_frequencies.json` | the candidate extractor's training document frequencies (phrases held by >= 2 users) |
 | `singulars.json` | the singulars training merged plurals into ("shampoos" → "shampoo"), so placement merges them alike |
+| `placer.json`, `placer_weights.npy`, `placer_bias.npy`, `placer_mean.npy`, `placer_scale.npy` | the placer distilled from the LLM-read users (`tagger.stages.placer`): places a user from their text alone (`tagger assign` without `--llm`) |
+| `placer_train_rows.npy`, `placer_train_features.npy`, `placer_train_weights.npy` | what it was fitted on (float16 features), so `tagger recut` fits it to the new segments |
 | `clusterer.pkl` | the fitted HDBSCAN with prediction data (optional, version-locked) |
 """
 
@@ -38,6 +40,7 @@ from tagger.stages.canon import singular
 from tagger.stages.clustering import Segmenter
 from tagger.stages.embedding import FINGERPRINT_TEXTS, embedder_fingerprint
 from tagger.stages.lexical import LexicalSpace, semantic_part
+from tagger.stages.placer import FILES as PLACER_FILES, TRAIN_FILES, DistilledPlacer, TrainingSet
 from tagger.errors import ModelError
 from tagger.pipeline import package_versions
 from tagger.vectors import unit_rows
@@ -79,6 +82,9 @@ class SegmentModel:
     parents: list[dict[str, Any]] = field(default_factory=list)
     parent_centroids: np.ndarray | None = None
     lexical: LexicalSpace | None = None
+    # Places a user from their text alone (None: a model saved before placers, or --tag-weight 1).
+    placer: DistilledPlacer | None = None
+    training: TrainingSet | None = None
 
     @property
     def semantic_dims(self) -> int:
@@ -147,7 +153,8 @@ class SegmentModel:
 
 def build_model(segmenter: Segmenter, *, names: dict[int, str], extractor: CandidateExtractor | None,
                 manifest: dict[str, Any], parents: list[dict[str, Any]] | None = None,
-                parent_centroids: np.ndarray | None = None, lexical: LexicalSpace | None = None) -> SegmentModel:
+                parent_centroids: np.ndarray | None = None, lexical: LexicalSpace | None = None,
+                placer: DistilledPlacer | None = None, training: TrainingSet | None = None) -> SegmentModel:
     """The saved form of a fitted Segmenter (its users with a vector); `parents` the segments
     above its leaves, as in `SegmentModel.parents`."""
     parents = parents or []
@@ -157,17 +164,21 @@ def build_model(segmenter: Segmenter, *, names: dict[int, str], extractor: Candi
                 "reducer": type(reducer).__name__ if reducer is not None else None}
     members_label = segmenter.members_label_
     usable = segmenter.assigned_by_ != "unsegmented"
-    labels, strengths = segmenter.labels_[usable], segmenter.strengths_[usable]
+    labels = segmenter.labels_[usable]
+    # The floor is the weakest of the users placed by their full vectors: a distilled user's vector
+    # lacks the tags, so its cosine to a centroid is lower by construction.
+    full = usable & (segmenter.assigned_by_ != "distilled")
+    full_labels, strengths = segmenter.labels_[full], segmenter.strengths_[full]
     segments = []
     for sid in range(len(segmenter.centroids_)):
-        own, mine = members_label == sid, labels == sid
+        own, mine, floor = members_label == sid, labels == sid, full_labels == sid
         segments.append({
             "segment_id": sid,
             "name": names.get(sid, f"segment {sid}"),
             "size": int(mine.sum()),
             "members": int(own.sum()),
             "radius": float(segmenter.members_radius_[own].max()) if own.any() else 0.0,
-            "strength_floor": float(strengths[mine].min()) if mine.any() else 1.0,
+            "strength_floor": float(strengths[floor].min()) if floor.any() else 1.0,
             "parent_id": parent_of.get(sid, -1),
         })
     model = SegmentModel(centroids=_unit(segmenter.centroids_), members_reduced=segmenter.members_reduced_,
@@ -176,7 +187,7 @@ def build_model(segmenter: Segmenter, *, names: dict[int, str], extractor: Candi
                          pca_components=segmenter.pca_components_, pca_mean=segmenter.pca_mean_,
                          user_mean=segmenter.user_mean_, parents=parents,
                          parent_centroids=_unit(parent_centroids) if parent_centroids is not None and len(parents) else None,
-                         lexical=lexical)
+                         lexical=lexical, placer=placer, training=training)
     _add_candidates(model, extractor)
     return model
 
@@ -240,6 +251,11 @@ def save_model(model: SegmentModel, folder: Path, clusterer: Any = None) -> None
             manifest["clusterer"] = {"file": None, "error": f"{type(exc).__name__}: {exc}"[:200]}
     if model.lexical is not None:
         manifest["lexical"] = model.lexical.save(folder)
+    if model.placer is not None:
+        manifest["placer"] = {**model.placer.save(folder), "files": [*PLACER_FILES]}
+        if model.training is not None:
+            model.training.save(folder)
+            manifest["placer"]["files"] += [*TRAIN_FILES]
     (folder / "manifest.json").write_text(json.dumps(manifest, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
@@ -271,13 +287,15 @@ def load_model(run_dir: Path) -> SegmentModel:
     if "embedder_fingerprint.npy" in arrays:
         manifest["embedder_fingerprint"] = arrays["embedder_fingerprint.npy"].tolist()
     lexical = LexicalSpace.load(folder, manifest["lexical"]) if manifest.get("lexical") else None
+    placer = DistilledPlacer.load(folder) if manifest.get("placer") else None
+    training = TrainingSet.load(folder) if placer is not None else None
     return SegmentModel(centroids=arrays["centroids.npy"], members_reduced=arrays["members_reduced.npy"],
                         members_label=arrays["members_label.npy"], segments=segments, manifest=manifest,
                         members_radius=arrays["members_radius.npy"], member_centroids=arrays["member_centroids.npy"],
                         pca_components=arrays.get("pca_components.npy"), pca_mean=arrays.get("pca_mean.npy"),
                         user_mean=arrays.get("user_mean.npy"), document_frequencies=frequencies, singulars=singulars,
                         path=folder, parents=parents, parent_centroids=arrays.get("parent_centroids.npy"),
-                        lexical=lexical)
+                        lexical=lexical, placer=placer, training=training)
 
 
 def check_embedder(model: SegmentModel, encoder) -> None:
@@ -310,7 +328,7 @@ def load_clusterer(model: SegmentModel):
 
 def model_for_run(segmenter: Segmenter, *, summary: dict[str, Any], config, names: dict[int, str],
                   extractor: CandidateExtractor | None, encoder, tree: tuple[list[dict[str, Any]], np.ndarray | None] = ([], None),
-                  lexical: LexicalSpace | None = None) -> SegmentModel:
+                  lexical: LexicalSpace | None = None, distilled=None) -> SegmentModel:
     """A run's fitted segmentation, settings and summary → the SegmentModel to save; `tree`: the
     segments above the leaves and their centroids."""
     centroids = np.asarray(segmenter.centroids_)
@@ -328,8 +346,12 @@ def model_for_run(segmenter: Segmenter, *, summary: dict[str, Any], config, name
         "packages": summary.get("packages", {}),
         "users": int((segmenter.assigned_by_ != "unsegmented").sum()),
     }
+    if distilled is not None and distilled.agreement is not None:
+        manifest["placer_agreement"] = round(distilled.agreement.overall, 4)
     return build_model(segmenter, names=names, extractor=extractor, manifest=manifest, parents=tree[0],
-                       parent_centroids=tree[1], lexical=lexical)
+                       parent_centroids=tree[1], lexical=lexical,
+                       placer=distilled.placer if distilled is not None else None,
+                       training=distilled.training if distilled is not None else None)
 
 
 def current_names(run_dir: Path, model: SegmentModel) -> dict[int, str]:

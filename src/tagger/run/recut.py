@@ -19,8 +19,8 @@ from tagger.config import RunConfig
 from tagger.lifecycle.recut_data import RecutData, load_recut_data, save_recut_data
 from tagger.lifecycle.segment_model import MODEL_DIR, SegmentModel, build_model, check_embedder, load_model, save_model
 from tagger.llm.structured import CallStats
-from tagger.pipeline import (name_profiles, parent_columns, parent_nodes, public_profile, segments_table, tree_items, tree_profiles,
-                             tree_segments, tree_summary)
+from tagger.pipeline import (name_profiles, parent_columns, parent_nodes, place_unfitted, public_profile, segments_table,
+                             tree_items, tree_profiles, tree_segments, tree_summary)
 from tagger.progress import Reporter
 from tagger.run.context import RunContext, run_config
 from tagger.run.folder import RUN_MARKER, RunFolder, check_destination
@@ -52,6 +52,8 @@ def recut_run(path: Path | str, n_segments: int | None, *, levels: int | None = 
     with reporter.stage("cut"):
         segmentation = _segmenter(model, data, config).recut(data.vectors, config.n_segments, config.levels,
                                                                  config.n_parents)
+        # users the fit did not see (--llm-users): placed again in the new segments
+        distilled = place_unfitted(segmentation, data.vectors, data.assigned_by, model.training, config.seed)
     tagged = [run.tagged_users[u] for u in run.users["user_id"].astype(str)]
     stats = CallStats()
     with RunContext(config, reporter, engine=engine) as ctx:
@@ -68,12 +70,16 @@ def recut_run(path: Path | str, n_segments: int | None, *, levels: int | None = 
         cache = {"hits": ctx.cache.hits, "misses": ctx.cache.misses}
     names = {s.segment_id: s.name for s in segments}
     users = _users(run.users, segmentation, names, {s.segment_id: s.parent_id for s in segments})
+    if distilled is not None:
+        users["confidence"] = np.round(distilled.confidence.astype(np.float64), 4)
     table = segments_table(segments, int((segmentation.labels_ >= 0).sum()))
     summary = _summary(run, config, segmentation, segments, stats, cache, started)
+    if distilled is not None:
+        summary["agreement"] = distilled.summary(names)
     recut = Run(Path(out) if out is not None else run.path, summary, users, table, run.tagged_users,
                 profiles)
     with reporter.stage("write"):
-        _write(run, recut, model, (segmentation, data, segments), config, force=force)
+        _write(run, recut, model, (segmentation, data, segments, distilled), config, force=force)
     return load_run(recut.path)
 
 
@@ -98,7 +104,7 @@ def _segmenter(model: SegmentModel, data: RecutData, config: RunConfig) -> Segme
     segmenter.set_params(seed=config.seed, min_segment_size=config.min_segment_size, reduce_dims=config.reduce_dims,
                          consensus=config.consensus)
     segmenter.auto_labels_, segmenter.assigned_by_ = data.found, data.assigned_by
-    segmenter.min_segment_size_ = data.min_segment_size
+    segmenter.min_segment_size_, segmenter.fitted_ = data.min_segment_size, data.fitted
     return segmenter
 
 
@@ -133,11 +139,11 @@ def _summary(run: Run, config: RunConfig, segmentation: Segmenter, segments, sta
     return summary
 
 
-def _write(old: Run, new: Run, model: SegmentModel, cut: tuple[Segmenter, RecutData, list], config: RunConfig, *,
+def _write(old: Run, new: Run, model: SegmentModel, cut: tuple, config: RunConfig, *,
            force: bool) -> None:
     """The whole folder built aside (the old run's other files copied) and swapped in at once;
-    `cut`: the segmentation, the recut data and the named segments."""
-    segmentation, data, segments = cut
+    `cut`: the segmentation, the recut data, the named segments and the placer fitted to them."""
+    segmentation, data, segments, distilled = cut
     in_place = new.path.resolve() == old.path.resolve()
     folder = RunFolder(new.path, force=force or in_place)
     try:
@@ -149,8 +155,13 @@ def _write(old: Run, new: Run, model: SegmentModel, cut: tuple[Segmenter, RecutD
         folder.write_json("segment_profiles.json", [public_profile(p, config.k_anonymity) for p in new.profiles])
         parents, centroids = parent_nodes(segments, segmentation, data.vectors)
         names = {s.segment_id: s.name for s in segments}
-        rebuilt = build_model(segmentation, names=names, extractor=model.extractor(), manifest=model.manifest,
-                              parents=parents, parent_centroids=centroids, lexical=model.lexical)
+        manifest = dict(model.manifest)
+        if distilled is not None and distilled.agreement is not None:
+            manifest["placer_agreement"] = round(distilled.agreement.overall, 4)
+        rebuilt = build_model(segmentation, names=names, extractor=model.extractor(), manifest=manifest,
+                              parents=parents, parent_centroids=centroids, lexical=model.lexical,
+                              placer=distilled.placer if distilled is not None else None,
+                              training=distilled.training if distilled is not None else None)
         save_model(rebuilt, folder.path(MODEL_DIR))
         save_recut_data(folder.path(MODEL_DIR), segmentation, data.vectors, data.corpus)
         folder.write_json(RUN_MARKER, new.summary)

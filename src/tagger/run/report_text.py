@@ -32,6 +32,8 @@ def print_segments(result, console: Console | None = None) -> None:
         f"{counts['unsegmented']} unsegmented{_no_content(counts)}; wall time {result.summary['wall_time_s']:.0f} s"
     )
     console.print(rows_line(counts))
+    for line in budget_lines(result.summary):
+        console.print(line, markup=False)
     if result.out is not None:
         console.print(f"wrote {result.out}/ (users, segments, tags.jsonl, run.json)")
 
@@ -75,3 +77,25 @@ def _leaf_rows(segments) -> tuple[list, int]:
 def _no_content(counts: dict) -> str:
     n = counts.get("unsegmented_no_content", 0)
     return f" ({n} with no tags and no usable text)" if n else ""
+
+
+def budget_lines(summary: dict) -> list[str]:
+    """How many users the LLM read, and how far the distilled placer agrees with the full vectors,
+    with a warning line when it agrees with them on fewer than `warn_below` of the read users."""
+    counts, llm, agreement = summary["counts"], summary.get("llm") or {}, summary.get("agreement")
+    lines = []
+    if counts.get("unread"):
+        lines.append(f"the LLM read {llm.get('read', 0):,} of {counts['users']:,} users (--llm-users "
+                     f"{llm.get('setting', '?')}); {counts.get('distilled', 0):,} were placed from their text by the "
+                     "distilled placer (assigned_by distilled, with a confidence), and have no tags")
+    if agreement:
+        weakest = min(agreement["per_segment"], key=lambda s: (s["agreement"], s["segment_id"]), default=None)
+        low = (f"; lowest {weakest['agreement']:.0%} in segment {weakest['segment_id']} ({weakest['name']})"
+               if weakest else "")
+        lines.append(f"placer agreement {agreement['overall']:.0%}: it puts a read user it was not fitted on where "
+                     f"the full vectors put them ({agreement['users']:,} users, {agreement['folds']}-fold){low}")
+        if agreement["low"]:
+            lines.append(f"warning: the placer agrees with the full vectors on only {agreement['overall']:.0%} of held-out "
+                         f"users (below {agreement['warn_below']:.0%}): its placements are rough; raise --llm-users, "
+                         "or use `tagger assign --llm`")
+    return lines

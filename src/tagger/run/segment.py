@@ -92,12 +92,13 @@ def _lasting(run: PipelineRun, frame: pd.DataFrame, summary: dict[str, Any], use
     """The saved segment model, optional stability reruns, shares per period.
     Adds the keys `segment_model`, `stability` and `over_time` to the run summary."""
     config, segmentation = run.config, run.segmentation
-    rows = np.flatnonzero(run.has_vector)
+    # the users the segments were fitted on (with --llm-users: the LLM-read sample)
+    rows = np.flatnonzero(run.has_vector & segmentation.fitted_)
     out: dict[str, Any] = {}
     if save and len(rows) and len(segmentation.centroids_):
         out["model"] = model_for_run(segmentation, summary=summary, config=config, names=run.names(),
                                      extractor=run.extractor, encoder=run.encoder, tree=run.parent_nodes(),
-                                     lexical=run.lexical)
+                                     lexical=run.lexical, distilled=run.distilled)
         out["clusterer"] = getattr(segmentation, "clusterer_", None)
         summary["segment_model"] = {"path": MODEL_DIR, "format_version": FORMAT_VERSION}
     if config.stability >= 2 and len(rows) >= 4:

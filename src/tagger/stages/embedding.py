@@ -338,18 +338,53 @@ def blend_items(text_unit: np.ndarray, documents: Sequence[UserDocument], encode
     return text_unit
 
 
-def user_vectors(
-    tagged_users: Sequence[TaggedUser],
-    documents: Sequence[UserDocument],
-    encoder: Encoder,
-    *,
-    tag_weight: float,
-    whole_document: bool = True,
-    item_weight: float = 0.0,
-    on_chunk: Callable[[int], None] | None = None,
-    stats: EmbedStats | None = None,
-) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
-    """(vectors, has_vector mask, tag → embedding). Rows follow `tagged_users`.
+def text_vectors(documents: Sequence[UserDocument], encoder: Encoder, *, whole_document: bool = True,
+                 item_weight: float = 0.0, on_chunk: Callable[[int], None] | None = None,
+                 stats: EmbedStats | None = None) -> np.ndarray:
+    """Per user, the unit text side of their vector, no LLM involved: the mean of their comments
+    (`comment_means`) plus, with `whole_document`, the head of their whole document, blended with
+    their items' titles by `item_weight`. Rows follow `documents`."""
+    text_unit = comment_means(documents, encoder, chunk=encode_chunk(encoder), on_chunk=on_chunk, stats=stats)
+    if whole_document and len(documents):
+        # The whole document embedded at once sees the comments together (what a user keeps
+        # coming back to); the comment mean sees each one fully. Their sum beat either alone.
+        # Only what the encoder reads of it: a user's thousands of comments need no tokenizing here.
+        heads = (head(d.text, encoder_window(encoder)) for d in documents)
+        _add_streamed(text_unit, heads, encoder, on_chunk)
+        text_unit = _unit(text_unit)
+    if item_weight > 0:
+        text_unit = blend_items(text_unit, documents, encoder, item_weight, on_chunk)
+    return text_unit
+
+
+def encode_chunk(encoder: Encoder) -> int:
+    """Texts per encoder call: an encoder that runs elsewhere (Ray replicas) asks for larger calls."""
+    return int(getattr(encoder, "chunk", 512))
+
+
+def _add_streamed(rows: np.ndarray, texts: Iterable[str], encoder: Encoder,
+                  on_chunk: Callable[[int], None] | None) -> None:
+    """rows[i] += vector of the i-th text, encoded a chunk at a time (no list of every text)."""
+    chunk, start, batch = encode_chunk(encoder), 0, []
+    for text in texts:
+        batch.append(text)
+        if len(batch) == chunk:
+            rows[start : start + chunk] += encoder.encode(batch)
+            start += chunk
+            if on_chunk:
+                on_chunk(chunk)
+            batch = []
+    if batch:
+        rows[start : start + len(batch)] += encoder.encode(batch)
+        if on_chunk:
+            on_chunk(len(batch))
+
+
+def blend_tags(tagged_users: Sequence[TaggedUser], documents: Sequence[UserDocument], text_unit: np.ndarray | None,
+               encoder: Encoder, *, tag_weight: float,
+               on_chunk: Callable[[int], None] | None = None) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+    """(vectors, has_vector mask, tag → embedding): `normalise(w · mean(tag vectors) + (1 − w) · text)`
+    per user, `text_unit` from `text_vectors` (None with tag_weight 1; it is scaled in place).
     A user with no tags and no usable text (`has_usable_text`) gets no vector: a vector of
     "12345" would still place them in some segment."""
     distinct = sorted({t.tag for u in tagged_users for t in u.tags})
@@ -360,18 +395,6 @@ def user_vectors(
     # Vectorised: a sparse user x tag averaging matrix (_membership), then in-place blending.
     n = len(tagged_users)
     counts = np.fromiter((len(u.tags) for u in tagged_users), np.int64, n)
-    text_unit = None
-    if tag_weight < 1.0:
-        text_unit = comment_means(documents, encoder, on_chunk=on_chunk, stats=stats)
-        if whole_document and len(documents):
-            # The whole document embedded at once sees the comments together (what a user keeps
-            # coming back to); the comment mean sees each one fully. Their sum beat either alone.
-            # Only what the encoder reads of it: a user's thousands of comments need no tokenizing here.
-            heads = [head(d.text, encoder_window(encoder)) for d in documents]
-            text_unit += encode_in_chunks(encoder, heads, on_chunk=on_chunk)
-            text_unit = _unit(text_unit)
-        if item_weight > 0:
-            text_unit = blend_items(text_unit, documents, encoder, item_weight, on_chunk)
     if tag_matrix is not None:
         dim = tag_matrix.shape[1]
     elif text_unit is not None and len(text_unit):
@@ -391,3 +414,23 @@ def user_vectors(
     has = (norms > 0) & usable_users(tagged_users, documents)
     np.divide(vectors, np.where(has, norms, 1.0)[:, None], out=vectors)
     return vectors, has, tag_vectors
+
+
+def user_vectors(
+    tagged_users: Sequence[TaggedUser],
+    documents: Sequence[UserDocument],
+    encoder: Encoder,
+    *,
+    tag_weight: float,
+    whole_document: bool = True,
+    item_weight: float = 0.0,
+    on_chunk: Callable[[int], None] | None = None,
+    stats: EmbedStats | None = None,
+) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+    """(vectors, has_vector mask, tag → embedding). Rows follow `tagged_users`: `text_vectors`
+    blended with the tags by `blend_tags`."""
+    text_unit = None
+    if tag_weight < 1.0:
+        text_unit = text_vectors(documents, encoder, whole_document=whole_document, item_weight=item_weight,
+                                 on_chunk=on_chunk, stats=stats)
+    return blend_tags(tagged_users, documents, text_unit, encoder, tag_weight=tag_weight, on_chunk=on_chunk)
