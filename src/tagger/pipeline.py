@@ -177,6 +177,8 @@ def run_pipeline(documents: list[UserDocument], load_stats: LoadStats, config: R
     with resources.reporter.stage("recommend"):
         items = tree_items(segmentation, corpus) if config.item_col else {}
     segments = tree_segments(profiles, named, items, config.k_anonymity)
+    if encoder is None and hasattr(stages.encoder, "close"):  # Ray replicas this run started
+        stages.encoder.close()
     return PipelineRun(config, prepared, documents, load_stats, tagged, stages.extractor, stages.encoder, language,
                        vectors, segmentation, profiles, segments, stats, corpus, stages.lexical, budget,
                        stages.distilled)
@@ -188,7 +190,7 @@ def read_everyone(documents: list[UserDocument], config: RunConfig, prepared: Pr
     distilled from a seeded share of the users (`stages.placer.FIT_USERS`)."""
     tagged, extractor = tag_stage(documents, config, prepared, resources, stats.tag)
     with resources.reporter.stage("embedding", total=texts_to_embed(documents, tagged, config)) as advance:
-        encoder = encoder or create_encoder(config.embedder, [d.text for d in documents])
+        encoder = encoder or run_encoder(config, documents)
         embedder = stored_encoder(encoder, resources, stats)
         text = (text_vectors(documents, embedder, whole_document=config.whole_document, item_weight=config.item_weight,
                              on_chunk=advance, stats=stats.embed) if config.tag_weight < 1 else None)
@@ -226,7 +228,7 @@ def budgeted_stages(documents: list[UserDocument], config: RunConfig, prepared: 
     reporter.message(budget.line())
     extractor = fit_candidates(config, [d.text for d in documents], prepared.previous)
     with reporter.stage("embedding", total=texts_to_embed(documents, [], config.model_copy(update={"tag_weight": 0.0}))) as advance:
-        encoder = encoder or create_encoder(config.embedder, [d.text for d in documents])
+        encoder = encoder or run_encoder(config, documents)
         embedder = stored_encoder(encoder, resources, stats)
         text = text_vectors(documents, embedder, whole_document=config.whole_document, item_weight=config.item_weight,
                             on_chunk=advance, stats=stats.embed)
@@ -331,6 +333,17 @@ def llm_free(text: np.ndarray, rows: np.ndarray, corpus: NamingCorpus, lexical: 
         return unit_rows(text)
     phrases = corpus.phrases(lexical.items)
     return lexical.join(text, [phrases[i] for i in rows])
+
+
+def run_encoder(config: RunConfig, documents: Sequence[UserDocument]) -> Encoder:
+    """The run's encoder: `--embedder` on this machine, or its replicas on the Ray cluster with
+    `--engine ray` (tagger.stages.ray_encoder), where users outgrow one machine."""
+    local = create_encoder(config.embedder, [d.text for d in documents])
+    if config.engine != "ray":
+        return local
+    from tagger.stages.ray_encoder import RayEncoder
+
+    return RayEncoder(local.name, local=local)
 
 
 def stored_encoder(encoder: Encoder, resources: Resources, stats: Stats) -> Encoder:
@@ -644,6 +657,8 @@ def run_summary(run: PipelineRun, engine: Engine | None, cache: ResultCache, rep
                       **({"store": run.stats.store.summary()} if run.stats.store is not None else {})},
         # how many users the LLM read (--llm-users), and how far the distilled placer agrees with the full vectors
         "llm": {**(run.budget or Budget.resolve("all", len(tagged))).summary(), "read": read,
-                "setting": config.llm_users},
+                "setting": config.llm_users, "tag_answers_cached": tag_stats.cached,
+                "tag_requests_sent": tag_stats.requests + tag_stats.retried - tag_stats.cached,
+                "engine_calls": tag_stats.engine_calls},
         "agreement": run.distilled.summary(run.names()) if run.distilled is not None else None,
     }
