@@ -225,6 +225,8 @@ def budgeted_stages(documents: list[UserDocument], config: RunConfig, prepared: 
     who then join the segment nearest their full vectors (as a full run places the users outside its
     consensus sample)."""
     reporter, n = resources.reporter, len(documents)
+    if not any(has_usable_text(d.text) for d in documents):  # nothing to embed or sample: as a full run
+        return read_everyone(documents, config, prepared, resources, encoder, stats, budget)
     reporter.message(budget.line())
     extractor = fit_candidates(config, [d.text for d in documents], prepared.previous)
     with reporter.stage("embedding", total=texts_to_embed(documents, [], config.model_copy(update={"tag_weight": 0.0}))) as advance:
@@ -239,7 +241,7 @@ def budgeted_stages(documents: list[UserDocument], config: RunConfig, prepared: 
         vectors = llm_free(text, np.arange(n), corpus, lexical)  # becomes the user vectors
         semantic_dims = text.shape[1]
         candidates = np.flatnonzero(has_text)
-        groups = pregroups(vectors[candidates], group_count(len(candidates), budget.first), config.seed)
+        groups = pregroups(vectors, group_count(len(candidates), budget.first), config.seed, candidates)
         picked, weights = stratified_sample(groups, budget.first, config.seed)
         sample = candidates[picked]
         text_sample = text[sample].copy()
@@ -260,6 +262,8 @@ def budgeted_stages(documents: list[UserDocument], config: RunConfig, prepared: 
         place_distilled(segmentation, vectors, np.flatnonzero(rest), distilled)
     # The rest of the budget: the users the placer is least sure of, read and placed by their full vectors.
     again = least_confident(distilled.confidence, rest, budget.reserve)
+    if len(again) and distilled.agreement is not None:
+        distilled.agreement = distilled.agreement.with_cutoff(float(distilled.confidence[again].max()))
     if len(again):
         read = read_users(again, vectors[again, :semantic_dims].copy(), documents, tagged, extractor, vectors, embedder,
                           corpus, lexical, config, prepared, resources, stats, text_known=False)
@@ -285,7 +289,7 @@ def read_users(rows: np.ndarray, text: np.ndarray, documents: list[UserDocument]
         text = text if text_known else unit_rows(text)
         full, has, _ = blend_tags(fresh, chosen, text, encoder, tag_weight=config.tag_weight)
         if lexical is not None:
-            full = lexical.join(full, [corpus.phrases(lexical.items)[i] for i in rows])
+            full = lexical.join(full, phrases_of(corpus, rows, lexical.items))
         vectors[rows[has]] = full[has]
     return has
 
@@ -295,13 +299,13 @@ def place_distilled(segmentation: Segmenter, vectors: np.ndarray, rows: np.ndarr
     strength = cosine to the segment's centroid, confidence = the placer's probability)."""
     if not len(rows):
         return
-    labels, confidence = distilled.placer.place(vectors[rows])
     centroids = np.asarray(segmentation.centroids_, np.float32)
-    strengths = np.zeros(len(rows))
-    for start in range(0, len(rows), 100_000):
+    labels, confidence, strengths = np.zeros(len(rows), np.int64), np.zeros(len(rows), np.float32), np.zeros(len(rows))
+    for start in range(0, len(rows), 100_000):  # in chunks: no copy of every placed user's vector
         part = slice(start, start + 100_000)
-        own = np.maximum(labels[part], 0)
-        strengths[part] = np.clip(np.einsum("ij,ij->i", vectors[rows[part]], centroids[own]), 0, 1)
+        chunk = vectors[rows[part]]
+        labels[part], confidence[part] = distilled.placer.place(chunk)
+        strengths[part] = np.clip(np.einsum("ij,ij->i", chunk, centroids[np.maximum(labels[part], 0)]), 0, 1)
     segmentation.add_placed(rows, labels, strengths, "distilled")
     distilled.confidence[rows] = confidence
 
@@ -331,8 +335,14 @@ def llm_free(text: np.ndarray, rows: np.ndarray, corpus: NamingCorpus, lexical: 
     """The users' (`rows`) vectors without the LLM: their text vectors joined with their phrase space."""
     if lexical is None:
         return unit_rows(text)
-    phrases = corpus.phrases(lexical.items)
-    return lexical.join(text, [phrases[i] for i in rows])
+    return lexical.join(text, phrases_of(corpus, rows, lexical.items))
+
+
+def phrases_of(corpus: NamingCorpus, rows: np.ndarray, items: bool) -> list[list[str]]:
+    """`corpus.phrases(items)` of the users `rows` only."""
+    if len(rows) == len(corpus.terms):
+        return corpus.phrases(items)
+    return [[*corpus.terms[i], *(corpus.item_terms[i] if items else [])] for i in rows]
 
 
 def run_encoder(config: RunConfig, documents: Sequence[UserDocument]) -> Encoder:
@@ -591,17 +601,24 @@ def package_versions(names: Sequence[str]) -> dict[str, str]:
     return found
 
 
+MAP_FIT_USERS = 50_000  # above this the map's axes come from a seeded sample of the users
+
+
 def _map_xy(vectors: np.ndarray, has_vector: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """2-D PCA of the user vectors for the report's map (0, 0 for users without a vector)."""
     xy = np.zeros((len(has_vector), 2))
     rows = np.flatnonzero(has_vector)
     if len(rows) >= 3 and vectors.ndim == 2 and vectors.shape[1] >= 2:
-        centred = vectors[rows] - vectors[rows].mean(axis=0)
-        _, _, components = np.linalg.svd(centred, full_matrices=False)
+        fit = rows if len(rows) <= MAP_FIT_USERS else np.sort(np.random.default_rng(0).choice(rows, MAP_FIT_USERS,
+                                                                                              replace=False))
+        mean = vectors[fit].mean(axis=0)
+        _, _, components = np.linalg.svd(vectors[fit] - mean, full_matrices=False)
         axes = components[:2]
         # Fix each axis's sign so reruns draw the same picture.
-        signs = np.where(axes.sum(axis=1) < 0, -1.0, 1.0)
-        xy[rows, : len(axes)] = centred @ (axes * signs[:, None]).T
+        axes = axes * np.where(axes.sum(axis=1) < 0, -1.0, 1.0)[:, None]
+        for start in range(0, len(rows), 100_000):  # no centred copy of every user's vector
+            part = rows[start : start + 100_000]
+            xy[part, : len(axes)] = (vectors[part] - mean) @ axes.T
     return np.round(xy[:, 0], 4), np.round(xy[:, 1], 4)
 
 

@@ -45,7 +45,10 @@ def save_recut_data(folder: Path, segmenter: Segmenter, vectors: np.ndarray, cor
     folder = Path(folder) / RECUT_DIR
     folder.mkdir(parents=True, exist_ok=True)
     usable = np.asarray(segmenter.assigned_by_) != "unsegmented"
-    stored = np.where(usable[:, None], np.asarray(vectors, np.float32), 0).astype(np.float16)
+    stored = np.zeros(np.shape(vectors), np.float16)
+    for start in range(0, len(stored), 100_000):  # in chunks: no float32 copy of every user's vector
+        part = slice(start, start + 100_000)
+        stored[part] = np.where(usable[part, None], np.asarray(vectors[part], np.float32), 0)
     np.save(folder / "vectors.npy", stored, allow_pickle=False)
     np.save(folder / "found.npy", np.asarray(segmenter.auto_labels_, np.int64), allow_pickle=False)
     (folder / "assigned_by.json").write_text(json.dumps(list(map(str, segmenter.assigned_by_))) + "\n", encoding="utf-8")

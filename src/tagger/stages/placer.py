@@ -154,21 +154,37 @@ class TrainingSet:
 class Agreement:
     """How often the placer puts a read user where the full vectors put them, on users it was
     not fitted on: `overall` weighted as the sample stands for all users, `per_segment` as
-    segment id → (read users held out, share placed in their own segment)."""
+    segment id → (read users held out, share placed in their own segment). `placed`: the same
+    share among the held-out users the placer was at least as sure of as of every user it was left
+    to place (the least sure were read by the LLM instead; None until `with_cutoff`)."""
 
     overall: float
     users: int
     folds: int
     per_segment: dict[int, tuple[int, float]]
+    same: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0, bool))  # per held-out user
+    confidence: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0, np.float32))
+    weights: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0))
+    placed: float | None = None
 
     @property
     def low(self) -> bool:
         return self.overall < WARN_BELOW
 
+    def with_cutoff(self, cutoff: float) -> Agreement:
+        """The agreement expected on the users the placer placed: those above `cutoff` confidence."""
+        above = self.confidence > cutoff
+        if not above.any():
+            return self
+        share = float((self.same[above] * self.weights[above]).sum() / self.weights[above].sum())
+        return Agreement(self.overall, self.users, self.folds, self.per_segment, self.same, self.confidence,
+                         self.weights, share)
+
     def summary(self, names: dict[int, str] | None = None) -> dict[str, Any]:
         names = names or {}
         return {"overall": round(self.overall, 4), "users": self.users, "folds": self.folds,
                 "warn_below": WARN_BELOW, "low": self.low,
+                **({"placed_estimate": round(self.placed, 4)} if self.placed is not None else {}),
                 "per_segment": [{"segment_id": sid, "name": names.get(sid, ""), "users": n, "agreement": round(a, 4)}
                                 for sid, (n, a) in sorted(self.per_segment.items())]}
 
@@ -187,14 +203,15 @@ def cross_validate(features: np.ndarray, labels: np.ndarray, weights: np.ndarray
         return None
     fold = rng.permutation(len(rows)) % folds
     predicted = np.full(len(rows), -1, np.int64)
+    confidence = np.zeros(len(rows), np.float32)
     for k in range(folds):
         train, test = rows[fold != k], rows[fold == k]
         placer = DistilledPlacer(seed=seed).fit(features[train], labels[train], weights[train])
-        predicted[fold == k] = placer.place(features[test])[0]
+        predicted[fold == k], confidence[fold == k] = placer.place(features[test])
     truth, w = labels[rows], weights[rows]
     same = predicted == truth
     per_segment = {int(s): (int((truth == s).sum()), float(same[truth == s].mean())) for s in np.unique(truth)}
-    return Agreement(float((same * w).sum() / w.sum()), len(rows), folds, per_segment)
+    return Agreement(float((same * w).sum() / w.sum()), len(rows), folds, per_segment, same, confidence, w)
 
 
 FIT_USERS = 20_000  # a placer is fitted on at most this many read users (seeded)

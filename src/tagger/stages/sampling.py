@@ -73,16 +73,26 @@ def group_count(users: int, sample: int) -> int:
     return int(max(1, min(round(math.sqrt(users)), sample // (2 * FLOOR), MAX_GROUPS)))
 
 
-def pregroups(features: np.ndarray, count: int, seed: int = 0) -> np.ndarray:
-    """A pre-group per row of `features` (users' LLM-free vectors): seeded mini-batch k-means."""
-    n = len(features)
-    count = min(count, n)
+FIT_USERS = 100_000  # the pre-groups are fitted on at most this many users; the rest are only assigned
+_CHUNK = 100_000
+
+
+def pregroups(features: np.ndarray, count: int, seed: int = 0, rows: np.ndarray | None = None) -> np.ndarray:
+    """A pre-group per row of `features[rows]` (users' LLM-free vectors; `rows` None: all): seeded
+    mini-batch k-means, fitted on a seeded sample of at most `FIT_USERS` and assigned in chunks, so
+    no copy of every user's vector is made."""
+    rows = np.arange(len(features)) if rows is None else np.asarray(rows, np.int64)
+    count = min(count, len(rows))
     if count <= 1:
-        return np.zeros(n, np.int64)
+        return np.zeros(len(rows), np.int64)
     from sklearn.cluster import MiniBatchKMeans
 
+    rng = np.random.default_rng(seed)
+    fit = np.sort(rng.choice(rows, FIT_USERS, replace=False)) if len(rows) > FIT_USERS else rows
     model = MiniBatchKMeans(n_clusters=count, random_state=seed, batch_size=4096, n_init=3)
-    return model.fit_predict(np.asarray(features, np.float32)).astype(np.int64)
+    model.fit(np.asarray(features[fit], np.float32))
+    return np.concatenate([model.predict(np.asarray(features[rows[s : s + _CHUNK]], np.float32))
+                           for s in range(0, len(rows), _CHUNK)]).astype(np.int64)
 
 
 def stratified_sample(groups: np.ndarray, size: int, seed: int = 0,
