@@ -188,7 +188,7 @@ def test_every_run_saves_a_placer_and_its_agreement(topics_csv, tmp_path):
     model = load_model(tmp_path / "run")
     assert model.placer is not None and model.training is not None
     assert result.summary["agreement"]["overall"] >= 0.9 and result.summary["counts"]["unread"] == 0
-    assert model.placer.mean_.shape[0] == model.centroids.shape[1]  # the LLM-free vector's dimensions
+    assert model.placer.features == model.centroids.shape[1]  # the LLM-free vector's dimensions
     assert not any(name.endswith(".pkl") for name in model.manifest["placer"]["files"])
 
 

@@ -135,8 +135,8 @@ def _place_distilled(model: SegmentModel, documents, encoder: Encoder, config: R
         corpus = NamingCorpus.from_documents(documents, known=model.extractor().known_) if model.lexical else None
         features = model.vectors_for(text, corpus)
         del text
-        if features.shape[1] != model.placer.mean_.shape[0]:
-            raise ModelError(f"the run's placer reads {model.placer.mean_.shape[0]} dimensions, these users' vectors "
+        if features.shape[1] != model.placer.features:
+            raise ModelError(f"the run's placer reads {model.placer.features} dimensions, these users' vectors "
                              f"have {features.shape[1]}; rerun `tagger segment`")
         has = np.fromiter((has_usable_text(d.text) for d in documents), bool, n)
         rows = np.flatnonzero(has)

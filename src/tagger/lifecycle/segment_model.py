@@ -20,7 +20,7 @@ that `load_clusterer` refuses when the library versions differ. Placement itself
 | `recut/` | what `tagger recut` re-cuts from without the comments (`tagger.lifecycle.recut_data`) |
 | `document_frequencies.json` | the candidate extractor's training document frequencies (phrases held by >= 2 users) |
 | `singulars.json` | the singulars training merged plurals into ("shampoos" → "shampoo"), so placement merges them alike |
-| `placer.json`, `placer_weights.npy`, `placer_bias.npy`, `placer_mean.npy`, `placer_scale.npy` | the placer distilled from the LLM-read users (`tagger.stages.placer`): places a user from their text alone (`tagger assign` without `--llm`) |
+| `placer.json`, `placer_weights.npy`, `placer_bias.npy` | the placer distilled from the LLM-read users (`tagger.stages.placer`): places a user from their text alone (`tagger assign` without `--llm`) |
 | `placer_train_rows.npy`, `placer_train_features.npy`, `placer_train_weights.npy` | what it was fitted on (float16 features), so `tagger recut` fits it to the new segments |
 | `clusterer.pkl` | the fitted HDBSCAN with prediction data (optional, version-locked) |
 """
