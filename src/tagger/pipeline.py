@@ -35,7 +35,7 @@ from tagger.stages.embedding import (CachedEncoder, EmbedStats, Encoder, blend_t
                                      text_vectors, unsegmented_reasons)
 from tagger.stages.excerpts import PromptFiller
 from tagger.stages.lexical import LexicalSpace, semantic_part
-from tagger.stages.placer import Distilled, TrainingSet, distil, training_rows
+from tagger.stages.placer import Distilled, distil, place_distilled, training_rows
 from tagger.stages.sampling import Budget, group_count, least_confident, pregroups, stratified_sample
 from tagger.stages.vector_store import StoreCounts, StoredEncoder, VectorStore
 from tagger.stages.naming import (NAMING_MAX_TOKENS, NamingCorpus, NamingOptions, SegmentName, SegmentProfile,
@@ -292,43 +292,6 @@ def read_users(rows: np.ndarray, text: np.ndarray, documents: list[UserDocument]
             full = lexical.join(full, phrases_of(corpus, rows, lexical.items))
         vectors[rows[has]] = full[has]
     return has
-
-
-def place_distilled(segmentation: Segmenter, vectors: np.ndarray, rows: np.ndarray, distilled: Distilled) -> None:
-    """Place `rows` with the distilled placer from their LLM-free vectors (`assigned_by = distilled`,
-    strength = cosine to the segment's centroid, confidence = the placer's probability)."""
-    if not len(rows):
-        return
-    centroids = np.asarray(segmentation.centroids_, np.float32)
-    labels, confidence, strengths = np.zeros(len(rows), np.int64), np.zeros(len(rows), np.float32), np.zeros(len(rows))
-    for start in range(0, len(rows), 100_000):  # in chunks: no copy of every placed user's vector
-        part = slice(start, start + 100_000)
-        chunk = vectors[rows[part]]
-        labels[part], confidence[part] = distilled.placer.place(chunk)
-        strengths[part] = np.clip(np.einsum("ij,ij->i", chunk, centroids[np.maximum(labels[part], 0)]), 0, 1)
-    segmentation.add_placed(rows, labels, strengths, "distilled")
-    distilled.confidence[rows] = confidence
-
-
-def place_unfitted(segmentation: Segmenter, vectors: np.ndarray, before: np.ndarray, training: TrainingSet | None,
-                   seed: int = 0) -> Distilled | None:
-    """After the fitted rows were cut again (`tagger recut`): the placer fitted again to the new
-    segments from what it was fitted on, and the rows the fit did not see placed again as they were
-    placed before (`before`: their assigned_by): the distilled ones by the placer, the ones read
-    later by their full vectors."""
-    distilled = None
-    if training is not None:
-        distilled = distil(training.features, training.rows, segmentation.labels_[training.rows], training.weights,
-                           users=len(vectors), seed=seed)
-    unfitted = ~segmentation.fitted_ & (before != "unsegmented")
-    by_placer = unfitted & (before == "distilled") & (distilled is not None)
-    if distilled is not None:
-        place_distilled(segmentation, vectors, np.flatnonzero(by_placer), distilled)
-    later = np.flatnonzero(unfitted & ~by_placer)
-    if len(later):
-        placed = segmentation.nearest(vectors[later])
-        segmentation.add_placed(later, placed.labels, placed.strengths, placed.assigned_by)
-    return distilled
 
 
 def llm_free(text: np.ndarray, rows: np.ndarray, corpus: NamingCorpus, lexical: LexicalSpace | None) -> np.ndarray:

@@ -19,14 +19,15 @@ from tagger.config import RunConfig
 from tagger.lifecycle.recut_data import RecutData, load_recut_data, save_recut_data
 from tagger.lifecycle.segment_model import MODEL_DIR, SegmentModel, build_model, check_embedder, load_model, save_model
 from tagger.llm.structured import CallStats
-from tagger.pipeline import (name_profiles, parent_columns, parent_nodes, place_unfitted, public_profile, segments_table,
-                             tree_items, tree_profiles, tree_segments, tree_summary)
+from tagger.pipeline import (name_profiles, parent_columns, parent_nodes, public_profile, segments_table, tree_items,
+                             tree_profiles, tree_segments, tree_summary)
 from tagger.progress import Reporter
 from tagger.run.context import RunContext, run_config
 from tagger.run.folder import RUN_MARKER, RunFolder, check_destination
 from tagger.run.load import Run, load_run
 from tagger.run.report_html import write_report
 from tagger.stages.clustering import Segmenter
+from tagger.stages.placer import place_unfitted
 from tagger.stages.embedding import CachedEncoder, Encoder, create_encoder, encoder_identity
 from tagger.stages.taxonomy import load_taxonomy
 

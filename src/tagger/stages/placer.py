@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 from tagger.errors import ModelError
+from tagger.stages.clustering import Segmenter
 
 # Regularisation of the logistic regression (the module docstring's figures).
 C = 10.0
@@ -249,3 +250,40 @@ def distil(features: np.ndarray, rows: np.ndarray, labels: np.ndarray, weights: 
     agreement = cross_validate(features, labels, weights, seed=seed)
     return Distilled(placer, TrainingSet(np.asarray(rows, np.int64), np.asarray(features, np.float32), weights),
                      agreement, np.full(users, np.nan, np.float32))
+
+
+def place_distilled(segmentation: Segmenter, vectors: np.ndarray, rows: np.ndarray, distilled: Distilled) -> None:
+    """Place `rows` with the distilled placer from their LLM-free vectors (`assigned_by = distilled`,
+    strength = cosine to the segment's centroid, confidence = the placer's probability)."""
+    if not len(rows):
+        return
+    centroids = np.asarray(segmentation.centroids_, np.float32)
+    labels, confidence, strengths = np.zeros(len(rows), np.int64), np.zeros(len(rows), np.float32), np.zeros(len(rows))
+    for start in range(0, len(rows), 100_000):  # in chunks: no copy of every placed user's vector
+        part = slice(start, start + 100_000)
+        chunk = vectors[rows[part]]
+        labels[part], confidence[part] = distilled.placer.place(chunk)
+        strengths[part] = np.clip(np.einsum("ij,ij->i", chunk, centroids[np.maximum(labels[part], 0)]), 0, 1)
+    segmentation.add_placed(rows, labels, strengths, "distilled")
+    distilled.confidence[rows] = confidence
+
+
+def place_unfitted(segmentation: Segmenter, vectors: np.ndarray, before: np.ndarray, training: TrainingSet | None,
+                   seed: int = 0) -> Distilled | None:
+    """After the fitted rows were cut again (`tagger recut`): the placer fitted again to the new
+    segments from what it was fitted on, and the rows the fit did not see placed again as they were
+    placed before (`before`: their assigned_by): the distilled ones by the placer, the ones read
+    later by their full vectors."""
+    distilled = None
+    if training is not None:
+        distilled = distil(training.features, training.rows, segmentation.labels_[training.rows], training.weights,
+                           users=len(vectors), seed=seed)
+    unfitted = ~segmentation.fitted_ & (before != "unsegmented")
+    by_placer = unfitted & (before == "distilled") & (distilled is not None)
+    if distilled is not None:
+        place_distilled(segmentation, vectors, np.flatnonzero(by_placer), distilled)
+    later = np.flatnonzero(unfitted & ~by_placer)
+    if len(later):
+        placed = segmentation.nearest(vectors[later])
+        segmentation.add_placed(later, placed.labels, placed.strengths, placed.assigned_by)
+    return distilled
