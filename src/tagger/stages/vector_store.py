@@ -29,6 +29,7 @@ from tagger.stages.embedding import Encoder, embedder_fingerprint, encoder_ident
 from tagger.vectors import unit_rows
 
 STORE_FILE = "vectors.sqlite"
+TABLE = "vectors_f16"
 _IN_CHUNK = 500  # keys per SELECT ... IN (...)
 
 
@@ -43,7 +44,8 @@ class VectorStore:
             self._db = sqlite3.connect(self.path, timeout=60, check_same_thread=False, isolation_level=None)
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.execute("PRAGMA synchronous=NORMAL")
-            self._db.execute("CREATE TABLE IF NOT EXISTS vectors (key BLOB PRIMARY KEY, vector BLOB NOT NULL) WITHOUT ROWID")
+            # the table's name holds the vectors' type: another layout is another table
+            self._db.execute(f"CREATE TABLE IF NOT EXISTS {TABLE} (key BLOB PRIMARY KEY, vector BLOB NOT NULL) WITHOUT ROWID")
         except sqlite3.Error as exc:
             raise OutputError(f"cannot open the vector store {self.path} ({exc}); set TAGGER_HOME to a writable "
                               "folder or pass --no-cache") from None
@@ -54,7 +56,7 @@ class VectorStore:
             for start in range(0, len(keys), _IN_CHUNK):
                 chunk = list(keys[start : start + _IN_CHUNK])
                 marks = ",".join("?" * len(chunk))
-                for key, blob in self._db.execute(f"SELECT key, vector FROM vectors WHERE key IN ({marks})", chunk):
+                for key, blob in self._db.execute(f"SELECT key, vector FROM {TABLE} WHERE key IN ({marks})", chunk):
                     found[bytes(key)] = np.frombuffer(blob, np.float16)
         return found
 
@@ -62,7 +64,7 @@ class VectorStore:
         rows = [(key, np.ascontiguousarray(v, np.float16).tobytes()) for key, v in zip(keys, vectors, strict=True)]
         with self._lock:
             self._db.execute("BEGIN")
-            self._db.executemany("INSERT OR REPLACE INTO vectors VALUES (?, ?)", rows)
+            self._db.executemany(f"INSERT OR REPLACE INTO {TABLE} VALUES (?, ?)", rows)
             self._db.execute("COMMIT")
 
     def close(self) -> None:
