@@ -53,6 +53,8 @@ def segment(source: Path | pd.DataFrame, config: RunConfig, *, out: Path | None 
     with reporter.stage("load"):
         frame = read_input(source, config)  # the only read: shares over time use this frame too
         documents, load_stats = documents_from_frame(frame, config)
+        if not config.time_col:
+            frame = None  # nothing reads it again: its memory (~12 KB a user of forum posts) is freed
     with RunContext(config, reporter, out=out, force=force, engine=engine) as ctx:
         run = run_pipeline(documents, load_stats, config, prepared, ctx, encoder)
         engine_used = ctx.started_engine
@@ -87,7 +89,7 @@ def previous_candidates(config: RunConfig) -> CandidateExtractor | None:
     return model.extractor()
 
 
-def _lasting(run: PipelineRun, frame: pd.DataFrame, summary: dict[str, Any], users: pd.DataFrame,
+def _lasting(run: PipelineRun, frame: pd.DataFrame | None, summary: dict[str, Any], users: pd.DataFrame,
              reporter: Reporter, save: bool = True) -> dict[str, Any]:
     """The saved segment model, optional stability reruns, shares per period.
     Adds the keys `segment_model`, `stability` and `over_time` to the run summary."""
