@@ -92,8 +92,11 @@ def budget_lines(summary: dict) -> list[str]:
         weakest = min(agreement["per_segment"], key=lambda s: (s["agreement"], s["segment_id"]), default=None)
         low = (f"; lowest {weakest['agreement']:.0%} in segment {weakest['segment_id']} ({weakest['name']})"
                if weakest else "")
+        placed = agreement.get("placed_estimate")
+        expected = (f"; {placed:.0%} expected on the users it placed (those it was surest of)"
+                    if placed is not None else "")
         lines.append(f"placer agreement {agreement['overall']:.0%}: it puts a read user it was not fitted on where "
-                     f"the full vectors put them ({agreement['users']:,} users, {agreement['folds']}-fold){low}")
+                     f"the full vectors put them ({agreement['users']:,} users, {agreement['folds']}-fold){expected}{low}")
         if agreement["low"]:
             lines.append(f"warning: the placer agrees with the full vectors on only {agreement['overall']:.0%} of held-out "
                          f"users (below {agreement['warn_below']:.0%}): its placements are rough; raise --llm-users, "
