@@ -228,7 +228,8 @@ def budgeted_stages(documents: list[UserDocument], config: RunConfig, prepared: 
     if not any(has_usable_text(d.text) for d in documents):  # nothing to embed or sample: as a full run
         return read_everyone(documents, config, prepared, resources, encoder, stats, budget)
     reporter.message(budget.line())
-    extractor = fit_candidates(config, [d.text for d in documents], prepared.previous)
+    with reporter.stage("candidates"):  # from every user's text: a read user's prompt is a full run's
+        extractor = fit_candidates(config, [d.text for d in documents], prepared.previous)
     with reporter.stage("embedding", total=texts_to_embed(documents, [], config.model_copy(update={"tag_weight": 0.0}))) as advance:
         encoder = encoder or run_encoder(config, documents)
         embedder = stored_encoder(encoder, resources, stats)
