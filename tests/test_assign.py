@@ -30,7 +30,7 @@ def run_dir(comments_csv, tmp_path, capsys):
 
 def test_reassigning_training_users_gives_their_segments(run_dir, comments_csv, tmp_path, capsys):
     out = tmp_path / "assigned"
-    code, stdout, _ = run(capsys, "assign", str(run_dir), str(comments_csv), "--out", str(out))
+    code, stdout, _ = run(capsys, "assign", str(run_dir), str(comments_csv), "--out", str(out), "--llm")
     assert code == 0 and "got their original segment" in stdout
     summary = json.loads((out / "assign.json").read_text())
     assert summary["cache"]["misses"] == 0  # same prompts as training: every answer is cached
@@ -50,7 +50,7 @@ def test_new_users_are_tagged_and_placed(run_dir, tmp_path, capsys):
                   "text": ["my guitar strings stay in tune !", "this guitar amplifier sounds warm !",
                            "guitar picks for practice !", "quantum chromodynamics lecture notes on lattice gauge"]}
                  ).to_csv(new, index=False)
-    code, _, err = run(capsys, "assign", str(run_dir), str(new), "--out", str(tmp_path / "a"))
+    code, _, err = run(capsys, "assign", str(run_dir), str(new), "--out", str(tmp_path / "a"), "--llm")
     assert code == 0, err
     users = pd.read_parquet(tmp_path / "a" / "users.parquet").set_index("user_id")
     training = pd.read_parquet(run_dir / "users.parquet")
@@ -114,7 +114,7 @@ def test_users_without_usable_text_stay_unsegmented_in_assign(run_dir, tmp_path,
                   "text": ["my guitar strings stay in tune !", "this guitar amplifier sounds warm !",
                            "guitar picks for practice !", "12345", "3.5", "*** !!!", "orphan"]}
                  ).to_csv(new, index=False)
-    code, printed, err = run(capsys, "assign", str(run_dir), str(new), "--out", str(tmp_path / "a"))
+    code, printed, err = run(capsys, "assign", str(run_dir), str(new), "--out", str(tmp_path / "a"), "--llm")
     assert code == 0, err
     line = " ".join(printed.split())
     assert "read 7 rows, used 6 comments (6 embedded, 3 with an excerpt in the tagging prompt); not used: 1 without user id" in line
@@ -127,3 +127,36 @@ def test_users_without_usable_text_stay_unsegmented_in_assign(run_dir, tmp_path,
     assert summary["counts"]["placed"] == 1 and summary["counts"]["by"]["unsegmented"] == 2
     assert summary["counts"]["rows"] == 7 and summary["counts"]["missing_user_id_rows"] == 1
     assert sum(summary["segment_sizes"].values()) == 1
+
+
+def test_assign_places_with_the_distilled_placer_and_starts_no_llm(run_dir, comments_csv, tmp_path, monkeypatch):
+    import tagger.run.context as context
+    from tagger.run.assign import assign
+
+    def no_engine(*args, **kwargs):
+        raise AssertionError("assign without --llm started an engine")
+
+    monkeypatch.setattr(context, "create_engine", no_engine)
+    result = assign(run_dir, comments_csv, out=tmp_path / "a")
+    users = result.users.set_index("user_id")
+    assert (users["assigned_by"] == "distilled").all() and (users["status"] == "unread").all()
+    assert users["tags"].map(len).eq(0).all()  # no tags invented for users the LLM did not read
+    assert users["confidence"].between(0, 1).all() and (users["strength"] > 0).all()
+    assert result.summary["llm"] is False and result.summary["counts"]["unread"] == 12
+    assert result.summary["cache"]["hits"] == result.summary["cache"]["misses"] == 0
+    # the training users, placed from their text alone, land in their own segments
+    assert result.summary["agreement"]["same_segment"] == 1.0
+    tags = [json.loads(line) for line in (tmp_path / "a" / "tags.jsonl").read_text().splitlines()]
+    assert {t["status"] for t in tags} == {"unread"} and not any(t["tags"] for t in tags)
+
+
+def test_assign_of_a_model_without_placer_says_to_pass_llm(run_dir, comments_csv, tmp_path, capsys):
+    manifest_path = run_dir / "model" / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    del manifest["placer"]  # as a model saved before placers
+    manifest_path.write_text(json.dumps(manifest))
+    code, _, err = run(capsys, "assign", str(run_dir), str(comments_csv), "--out", str(tmp_path / "a"))
+    assert code != 0 and err.startswith("error: ") and "--llm" in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "a").exists()
+    code, _, err = run(capsys, "assign", str(run_dir), str(comments_csv), "--out", str(tmp_path / "b"), "--llm")
+    assert code == 0, err

@@ -22,7 +22,8 @@ from pathlib import Path
 import pytest
 
 SRC = Path(__file__).resolve().parents[1] / "src"
-STAGE_ORDER = ["forum", "data", "canon", "candidates", "excerpts", "tagging", "embedding", "lexical", "tree", "clustering", "taxonomy", "naming", "recommend"]
+STAGE_ORDER = ["forum", "data", "canon", "candidates", "excerpts", "tagging", "embedding", "vector_store", "ray_encoder",
+               "lexical", "sampling", "tree", "clustering", "placer", "taxonomy", "naming", "recommend"]
 # The shared modules that stay at the top level; any other module belongs in a subpackage.
 TOP_LEVEL = {"tagger", "tagger.__main__", "tagger.api", "tagger.pipeline", "tagger.config", "tagger.schemas", "tagger.summary",
              "tagger.errors", "tagger.paths", "tagger.cache", "tagger.prompts", "tagger.privacy", "tagger.progress",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 
 pytest.importorskip("ray")
@@ -57,3 +58,20 @@ def test_ray_vllm_replica_tags_real_users():
         assert user.prompt_tokens > 0
         for tag in user.tags:  # grounded: every tag is a phrase of the user's own comments
             assert all(word in document.text.lower() for word in tag.tag.split())
+
+
+def test_ray_encoder_replicas_give_the_local_vectors_in_order():
+    """Two encoder replicas on a local Ray cluster embed every comment as the local encoder does."""
+    from tagger.stages.embedding import create_encoder, text_vectors
+    from tagger.stages.ray_encoder import RayEncoder
+
+    documents = _documents(40)
+    local = create_encoder("hash")
+    encoder = RayEncoder("hash", replicas=2, cpus_per_replica=0.5, batch_size=16, chunk=100, local_below=10)
+    try:
+        distributed = text_vectors(documents, encoder, item_weight=0.0)
+    finally:
+        encoder.close()
+    assert encoder.jobs >= 2  # the comments went to the replicas in several cluster jobs
+    np.testing.assert_allclose(distributed, text_vectors(documents, local, item_weight=0.0), atol=1e-6)
+    assert encoder.encode(["a few words"]).shape == (1, local.dim)  # a small call stays on the driver

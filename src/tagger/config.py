@@ -51,6 +51,14 @@ class RunConfig(BaseModel):
                             description="token budget of the excerpts of one user's comments in the tagging prompt")
     max_tokens: int = Field(default=160, ge=16, le=4096, description="output budget of one tag answer")
     batch_size: int = Field(default=256, ge=1)
+    # Engine calls of about this many seconds, each cached as it returns: a kill loses at most one
+    # call's answers (one whole batch of 256 users was ~200 s on this CPU). 0: one call per batch.
+    call_seconds: float = Field(default=30.0, ge=0.0, description="seconds of tagging per engine call, each "
+                                "cached as it returns (0 = one call per batch)")
+    # How many users the LLM reads: "auto" reads everyone up to tagger.stages.sampling.AUTO_LLM_USERS
+    # and that many of a larger input; the rest are placed by a placer distilled from them.
+    llm_users: int | Literal["all", "auto"] = Field(default="auto", description="users the LLM reads: N, all, "
+                                                    "or auto (everyone up to a size, then a sample)")
     temperature: float = Field(default=0.0, ge=0.0, le=2.0)
     seed: int = 0
     cache: bool = True
@@ -102,6 +110,15 @@ class RunConfig(BaseModel):
                                      "politics ...): flag them, or exclude their members (left unsegmented, for ad use)")
     redact_pii: bool = False
     k_anonymity: int = Field(default=1, ge=1, description="segments smaller than this are not named")
+
+    @field_validator("llm_users", mode="before")
+    @classmethod
+    def _llm_users(cls, value: object) -> object:
+        if isinstance(value, str) and value.strip().isdigit():
+            value = int(value)
+        if isinstance(value, int) and not isinstance(value, bool) and value < 1:
+            raise ValueError(f"must be at least 1, or all / auto, not {value}")
+        return value
 
     # Before the Literal check, so an unknown name gets this message rather than pydantic's.
     @field_validator("engine", mode="before")

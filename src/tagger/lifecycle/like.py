@@ -33,6 +33,7 @@ from tagger.lifecycle.rebuild import NamingInputs, placement_model, relay
 from tagger.lifecycle.recut_data import load_recut_data
 from tagger.lifecycle.segment_model import MODEL_DIR, SegmentModel, check_embedder, load_model
 from tagger.stages.naming import NamingSettings
+from tagger.stages.placer import refit
 from tagger.summary import EditsApplied, Lineage, LineageMatch, LineageSegment
 
 # What a continuing segment takes from OLD: who it is, as people know it.
@@ -168,6 +169,11 @@ def _carry_edits(run, lineage: Lineage, edits: list[Edit], dims: int) -> Carried
         relaid = relay(run.segmentation, layout, inputs)
         run.segmentation, run.segments, run.profiles, run.ids = (relaid.segmentation, relaid.segments,
                                                                  relaid.profiles, relaid.ids)
+        if run.distilled is not None:  # the placer learns the edited segments; its users keep their confidence
+            confidence = run.distilled.confidence
+            run.distilled = refit(run.distilled.training, relaid.segmentation.labels_, len(confidence), run.config.seed)
+            if run.distilled is not None:
+                run.distilled.confidence = confidence
     return Carried(lineage, applied, skipped, base if applied else None)
 
 

@@ -46,6 +46,15 @@ class LexicalInfo(Section):
     files: list[str] = Field(default_factory=list)
 
 
+class PlacerInfo(Section):
+    kind: str = "logistic regression"
+    C: float = 1.0
+    seed: int = 0
+    classes: list[int] = Field(default_factory=list)
+    features: int = 0
+    files: list[str] = Field(default_factory=list)
+
+
 class ModelManifest(Section):
     format_version: int = FORMAT_VERSION
     tagger_version: str | None = None
@@ -65,6 +74,8 @@ class ModelManifest(Section):
     files: list[str] = Field(default_factory=list)
     clusterer: ClustererInfo | None = None
     lexical: LexicalInfo | None = None
+    placer: PlacerInfo | None = None  # the distilled placer (tagger.stages.placer), None before placers
+    placer_agreement: float | None = None  # its cross-validated agreement with the full vectors
     edits: int = 0  # hand edits applied to the segments (model/edits.jsonl holds them)
 
 

@@ -24,6 +24,7 @@ from tagger.pipeline import (parent_columns, parent_nodes, segments_table, tree_
 from tagger.schemas import Segment, TaggedUser
 from tagger.stages.clustering import Segmenter
 from tagger.stages.naming import NamedTree, NamingSettings, SegmentName, best_name
+from tagger.stages.placer import refit
 from tagger.summary import Tree
 
 
@@ -51,7 +52,7 @@ class SavedRun:
         segmenter.set_params(seed=self.config.seed, min_segment_size=self.config.min_segment_size,
                              reduce_dims=self.config.reduce_dims, consensus=self.config.consensus)
         segmenter.auto_labels_, segmenter.assigned_by_ = self.data.found, self.data.assigned_by
-        segmenter.min_segment_size_ = self.data.min_segment_size
+        segmenter.min_segment_size_, segmenter.fitted_ = self.data.min_segment_size, self.data.fitted
         return segmenter
 
 
@@ -130,10 +131,14 @@ def rebuild(saved: SavedRun, layout: Layout, *, encoder, settings: NamingSetting
     segmentation, segments = relaid.segmentation, relaid.segments
     names = {s.segment_id: s.name for s in segments}
     parents, centroids = parent_nodes(segments, segmentation, saved.data.vectors, relaid.ids)
+    # the placer learns the edited segments from what it was fitted on
+    distilled = refit(saved.model.training, segmentation.labels_, len(segmentation.labels_), saved.config.seed)
     model = build_model(segmentation, names=names, extractor=saved.model.extractor(), manifest=saved.model.manifest,
                         parents=parents, parent_centroids=centroids, lexical=saved.model.lexical, ids=relaid.ids,
                         person={s.segment_id: s.set_by_person for s in segments},
-                        fingerprint=saved.model.embedder_fingerprint)
+                        fingerprint=saved.model.embedder_fingerprint,
+                        placer=distilled.placer if distilled is not None else None,
+                        training=distilled.training if distilled is not None else None)
     users = _users(saved.users, segmentation, relaid.ids, names, {s.segment_id: s.parent_id for s in segments})
     table = segments_table(segments, int((segmentation.labels_ >= 0).sum()))
     return Rebuilt(users, table, relaid.profiles, model, segmentation, tree_summary(segmentation, segments))

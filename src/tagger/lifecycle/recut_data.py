@@ -4,7 +4,8 @@
 |---|---|
 | `vectors.npy` | every user's vector (float16, rows as in users.parquet; zeros for a user without one) |
 | `found.npy` | the leaves the consensus found, before `--segments` merged or split them |
-| `assigned_by.json` | how each user was placed (the clustering itself, or the nearest segment) |
+| `assigned_by.json` | how each user was placed (the clustering itself, the nearest segment, the distilled placer) |
+| `fitted.npy` | the users the segments were fitted on (all with a vector, or the LLM-read sample of `--llm-users`); the others are placed again after a cut |
 | `corpus.parquet` | per user, what naming reads of their text: phrases, items, item phrases, length in words |
 | `meta.json` | format version, users, dimensions, minimum segment size, words the data uses as verbs, how often it capitalises first names |
 
@@ -36,6 +37,7 @@ class RecutData:
     assigned_by: np.ndarray
     corpus: NamingCorpus
     min_segment_size: int
+    fitted: np.ndarray  # bool per user: the segments were fitted on them
 
 
 def save_recut_data(folder: Path, segmenter: Segmenter, vectors: np.ndarray, corpus: NamingCorpus) -> None:
@@ -43,7 +45,10 @@ def save_recut_data(folder: Path, segmenter: Segmenter, vectors: np.ndarray, cor
     folder = Path(folder) / RECUT_DIR
     folder.mkdir(parents=True, exist_ok=True)
     usable = np.asarray(segmenter.assigned_by_) != "unsegmented"
-    stored = np.where(usable[:, None], np.asarray(vectors, np.float32), 0).astype(np.float16)
+    stored = np.zeros(np.shape(vectors), np.float16)
+    for start in range(0, len(stored), 100_000):  # in chunks: no float32 copy of every user's vector
+        part = slice(start, start + 100_000)
+        stored[part] = np.where(usable[part, None], np.asarray(vectors[part], np.float32), 0)
     np.save(folder / "vectors.npy", stored, allow_pickle=False)
     np.save(folder / "found.npy", np.asarray(segmenter.auto_labels_, np.int64), allow_pickle=False)
     (folder / "assigned_by.json").write_text(json.dumps(list(map(str, segmenter.assigned_by_))) + "\n", encoding="utf-8")
@@ -51,6 +56,9 @@ def save_recut_data(folder: Path, segmenter: Segmenter, vectors: np.ndarray, cor
     if len(corpus.lengths) == len(corpus.terms):
         columns["lengths"] = corpus.lengths
     pd.DataFrame(columns).to_parquet(folder / "corpus.parquet", index=False)
+    np.save(folder / "fitted.npy", np.asarray(getattr(segmenter, "fitted_", usable), bool), allow_pickle=False)
+    pd.DataFrame({"terms": corpus.terms, "items": corpus.items, "item_terms": corpus.item_terms}).to_parquet(
+        folder / "corpus.parquet", index=False)
     meta = {"format": RECUT_FORMAT, "users": int(len(stored)), "dims": int(stored.shape[1]) if stored.ndim == 2 else 0,
             "min_segment_size": int(segmenter.min_segment_size_), "verbs": sorted(corpus.verbs),
             "capitalised": dict(sorted(corpus.capitalised.items()))}
@@ -72,6 +80,9 @@ def load_recut_data(run_dir: Path, users: int) -> RecutData:
         found = np.load(folder / "found.npy", allow_pickle=False)
         assigned_by = np.array(json.loads((folder / "assigned_by.json").read_text(encoding="utf-8")), dtype=object)
         frame = pd.read_parquet(folder / "corpus.parquet")
+        # a run saved before budgets fitted every user with a vector
+        fitted = (np.load(folder / "fitted.npy", allow_pickle=False) if (folder / "fitted.npy").exists()
+                  else assigned_by != "unsegmented")
     except (OSError, ValueError, KeyError) as exc:
         raise ModelError(f"recut data in {run_dir} is incomplete ({type(exc).__name__}: {exc}); "
                          "rerun `tagger segment`") from None
@@ -84,4 +95,4 @@ def load_recut_data(run_dir: Path, users: int) -> RecutData:
     corpus = NamingCorpus(lists["terms"], lists["items"], lists["item_terms"], frozenset(meta.get("verbs", [])),
                           lengths, dict(meta.get("capitalised", {})))
     return RecutData(vectors.astype(np.float32), found.astype(np.int64), assigned_by, corpus,
-                     int(meta["min_segment_size"]))
+                     int(meta["min_segment_size"]), np.asarray(fitted, bool))

@@ -21,6 +21,8 @@ that `load_clusterer` refuses when the library versions differ. Placement itself
 | `recut/` | what `tagger recut` re-cuts from without the comments (`tagger.lifecycle.recut_data`) |
 | `document_frequencies.json` | the candidate extractor's training document frequencies (phrases held by >= 2 users) |
 | `singulars.json` | the singulars training merged plurals into ("shampoos" → "shampoo"), so placement merges them alike |
+| `placer.json`, `placer_weights.npy`, `placer_bias.npy` | the placer distilled from the LLM-read users (`tagger.stages.placer`): places a user from their text alone (`tagger assign` without `--llm`) |
+| `placer_train_rows.npy`, `placer_train_features.npy`, `placer_train_weights.npy` | what it was fitted on (float16 features), so `tagger recut` fits it to the new segments |
 | `clusterer.pkl` | the fitted HDBSCAN with prediction data (optional, version-locked) |
 | `edits.jsonl` | the hand edits the segments hold (`tagger edit`; the run's own `edits.jsonl` must match it) |
 
@@ -40,7 +42,8 @@ from typing import Any
 import numpy as np
 
 from tagger.errors import ModelError
-from tagger.lifecycle.manifest import FORMAT_VERSION, CandidateStats, ClustererInfo, LexicalInfo, ModelManifest, from_saved
+from tagger.lifecycle.manifest import (FORMAT_VERSION, CandidateStats, ClustererInfo, LexicalInfo, ModelManifest,
+                                       PlacerInfo, from_saved)
 from tagger.pipeline import package_versions
 from tagger.schemas import NO_SEGMENT
 from tagger.stages.candidates import CandidateExtractor
@@ -48,6 +51,8 @@ from tagger.stages.canon import singular
 from tagger.stages.clustering import Placement, Segmenter
 from tagger.stages.embedding import FINGERPRINT_TEXTS, embedder_fingerprint
 from tagger.stages.lexical import LexicalSpace, semantic_part
+from tagger.stages.placer import FILES as PLACER_FILES
+from tagger.stages.placer import TRAIN_FILES, DistilledPlacer, TrainingSet
 from tagger.vectors import unit_rows
 
 MODEL_DIR = "model"
@@ -87,6 +92,9 @@ class SegmentModel:
     lexical: LexicalSpace | None = None
     embedder_fingerprint: list[list[float]] = field(default_factory=list)
     edits: list[dict[str, Any]] = field(default_factory=list)  # tagger.lifecycle.edits records, in order
+    # Places a user from their text alone (None: a model saved before placers, or --tag-weight 1).
+    placer: DistilledPlacer | None = None
+    training: TrainingSet | None = None
 
     @property
     def semantic_dims(self) -> int:
@@ -179,12 +187,14 @@ def build_model(segmenter: Segmenter, *, names: dict[int, str], extractor: Candi
                 manifest: ModelManifest | dict[str, Any], parents: list[dict[str, Any]] | None = None,
                 parent_centroids: np.ndarray | None = None, lexical: LexicalSpace | None = None,
                 ids: dict[int, int] | None = None, person: dict[int, list[str]] | None = None,
-                fingerprint: list[list[float]] | None = None, leaf_parents: dict[int, int] | None = None) -> SegmentModel:
+                fingerprint: list[list[float]] | None = None, leaf_parents: dict[int, int] | None = None,
+                placer: DistilledPlacer | None = None, training: TrainingSet | None = None) -> SegmentModel:
     """The saved form of a fitted Segmenter (its users with a vector); `parents` the segments
-    above its leaves, as in `SegmentModel.parents`; `leaf_parents` each leaf's parent by segment
-    id, as named (naming leaves out a parent no name speaks for; default: the segmenter's tree). `ids` gives the segment id of each of the
+    above its leaves, as in `SegmentModel.parents`. `ids` gives the segment id of each of the
     segmenter's own numbers (leaves 0..k-1, parents after them; missing: the number itself),
-    `names` and `person` (the fields a person set) are by those ids."""
+    `names` and `person` (the fields a person set) are by those ids; `leaf_parents` each leaf's
+    parent by segment id, as named (naming leaves out a parent no name speaks for; default: the
+    segmenter's tree). `placer` and `training`: the distilled placer and what it was fitted on."""
     ids, person = ids or {}, person or {}
     parents = parents or []
     parent_of = tree_parent_ids(segmenter)
@@ -195,10 +205,14 @@ def build_model(segmenter: Segmenter, *, names: dict[int, str], extractor: Candi
         "reducer": type(reducer).__name__ if reducer is not None else None})
     members_label = segmenter.members_label_
     usable = segmenter.assigned_by_ != "unsegmented"
-    labels, strengths = segmenter.labels_[usable], segmenter.strengths_[usable]
+    labels = segmenter.labels_[usable]
+    # The floor is the weakest of the users placed by their full vectors: a distilled user's vector
+    # lacks the tags, so its cosine to a centroid is lower by construction.
+    full = usable & (segmenter.assigned_by_ != "distilled")
+    full_labels, strengths = segmenter.labels_[full], segmenter.strengths_[full]
     segments = []
     for row in range(len(segmenter.centroids_)):
-        own, mine = members_label == row, labels == row
+        own, mine, floor = members_label == row, labels == row, full_labels == row
         sid = ids.get(row, row)
         parent = parent_of.get(row, -1) if leaf_parents is None else leaf_parents.get(sid, -1)
         segments.append({
@@ -207,7 +221,7 @@ def build_model(segmenter: Segmenter, *, names: dict[int, str], extractor: Candi
             "size": int(mine.sum()),
             "members": int(own.sum()),
             "radius": float(segmenter.members_radius_[own].max()) if own.any() else 0.0,
-            "strength_floor": float(strengths[mine].min()) if mine.any() else 1.0,
+            "strength_floor": float(strengths[floor].min()) if floor.any() else 1.0,
             "parent_id": -1 if parent < 0 else parent if leaf_parents is not None else ids.get(parent, parent),
             **({"set_by_person": list(person[sid])} if person.get(sid) else {}),
         })
@@ -217,7 +231,8 @@ def build_model(segmenter: Segmenter, *, names: dict[int, str], extractor: Candi
                          pca_components=segmenter.pca_components_, pca_mean=segmenter.pca_mean_,
                          user_mean=segmenter.user_mean_, parents=parents,
                          parent_centroids=_unit(parent_centroids) if parent_centroids is not None and len(parents) else None,
-                         lexical=lexical, embedder_fingerprint=list(fingerprint or []))
+                         lexical=lexical, embedder_fingerprint=list(fingerprint or []), placer=placer,
+                         training=training)
     _add_candidates(model, extractor)
     return model
 
@@ -282,6 +297,11 @@ def save_model(model: SegmentModel, folder: Path, clusterer: Any = None) -> None
         except Exception as exc:  # the pickle is an extra; placement never needs it
             manifest.clusterer = ClustererInfo(error=f"{type(exc).__name__}: {exc}"[:200])
     manifest.lexical = LexicalInfo(**model.lexical.save(folder)) if model.lexical is not None else None
+    if model.placer is not None:
+        manifest.placer = PlacerInfo(**model.placer.save(folder), files=[*PLACER_FILES])
+        if model.training is not None:
+            model.training.save(folder)
+            manifest.placer.files += [*TRAIN_FILES]
     (folder / "manifest.json").write_text(manifest.model_dump_json(indent=1, exclude_none=True) + "\n", encoding="utf-8")
 
 
@@ -311,13 +331,16 @@ def load_model(run_dir: Path) -> SegmentModel:
                          "rerun `tagger segment`") from None
     fingerprint = arrays["embedder_fingerprint.npy"].tolist() if "embedder_fingerprint.npy" in arrays else []
     lexical = LexicalSpace.load(folder, manifest.lexical.model_dump()) if manifest.lexical else None
+    placer = DistilledPlacer.load(folder) if manifest.placer else None
+    training = TrainingSet.load(folder) if placer is not None else None
     return SegmentModel(centroids=arrays["centroids.npy"], members_reduced=arrays["members_reduced.npy"],
                         members_label=arrays["members_label.npy"], segments=segments, manifest=manifest,
                         members_radius=arrays["members_radius.npy"], member_centroids=arrays["member_centroids.npy"],
                         pca_components=arrays.get("pca_components.npy"), pca_mean=arrays.get("pca_mean.npy"),
                         user_mean=arrays.get("user_mean.npy"), document_frequencies=frequencies, singulars=singulars,
                         path=folder, parents=parents, parent_centroids=arrays.get("parent_centroids.npy"),
-                        lexical=lexical, embedder_fingerprint=fingerprint, edits=edits)
+                        lexical=lexical, embedder_fingerprint=fingerprint, edits=edits, placer=placer,
+                        training=training)
 
 
 def check_embedder(model: SegmentModel, encoder) -> None:
@@ -351,7 +374,8 @@ def load_clusterer(model: SegmentModel):
 def model_for_run(segmenter: Segmenter, *, summary, config, names: dict[int, str],
                   extractor: CandidateExtractor | None, encoder, tree: tuple[list[dict[str, Any]], np.ndarray | None] = ([], None),
                   lexical: LexicalSpace | None = None, ids: dict[int, int] | None = None,
-                  person: dict[int, list[str]] | None = None, leaf_parents: dict[int, int] | None = None) -> SegmentModel:
+                  person: dict[int, list[str]] | None = None, leaf_parents: dict[int, int] | None = None,
+                  distilled=None) -> SegmentModel:
     """A run's fitted segmentation, settings and summary (RunSummary) → the SegmentModel to save;
     `tree`: the segments above the leaves and their centroids; `ids`: the segments' ids by the
     segmenter's own numbers (`build_model`)."""
@@ -368,11 +392,14 @@ def model_for_run(segmenter: Segmenter, *, summary, config, names: dict[int, str
         prompts={name: p.sha256 for name, p in summary.prompts.items()},
         packages=summary.packages,
         users=int((segmenter.assigned_by_ != "unsegmented").sum()),
+        placer_agreement=round(distilled.agreement.overall, 4) if distilled is not None
+        and distilled.agreement is not None else None,
     )
     return build_model(segmenter, names=names, extractor=extractor, manifest=manifest, parents=tree[0],
                        parent_centroids=tree[1], lexical=lexical, ids=ids, person=person,
                        fingerprint=embedder_fingerprint(encoder) if encoder is not None else [],
-                       leaf_parents=leaf_parents)
+                       leaf_parents=leaf_parents, placer=distilled.placer if distilled is not None else None,
+                       training=distilled.training if distilled is not None else None)
 
 
 def run_segments(run_dir: Path) -> Any:

@@ -39,6 +39,7 @@ class Outcome(Generic[T]):
 @dataclass
 class CallStats:
     requests: int = 0
+    cached: int = 0  # answers read from the cache (first attempts and retries alike)
     engine_calls: int = 0
     retried: int = 0
     failed: int = 0
@@ -154,6 +155,7 @@ def _answers(engine, chats, schemas, params, cache, stats, pacer: Pacer | None =
     hears of every answer once, during the engine call where the engine reports them."""
     keys = [cache_key(engine.model_id, chat, params.model_dump(), schema) for chat, schema in zip(chats, schemas, strict=True)]
     found = cache.get_many(keys)
+    stats.cached += len(found)
     if found:
         if on_arrival:
             on_arrival(len(found))

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from tagger import prompts as prompt_files
@@ -24,12 +25,15 @@ from tagger.privacy import exclude_sensitive
 from tagger.progress import Reporter
 from tagger.run.context import RunContext, run_config
 from tagger.run.folder import check_destination
-from tagger.schemas import TaggedUser
+from tagger.schemas import NO_SEGMENT, TaggedUser
 from tagger.stages.clustering import Placement
-from tagger.stages.embedding import Encoder, create_encoder, user_vectors
+from tagger.stages.data import has_usable_text
+from tagger.stages.embedding import Encoder, create_encoder, text_vectors, user_vectors
 from tagger.stages.excerpts import PromptFiller
 from tagger.stages.naming import NamingCorpus
 from tagger.stages.tagging import TAG_MODES, TagOptions, tag_users
+from tagger.stages.vector_store import StoredEncoder
+from tagger.vectors import unit_rows
 
 
 @dataclass
@@ -42,35 +46,36 @@ class AssignResult:
 
 def assign(run_dir: Path, source: Path | pd.DataFrame, *, out: Path | None = None, force: bool = False,
            reporter: Reporter | None = None, engine: Engine | None = None, encoder: Encoder | None = None,
-           **overrides) -> AssignResult:
-    """Tag the users in `source` with the run's engine, model, prompt and parameters, and place
-    them in the run's segments. Users also in the training run are compared with their
-    original segment (`summary["agreement"]`)."""
+           llm: bool = False, **overrides) -> AssignResult:
+    """Place the users in `source` in the run's segments: by default with the run's distilled
+    placer, from their text alone and with no LLM; with `llm`, tagged with the run's engine, model,
+    prompt and parameters first and placed by their full vectors. Users also in the training run
+    are compared with their original segment (`summary["agreement"]`)."""
     reporter = reporter or Reporter()
     started = time.perf_counter()
     run_dir = Path(run_dir)
     if out is not None:
         check_destination(Path(out), force)
-    model, config, template = _saved_run(run_dir, overrides)
+    model, config, template = _saved_run(run_dir, overrides, llm)
     with reporter.stage("load"):
         documents, load_stats = load_documents(source, config)
     with RunContext(config, reporter, out=out, force=force, engine=engine) as ctx:
         with reporter.stage("embedder check"):
             encoder = encoder or create_encoder(overrides.get("embedder") or model.manifest.embedder)
             check_embedder(model, encoder)
-        tagged = _tag(documents, config, template, model, ctx)
-        ctx.close_engine()
-        with reporter.stage("placing"):
-            vectors, has_vector, _ = user_vectors(tagged, documents, encoder, tag_weight=config.tag_weight,
-                                                  whole_document=config.whole_document, item_weight=config.item_weight)
-            if model.lexical is not None:
-                corpus = NamingCorpus.from_documents(documents, tagged, known=model.extractor().known_)
-                vectors = model.vectors_for(vectors, corpus)
-            placement = model.place(vectors, has_vector, config.assign_noise)
+        if llm:
+            tagged = _tag(documents, config, template, model, ctx)
+            ctx.close_engine()
+            placement, confidence = _place_tagged(model, documents, tagged, encoder, config, reporter)
+        else:
+            tagged = [TaggedUser(user_id=d.user_id, status="unread") for d in documents]
+            placement, confidence = _place_distilled(model, documents, encoder, config, ctx)
         names = {**model.names, **current_names(run_dir, model)}
-        users = user_table(documents, tagged, placement, names, NONE_NAME, parent_of=model.parent_of())
+        users = user_table(documents, tagged, placement, names, NONE_NAME, parent_of=model.parent_of(),
+                           confidence=confidence)
         users = exclude_sensitive(users, run_segments(run_dir), config.sensitive)
         summary = _summary(run_dir, model, load_stats, tagged, users, names, placement, ctx)
+        summary["llm"] = llm
         summary["wall_time_s"] = round(time.perf_counter() - started, 3)
         result = AssignResult(users, tagged, summary)
         if ctx.folder is not None:
@@ -81,21 +86,64 @@ def assign(run_dir: Path, source: Path | pd.DataFrame, *, out: Path | None = Non
     return result
 
 
+def _place_tagged(model: SegmentModel, documents, tagged, encoder: Encoder, config: RunConfig,
+                  reporter: Reporter) -> tuple[Placement, None]:
+    """The saved segmentation's rule (tagger.lifecycle.assign) on the users' full vectors (tags and text)."""
+    with reporter.stage("placing"):
+        vectors, has_vector, _ = user_vectors(tagged, documents, encoder, tag_weight=config.tag_weight,
+                                              whole_document=config.whole_document, item_weight=config.item_weight)
+        if model.lexical is not None:
+            corpus = NamingCorpus.from_documents(documents, tagged, known=model.extractor().known_)
+            vectors = model.vectors_for(vectors, corpus)
+        return model.place(vectors, has_vector, config.assign_noise), None
+
+
+def _place_distilled(model: SegmentModel, documents, encoder: Encoder, config: RunConfig,
+                     ctx: RunContext) -> tuple[Placement, np.ndarray]:
+    """The distilled placer on the users' LLM-free vectors: (placement by segment id, confidence;
+    NaN for a user with no usable text, who stays unsegmented)."""
+    n = len(documents)
+    with ctx.reporter.stage("placing", total=sum(len(d.comments) for d in documents)) as advance:
+        stored = StoredEncoder.around(encoder, ctx.vector_store) if ctx.vector_store is not None else encoder
+        text = text_vectors(documents, stored, whole_document=config.whole_document, item_weight=config.item_weight,
+                            on_chunk=advance)
+        corpus = NamingCorpus.from_documents(documents, known=model.extractor().known_) if model.lexical else None
+        features = model.vectors_for(text, corpus)
+        del text
+        if features.shape[1] != model.placer.features:
+            raise ModelError(f"the run's placer reads {model.placer.features} dimensions, these users' vectors "
+                             f"have {features.shape[1]}; rerun `tagger segment`")
+        has = np.fromiter((has_usable_text(d.text) for d in documents), bool, n)
+        rows = np.flatnonzero(has)
+        labels, strengths = np.full(n, NO_SEGMENT, np.int64), np.zeros(n)
+        how, confidence = np.full(n, "unsegmented", dtype=object), np.full(n, np.nan, np.float32)
+        labels[rows], confidence[rows] = model.placer.place(features[rows])
+        centroids = unit_rows(np.asarray(model.centroids, np.float32))
+        strengths[rows] = np.clip(np.einsum("ij,ij->i", features[rows], centroids[labels[rows]]), 0, 1)
+        how[rows] = "distilled"
+    # the placer's classes are the model's own rows; a person sees segment ids
+    return Placement(model.ids_of(labels), strengths, how), confidence
+
+
 def _sizes(users: pd.DataFrame, column: str, names: dict[int, str]) -> dict[str, int]:
     """Users per node id in `column` (leaf or parent), by name, in id order; -1 (none) left out."""
     ids = users[column][users[column] >= 0]
     return {names.get(int(k), str(k)): int(v) for k, v in ids.value_counts().sort_index().items()}
 
 
-def _saved_run(run_dir: Path, overrides: dict[str, Any]):
-    """The run's model, settings and tag prompt, refusing a prompt edited since the run."""
+def _saved_run(run_dir: Path, overrides: dict[str, Any], llm: bool = True):
+    """The run's model, settings and tag prompt, refusing a prompt edited since the run (with `llm`)
+    and, without it, a model that holds no distilled placer."""
     model = load_model(run_dir)
+    if not llm and model.placer is None:
+        raise ModelError(f"the segment model of {run_dir} holds no distilled placer (saved by an older tagger, or "
+                         "made with --tag-weight 1); pass --llm to tag the users, or rerun `tagger segment`")
     config = run_config(run_dir, **overrides)
     if overrides.get("max_users") is None:  # the run's --max-users was about its own file
         config = config.model_copy(update={"max_users": None})
     template = prompt_files.load(TAG_MODES[config.tag_mode], config.prompts)
     saved_sha = model.manifest.prompts.get(template.name)
-    if saved_sha and saved_sha != template.sha256:
+    if llm and saved_sha and saved_sha != template.sha256:
         raise ConfigError(f"the tag prompt '{template.name}' changed since the run (sha256 {saved_sha[:12]} -> "
                           f"{template.sha256[:12]}); restore it or rerun `tagger segment`")
     return model, config, template
@@ -124,6 +172,7 @@ def _summary(run_dir: Path, model: SegmentModel, load_stats, tagged, users: pd.D
         "counts": {"rows": load_stats.rows, **load_stats.row_reasons(),
                    **comment_counts(config, load_stats, tagged),
                    "users": len(users), "tagged": sum(u.status == "tagged" for u in tagged),
+                   "unread": sum(u.status == "unread" for u in tagged),
                    "placed": int((labels >= 0).sum()), "none": int((labels < 0).sum()),
                    "by": {k: int(v) for k, v in pd.Series(placement.assigned_by).value_counts().items()}},
         "segment_sizes": _sizes(users, "segment_id", names),

@@ -16,6 +16,7 @@ from tagger.paths import tagger_home
 from tagger.progress import Reporter
 from tagger.run.folder import RunFolder
 from tagger.stages.embedding import Encoder
+from tagger.stages.vector_store import STORE_FILE, VectorStore
 from tagger.summary import RunSummary, read_summary
 
 
@@ -37,6 +38,11 @@ class RunContext:
     def model(self) -> str:
         """What the engine loads (resolving 'embedded' converts it once: only when needed)."""
         return engine_model(self.config.engine, self.config.model)
+
+    @functools.cached_property
+    def vector_store(self) -> VectorStore | None:
+        """Vectors of every text embedded, by encoder, opened on first use (None with --no-cache)."""
+        return VectorStore(tagger_home() / STORE_FILE) if self.config.cache else None
 
     @property
     def engine(self) -> Engine:
@@ -76,6 +82,8 @@ class RunContext:
             self.close_engine()
             self.cache.close()
             self.vector_cache.close()
+            if self.__dict__.get("vector_store") is not None:
+                self.vector_store.close()
         finally:
             if self.folder is not None:
                 self.folder.abandon()  # after commit() the partial folder is gone already

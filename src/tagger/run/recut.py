@@ -22,8 +22,8 @@ from tagger.lifecycle.rebuild import rebuild
 from tagger.lifecycle.recut_data import RecutData, save_recut_data
 from tagger.lifecycle.segment_model import MODEL_DIR, SegmentModel, build_model, save_model
 from tagger.llm.structured import CallStats
-from tagger.pipeline import (name_profiles, parent_columns, parent_nodes, public_profile, segments_table, tree_items, tree_profiles,
-                             tree_segments, tree_summary)
+from tagger.pipeline import (name_profiles, parent_columns, parent_nodes, public_profile, segments_table, tree_items,
+                             tree_profiles, tree_segments, tree_summary)
 from tagger.progress import Reporter
 from tagger.run.context import RunContext, naming_encoder, run_config
 from tagger.run.folder import RUN_MARKER, RunFolder, check_destination
@@ -34,7 +34,8 @@ from tagger.stages.clustering import Segmenter
 from tagger.stages.embedding import Encoder
 from tagger.privacy import exclude_sensitive
 from tagger.stages.naming import NamingSettings
-from tagger.summary import CacheUse, EditsApplied, Recut, RunSummary, write_summary
+from tagger.stages.placer import place_unfitted
+from tagger.summary import Agreement, CacheUse, EditsApplied, Recut, RunSummary, write_summary
 
 # What a recut leaves behind: they describe the old segments and need the input or reruns.
 STALE_FILES = ("stability.parquet", "stability.csv", "segment_shares.parquet", "segment_shares.csv")
@@ -60,6 +61,8 @@ def recut_run(path: Path | str, n_segments: int | None, *, levels: int | None = 
     model, data = saved.model, saved.data
     with reporter.stage("cut"):
         segmentation = saved.segmenter().recut(data.vectors, config.n_segments, config.levels, config.n_parents)
+        # users the fit did not see (--llm-users): placed again in the new segments
+        distilled = place_unfitted(segmentation, data.vectors, data.assigned_by, model.training, config.seed)
     stats = CallStats()
     with RunContext(config, reporter, engine=engine) as ctx:
         with reporter.stage("naming"):
@@ -77,9 +80,13 @@ def recut_run(path: Path | str, n_segments: int | None, *, levels: int | None = 
         names = {s.segment_id: s.name for s in segments}
         users = exclude_sensitive(_users(run.users, segmentation, ids, names,
                                          {s.segment_id: s.parent_id for s in segments}), segments, config.sensitive)
+        if distilled is not None:
+            users["confidence"] = np.round(distilled.confidence.astype(np.float64), 4)
         table = segments_table(segments, int((segmentation.labels_ >= 0).sum()))
         summary = _summary(run, config, segmentation, segments, stats,
                            CacheUse(enabled=config.cache, hits=ctx.cache.hits, misses=ctx.cache.misses), started)
+        if distilled is not None and distilled.agreement is not None:
+            summary.agreement = Agreement.model_validate(distilled.agreement.summary(names, ids))
         target = Path(out) if out is not None else run.path
         if held:  # the edits again, on the new cut
             recut = replace(saved, users=users, segments=table)
@@ -92,7 +99,7 @@ def recut_run(path: Path | str, n_segments: int | None, *, levels: int | None = 
             return load_run(target)
     recut = Run(target, summary, users, table, run.tagged_users, profiles)
     with reporter.stage("write"):
-        _write(run, recut, model, (segmentation, data, segments, ids), config, force=force)
+        _write(run, recut, model, (segmentation, data, segments, ids, distilled), config, force=force)
     return load_run(recut.path)
 
 
@@ -154,11 +161,10 @@ def _summary(run: Run, config: RunConfig, segmentation: Segmenter, segments, sta
     return summary
 
 
-def _write(old: Run, new: Run, model: SegmentModel, cut: tuple[Segmenter, RecutData, list, dict], config: RunConfig, *,
-           force: bool) -> None:
+def _write(old: Run, new: Run, model: SegmentModel, cut: tuple, config: RunConfig, *, force: bool) -> None:
     """The whole folder built aside (the old run's other files copied) and swapped in at once;
-    `cut`: the segmentation, the recut data and the named segments."""
-    segmentation, data, segments, ids = cut
+    `cut`: the segmentation, the recut data, the named segments, their ids and the placer fitted to them."""
+    segmentation, data, segments, ids, distilled = cut
     in_place = new.path.resolve() == old.path.resolve()
     folder = RunFolder(new.path, force=force or in_place)
     try:
@@ -170,10 +176,15 @@ def _write(old: Run, new: Run, model: SegmentModel, cut: tuple[Segmenter, RecutD
         folder.write_json("segment_profiles.json", [public_profile(p, config.k_anonymity) for p in new.profiles])
         parents, centroids = parent_nodes(segments, segmentation, data.vectors, ids)
         names = {s.segment_id: s.name for s in segments}
-        rebuilt = build_model(segmentation, names=names, extractor=model.extractor(), manifest=model.manifest,
+        agreement = distilled.agreement if distilled is not None else None
+        manifest = model.manifest.model_copy(update={
+            "placer_agreement": round(agreement.overall, 4) if agreement is not None else None})
+        rebuilt = build_model(segmentation, names=names, extractor=model.extractor(), manifest=manifest,
                               parents=parents, parent_centroids=centroids, lexical=model.lexical, ids=ids,
                               fingerprint=model.embedder_fingerprint,
-                              leaf_parents={s.segment_id: s.parent_id for s in segments})
+                              leaf_parents={s.segment_id: s.parent_id for s in segments},
+                              placer=distilled.placer if distilled is not None else None,
+                              training=distilled.training if distilled is not None else None)
         save_model(rebuilt, folder.path(MODEL_DIR))
         save_recut_data(folder.path(MODEL_DIR), segmentation, data.vectors, data.corpus)
         write_summary(folder.tmp, new.summary)

@@ -17,6 +17,7 @@ from pathlib import Path
 from tagger.errors import OutputError
 from tagger.run.load import (Run, ancestors, list_cell, load_run, parent_of, segment_tree, sensitive_badge,
                              text_cell, tree_columns, walk_tree)
+from tagger.run.report_text import budget_lines
 
 PALETTE = ("#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7",
            "#9c755f", "#2f4b7c", "#a05195", "#d45087", "#665191", "#008080", "#bc5090", "#7a5195")
@@ -47,6 +48,7 @@ blockquote{margin:4px 0;padding:2px 8px;border-left:3px solid #ddd;color:#444;fo
 .card ul{margin:4px 0;padding-left:18px} .label{font-weight:600;font-size:12px;margin-top:8px;color:#555}
 .bar{cursor:pointer}
 .unstable{color:#b00020;font-weight:600}
+.warning,td.low{color:#b00020;font-weight:600}
 .tree,.tree ul{list-style:none;margin:0;padding:0}
 .tree ul{margin-left:6px;padding-left:15px;border-left:1px solid #ddd}
 .tree>li{margin-bottom:8px}
@@ -134,6 +136,7 @@ def render_report(run: Run) -> str:
          "click a bar or a legend entry to highlight a segment.</div></div>"),
         "</div>",
         _stability_section(run.summary.stability.model_dump() if run.summary.stability else None),
+        _agreement_section(run.summary),
         "<h2>Segments</h2><div class=\"cards\">",
         "".join(_card(row, parents[int(row.segment_id)], names.get(parents[int(row.segment_id)], ""))
                 for row in leaves.itertuples()),
@@ -308,6 +311,25 @@ def _stability_section(stability: dict | None) -> str:
         f"{line:.2f}, below it a segment is unstable.</p>",
         f"<p>Unstable: <span class=\"unstable\">{unstable}</span></p>" if unstable else "<p>No unstable segments.</p>",
         "</div></section>",
+    ])
+
+
+def _agreement_section(summary) -> str:
+    """How many users the LLM read, and the distilled placer's held-out agreement with the full
+    vectors, overall and per segment, with the warning line below its threshold. Empty for a run
+    without a placer (--tag-weight 1, or made before placers)."""
+    agreement = summary.agreement
+    if not agreement:
+        return ""
+    rows = "".join(f"<tr><td>{r.segment_id}</td><td>{escape(r.name)}</td><td>{r.users}</td>"
+                   f"<td class=\"{'low' if r.agreement < agreement.warn_below else ''}\">{r.agreement:.0%}</td></tr>"
+                   for r in agreement.per_segment)
+    return "".join([
+        "<section id=\"agreement\"><h2>LLM budget and placer agreement</h2><div class=\"panel\">",
+        "".join(f"<p class=\"{'warning' if line.startswith('warning') else ''}\">{escape(line)}</p>"
+                for line in budget_lines(summary)),
+        "<table><tr><th>id</th><th>segment</th><th>read users held out</th><th>agreement</th></tr>",
+        rows, "</table></div></section>",
     ])
 
 

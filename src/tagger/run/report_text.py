@@ -6,6 +6,7 @@ from rich.console import Console
 from rich.table import Table
 
 from tagger.run.load import parent_of, segment_tree, tree_columns, walk_tree
+from tagger.summary import RunSummary
 
 
 def print_segments(result, console: Console | None = None) -> None:
@@ -32,6 +33,8 @@ def print_segments(result, console: Console | None = None) -> None:
         f"{counts['unsegmented']} unsegmented{_no_content(counts)}; wall time {result.summary.wall_time_s:.0f} s"
     )
     console.print(rows_line(counts))
+    for line in budget_lines(result.summary):
+        console.print(line, markup=False)
     if result.out is not None:
         console.print(f"wrote {result.out}/ (users, segments, tags.jsonl, run.json)")
 
@@ -75,3 +78,27 @@ def _leaf_rows(segments) -> tuple[list, int]:
 def _no_content(counts: dict) -> str:
     n = counts.get("unsegmented_no_content", 0)
     return f" ({n} with no tags and no usable text)" if n else ""
+
+
+def budget_lines(summary: RunSummary) -> list[str]:
+    """How many users the LLM read, and how far the distilled placer agrees with the full vectors,
+    with a warning line when it agrees with them on fewer than `warn_below` of the read users."""
+    counts, llm, agreement = summary.counts, summary.llm, summary.agreement
+    lines = []
+    if counts.unread:
+        lines.append(f"the LLM read {llm.read if llm else 0:,} of {counts.users:,} users (--llm-users "
+                     f"{llm.setting if llm else '?'}); {counts.distilled:,} were placed from their text by the "
+                     "distilled placer (assigned_by distilled, with a confidence), and have no tags")
+    if agreement:
+        weakest = min(agreement.per_segment, key=lambda s: (s.agreement, s.segment_id), default=None)
+        low = f"; lowest {weakest.agreement:.0%} in segment {weakest.segment_id} ({weakest.name})" if weakest else ""
+        placed = agreement.placed_estimate
+        expected = (f"; {placed:.0%} expected on the users it placed (those it was surest of)"
+                    if placed is not None else "")
+        lines.append(f"placer agreement {agreement.overall:.0%}: it puts a read user it was not fitted on where "
+                     f"the full vectors put them ({agreement.users:,} users, {agreement.folds}-fold){expected}{low}")
+        if agreement.low:
+            lines.append(f"warning: the placer agrees with the full vectors on only {agreement.overall:.0%} of held-out "
+                         f"users (below {agreement.warn_below:.0%}): its placements are rough; raise --llm-users, "
+                         "or use `tagger assign --llm`")
+    return lines

