@@ -25,6 +25,7 @@ RUN is a `tagger segment` run of DATA (real engine). Writes eval/results/<name>.
 from __future__ import annotations
 
 import json
+import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -34,16 +35,19 @@ from types import SimpleNamespace
 import numpy as np
 import pandas as pd
 
-from eval.lexical_sweep import RESULTS, pairs_parser, users_truth, write_results
-from tagger.config import RunConfig
-from tagger.lifecycle.drift import drift
-from tagger.lifecycle.like import continue_run
-from tagger.lifecycle.recut_data import load_recut_data, save_recut_data
-from tagger.lifecycle.segment_model import MODEL_DIR, build_model, load_model, save_model
-from tagger.pipeline import segmenter_for
-from tagger.schemas import Segment
-from tagger.stages.lexical import LexicalSpace, semantic_part
-from tagger.stages.naming import NamingCorpus
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # so `python eval/bench_drift.py` finds the eval package, as `python -m eval.bench_drift` does
+
+from eval.results_io import RESULTS, pairs_parser, users_truth, write_results  # noqa: E402
+from tagger.config import RunConfig  # noqa: E402
+from tagger.lifecycle.drift import drift  # noqa: E402
+from tagger.lifecycle.like import continue_run  # noqa: E402
+from tagger.lifecycle.recut_data import load_recut_data, save_recut_data  # noqa: E402
+from tagger.lifecycle.segment_model import MODEL_DIR, build_model, load_model, save_model  # noqa: E402
+from tagger.pipeline import segmenter_for  # noqa: E402
+from tagger.schemas import Segment  # noqa: E402
+from tagger.stages.lexical import LexicalSpace, semantic_part  # noqa: E402
+from tagger.stages.naming import NamingCorpus  # noqa: E402
 
 SAMPLE = 0.9
 GROUP_SHARE = (0.05, 0.15)

@@ -237,33 +237,3 @@ def test_option_judgements_judge_every_offered_name_against_the_segments_majorit
     judged = strict_option_judgements(FORUM_LABELS, FORUM_TRUTH, options, WordBags(), GROUPS)
     assert judged == {0: [False, True], 1: [True, False]}
     assert strict_option_judgements([0, 1], ["x", "y"], {0: ["a"], 1: ["b"]}, WordBags(), GROUPS) is None
-
-
-def test_name_options_script_gives_the_ceiling_of_choosing_among_the_options(tmp_path, monkeypatch):
-    """A saved run whose crypt leaf took a grocery name while "encryption keys" was offered: the
-    names taken and the first-ranked options score the hockey leaf's 2 of 5 users, a perfect choice
-    among the offered names all 5, and the tables say which option the judge accepts."""
-    from eval import name_options
-
-    run = tmp_path / "run"
-    run.mkdir()
-    users = [f"u{i}" for i in range(5)]
-    pd.DataFrame({"user_id": users, "segment_id": FORUM_LABELS}).to_parquet(run / "users.parquet")
-    pd.DataFrame({"segment_id": [0, 1, 2], "name": ["bread and milk shoppers", "ice hockey players", "forum people"],
-                  "level": [0, 0, 1]}).to_parquet(run / "segments.parquet")
-    (run / "segment_profiles.json").write_text(json.dumps([
-        {"segment_id": 0, "options": ["bread and milk shoppers", "encryption keys"]},
-        {"segment_id": 1, "options": ["ice hockey players"]}, {"segment_id": 2, "options": []}]))
-    data = tmp_path / "forum" / "posts.csv"
-    data.parent.mkdir()
-    pd.DataFrame({"user_id": users, "category": FORUM_TRUTH, "text": "x"}).to_csv(data, index=False)
-    judged = name_options.judge_run(run, data, WordBags(), GROUPS)
-    assert (judged["taken"], judged["first_ranked"], judged["best_offered"]) == (0.4, 0.4, 1.0)
-    assert [row["accepted_options"] for row in judged["leaves"]] == [["encryption keys"], ["ice hockey players"]]
-
-    monkeypatch.setattr(name_options, "judge_run", lambda run, data: judged)
-    monkeypatch.setattr(name_options, "RESULTS", tmp_path / "results")
-    assert name_options.main([f"{run}={data}", "--name", "no"]) == 0
-    table = (tmp_path / "results" / "no.md").read_text()
-    assert "| forum | 0.400 | 0.400 | 1.000 |" in table
-    assert "| 0 | 3 | bread and milk shoppers | no | encryption keys |" in table

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 
 import pandas as pd
-import pytest
 
 from tagger.cli import main
 from tagger.schemas import NO_SEGMENT as NONE
@@ -131,66 +130,3 @@ def test_assign_in_a_flat_run_gives_no_parents(tmp_path, capsys):
     assert summary["parent_sizes"] == {} and sum(summary["segment_sizes"].values()) == len(users) == 16
     assert "same_parent" not in summary["agreement"] and summary["agreement"]["same_segment"] == 1.0
     assert "parent" not in printed
-
-
-def test_parent_stability_script_scores_each_count_asked(tmp_path, monkeypatch):
-    """eval/parent_stability.py --counts on the four-topic run: two parents asked are the two
-    families in every rerun (ARI 1 by construction), and both result files say so."""
-    from eval import parent_stability
-
-    _, run_dir = families_run(tmp_path)
-    monkeypatch.setattr(parent_stability, "RESULTS", tmp_path / "results")
-    assert parent_stability.main([str(run_dir), "--runs", "3", "--counts", "2", "--name", "ps"]) == 0
-    saved = json.loads((tmp_path / "results" / "ps.json").read_text())
-    (row,) = saved["rows"]
-    assert row["parents"] == 2 and row["parents_cut"] == "two leaves or more, asked"
-    assert row["leaves_per_run"] == [4, 4, 4]
-    assert row["levels"]["1"] == {"mean_ari": 1.0, "min_ari": 1.0}
-    table = (tmp_path / "results" / "ps.md").read_text()
-    assert "| run2 | 16 | 2 | two leaves or more, asked | 4–4 | 1.000 / 1.000 | 1.000 / 1.000 |" in table
-
-
-def test_segmenter_sweep_scores_each_setting_on_a_saved_run(tmp_path, monkeypatch):
-    """eval/segmenter_sweep.py on the four-topic run, labelled by topic: four leaves asked are the
-    four topics (NMI and ARI 1); two are the two families, each two whole topics, so NMI is
-    ln 2 / mean(ln 4, ln 2) = 2/3 and ARI (24 - 11.2) / (40 - 11.2) = 0.444 by construction."""
-    from eval import segmenter_sweep
-
-    source, run_dir = families_run(tmp_path)
-    labelled = tmp_path / "fourtopics" / "comments.csv"
-    labelled.parent.mkdir()
-    frame = pd.read_csv(source)
-    frame.assign(category=frame["user_id"].str.split("-").str[0]).to_csv(labelled, index=False)
-    monkeypatch.setattr(segmenter_sweep, "RESULTS", tmp_path / "results")
-    args = [f"{run_dir}={labelled}", "--settings", "n_segments=4", "n_segments=2", "--seeds", "2", "--name", "ss"]
-    assert segmenter_sweep.main(args) == 0
-    four, two = json.loads((tmp_path / "results" / "ss.json").read_text())["fourtopics"]
-    assert four == {"setting": "n_segments=4", "nmi": 1.0, "ari": 1.0, "segments": 4.0, "nmi_min": 1.0}
-    assert two == {"setting": "n_segments=2", "nmi": 0.667, "ari": 0.444, "segments": 2.0, "nmi_min": 0.667}
-    table = (tmp_path / "results" / "ss.md").read_text()
-    assert "| n_segments=4 | 1.000 / 1.000 (4.0) |" in table and "| n_segments=2 | 0.667 / 0.444 (2.0) |" in table
-
-
-def test_segmenter_sweep_refuses_a_setting_it_does_not_know(tmp_path, monkeypatch):
-    from eval import segmenter_sweep
-
-    monkeypatch.setattr(segmenter_sweep, "RESULTS", tmp_path / "results")
-    with pytest.raises(SystemExit, match="'reduce=3' is not name=value of a Segmenter parameter"):
-        segmenter_sweep.main([f"{tmp_path}=x.csv", "--settings", "reduce=3"])
-    assert not (tmp_path / "results").exists()
-
-
-def test_parent_stability_script_takes_segmenter_settings(tmp_path, monkeypatch):
-    """`--setting n_parents=2` replaces the run's own count as `--counts 2` does: both cuts give
-    the two families in every rerun, and the rows and table say which setting made them."""
-    from eval import parent_stability
-
-    _, run_dir = families_run(tmp_path)
-    monkeypatch.setattr(parent_stability, "RESULTS", tmp_path / "results")
-    assert parent_stability.main([str(run_dir), "--runs", "3", "--setting", "n_parents=2", "--name", "ps"]) == 0
-    rows = json.loads((tmp_path / "results" / "ps.json").read_text())["rows"]
-    assert [r["parents_cut"] for r in rows] == ["two leaves or more", "plain linkage"]
-    for row in rows:
-        assert row["setting"] == "n_parents=2" and row["parents"] == 2
-        assert row["levels"]["1"] == {"mean_ari": 1.0, "min_ari": 1.0}
-    assert "| run2 (n_parents=2) | 16 | 2 | plain linkage |" in (tmp_path / "results" / "ps.md").read_text()

@@ -8,7 +8,7 @@ ALL_CORES = {"VLLM_CPU_NUM_OF_RESERVED_CPU": "0"}
 
 
 def test_cpu_runs_get_the_measured_default():
-    # all cores won the quiet-machine measurement (eval/results/bench_throughput_quiet.md)
+    # all cores won the quiet-machine measurement (docs/decisions.md, "LLM budget and speed")
     assert cpu_thread_env(False, {}) == CPU_THREAD_ENV == ALL_CORES
     assert cpu_thread_env(False, {}, ALL_CORES) == ALL_CORES
 

@@ -65,32 +65,32 @@ class RunConfig(BaseModel):
     # features and clustering
     embedder: str = "auto"
     # Canonical tags with data-driven stop phrases add to what the comments say: some tag weight
-    # beats none on both dev sets (figures: eval/README.md, "How the defaults were chosen").
+    # beats none on both dev sets (figures: docs/decisions.md).
     tag_weight: float = Field(default=0.3, ge=0.0, le=1.0)
     whole_document: bool = Field(default=True,
                                  description="add the embedding of the user's whole document to the comment mean")
     # With --item-col: the share of the item titles' embedding in the text side of a user's
     # vector. What a user reviewed says as much about their interests as what they wrote; 0.5
-    # keeps most of the gain of higher weights with steadier segments (figures: eval/README.md).
+    # keeps most of the gain of higher weights with steadier segments (figures: docs/decisions.md).
     item_weight: float = Field(default=0.5, ge=0.0, le=1.0)
     # The users' own phrases (an LSA of them) beside the encoder's vector: groups that write in the
-    # same register but with other words come apart (figures: eval/README.md, "The users' own words").
+    # same register but with other words come apart (figures: docs/decisions.md).
     lexical_weight: float = Field(default=0.7, ge=0.0, le=4.0,
                                   description="weight of the users' own phrases beside the encoder (0 = off)")
     lexical_dims: int = Field(default=30, ge=2, le=500, description="dimensions of the users' phrase space")
     min_segment_size: int | None = Field(default=None, ge=2)
     reduce_dims: int = Field(default=16, ge=0)
     # 1: larger values (HDBSCAN's own default ties it to the segment size) call many users noise
-    # and found the dev sets' groups worse (eval/README.md); noise users join a segment anyway.
+    # and found the dev sets' groups worse (docs/decisions.md); noise users join a segment anyway.
     min_samples: int | None = Field(default=1, ge=1, description="HDBSCAN min_samples; None: half the min segment size")
     assign_noise: bool = True
     # Fits on 80 % resamples (each on 14 of the 16 dimensions), one majority cut, k-means steps:
     # reruns on other samples give the same segments far more often than one fit does. 100: with
     # fewer, a pair's co-association rests on too few shared resamples (~32 of 50, ±0.09 at the
-    # 0.5 cut) for two seeds to agree (figures: eval/README.md).
+    # 0.5 cut) for two seeds to agree (figures: docs/decisions.md).
     consensus: int = Field(default=100, ge=0, le=200, description="fits whose co-association is cut once (0 = one HDBSCAN fit)")
     # Louvain: steadier across reruns than HDBSCAN fits, with the same fit to the dev sets'
-    # groups (figures: eval/README.md).
+    # groups (figures: docs/decisions.md).
     consensus_base: Literal["louvain", "hdbscan"] = Field(default="louvain", description="what each consensus fit is")
     # The grain: exactly this many leaf segments where the data allows (None: what the consensus
     # finds), and the levels of the segment tree (1: flat; 2: about sqrt(leaves) parents above them).

@@ -8,7 +8,7 @@ Louvain communities of the users' k-nearest-neighbour graph (`consensus_base`), 
 request. The co-association is users x users, so it is built on at most `max_consensus_users` and
 the rest join their nearest segment. With `consensus=0` one HDBSCAN fit decides (on a seeded
 sample above `max_fit_users`, the rest placed with `hdbscan.approximate_predict`). Spherical
-k-means steps then settle users between two segments. Figures behind each choice: eval/README.md.
+k-means steps then settle users between two segments. Figures behind each choice: docs/decisions.md.
 """
 
 from __future__ import annotations

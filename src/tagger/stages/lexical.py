@@ -4,7 +4,7 @@ space of the phrases each user wrote, appended to the user vector the clustering
 A sentence encoder averages what a user wrote into one direction, and two groups that write in
 the same register sit close in it (graphics programmers and X Window programmers; computer
 parts and things for sale); the words they use ("xterm", "motif" against "jpeg", "bitmap") tell
-them apart. Figures behind the weight and the dimensions: eval/README.md, "The users' own words".
+them apart. Figures behind the weight and the dimensions: docs/decisions.md.
 
 The space: tf-idf of each user's distinct canonical phrases (the naming corpus's terms and the
 phrases of their items), over phrases that at least `MIN_USERS` users wrote, reduced by a truncated

@@ -8,7 +8,7 @@ Both work on leaf labels and the users' vectors, so `tagger segment --segments N
   "mac users" with "pc builders" before either with "baseball fans". Centred in the full
   embedding space: every user vector shares one large direction that makes all raw centroids
   look alike, and the reduced space is refitted on every sample, so parents cut there moved more
-  between reruns on 90 % samples (eval/README.md).
+  between reruns on 90 % samples (docs/decisions.md).
 - More: the leaf whose split into two halves (2-means on its members' reduced vectors, the space
   the clustering saw) removes the most squared distance is split (bisecting k-means), as long as
   both halves keep the minimum segment size.
@@ -81,7 +81,7 @@ def parent_groups(centroids: np.ndarray, count: int) -> np.ndarray:
     average-linkage tree is cut just low enough to give `count` groups of two or more, and each
     leaf left alone joins the group of least average distance. A parent of one leaf says nothing
     its leaf does not, and an outlying leaf that is a parent on its own in one run and a child in
-    the next is what moved Amazon's parent level most between reruns (eval/README.md)."""
+    the next is what moved Amazon's parent level most between reruns (docs/decisions.md)."""
     k = len(centroids)
     if count < 2 or k < 2 * count:
         return merge_groups(centroids, count)

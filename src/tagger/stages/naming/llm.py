@@ -24,7 +24,7 @@ from tagger.stages.naming.settings import NamingSettings
 
 NAME_VARIABLES = {"tags", "quotes", "neighbour_tags", "size", "language", "options", "audience"}
 # Names the LLM chooses among: the best two by rank (with four the 135M model chose weak names
-# it was shown; eval/README.md) ...
+# it was shown; docs/decisions.md) ...
 LLM_OPTIONS = 2
 # ... and the second only when its score is within this share of the first's.
 CLOSE_CALL = 0.9

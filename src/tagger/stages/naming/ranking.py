@@ -27,7 +27,7 @@ from tagger.vectors import unit_rows
 # A taxonomy node must be this close (cosine) to one of the segment's own topical phrases ...
 GROUNDING = 0.45
 # ... or this close to the segment's centroid (a garden segment's own phrases, "bulb", "hose",
-# are each too narrow for "Gardening"). Calibrated on the dev sets' segments (eval/README.md).
+# are each too narrow for "Gardening"). Calibrated on the dev sets' segments (docs/decisions.md).
 GROUNDING_TEXT = 0.40
 GROUNDING_PHRASES = 6
 # How much better a taxonomy node must score than its parent to be offered instead of it.

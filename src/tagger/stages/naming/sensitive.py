@@ -30,7 +30,7 @@ from tagger.vectors import unit_rows
 TABLE = "sensitive.toml"
 # Calibrated on newsgroups-dev (its religion, politics, guns and medicine posters against its
 # computing, sports and for-sale ones) and Amazon's and the demo's shopping segments
-# (eval/README.md). The nodes are matched with their path ("Skin and Dermatology (Medical Health >
+# (docs/decisions.md). The nodes are matched with their path ("Skin and Dermatology (Medical Health >
 # Diseases and Conditions)"): the bare node matched a skin care shop's "skin" as closely as a
 # Christian forum's "bible" matched "Christianity" (0.68 both).
 PHRASE_CLOSE = 0.62

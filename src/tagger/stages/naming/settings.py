@@ -31,7 +31,7 @@ class NamingSettings:
 
     `use_llm` is False where the model is known to name worse than the ranking: the embedded
     135M model's Chinese names matched their segments far worse than the segments' own phrases
-    (eval/README.md), so a Chinese run with it takes its best-ranked names."""
+    (docs/decisions.md), so a Chinese run with it takes its best-ranked names."""
 
     params: GenerationParams
     language: str = "en"
