@@ -66,3 +66,15 @@ def pytest_addoption(parser):
 def pytest_collection_modifyitems(config, items):
     if config.getoption("--reverse"):
         items.reverse()
+
+
+@pytest.fixture
+def run_dir(comments_csv, tmp_path, capsys) -> Path:
+    """A finished run of `comments_csv` (fake engine, hash encoder, no report)."""
+    from tagger.cli import main
+
+    out = tmp_path / "run"
+    assert main(["segment", str(comments_csv), "--out", str(out), "--no-report", "--engine", "fake",
+                 "--embedder", "hash"]) == 0
+    capsys.readouterr()
+    return out

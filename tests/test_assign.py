@@ -4,7 +4,6 @@ import json
 
 import numpy as np
 import pandas as pd
-import pytest
 
 from tagger.cli import main
 from tagger.lifecycle.assign import place
@@ -19,13 +18,6 @@ def run(capsys, *args):
     code = main(list(args))
     out, err = capsys.readouterr()
     return code, out, err
-
-
-@pytest.fixture
-def run_dir(comments_csv, tmp_path, capsys):
-    out = tmp_path / "run"
-    assert run(capsys, "segment", str(comments_csv), "--out", str(out), "--no-report", *FAST)[0] == 0
-    return out
 
 
 def test_reassigning_training_users_gives_their_segments(run_dir, comments_csv, tmp_path, capsys):

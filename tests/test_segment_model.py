@@ -15,14 +15,6 @@ from tagger.lifecycle.segment_model import MODEL_DIR, check_embedder, load_clust
 FAST = ["--engine", "fake", "--embedder", "hash"]
 
 
-@pytest.fixture
-def run_dir(comments_csv, tmp_path, capsys):
-    out = tmp_path / "run"
-    assert main(["segment", str(comments_csv), "--out", str(out), "--no-report", *FAST]) == 0
-    capsys.readouterr()
-    return out
-
-
 def test_segment_saves_a_loadable_model(run_dir):
     summary = json.loads((run_dir / "run.json").read_text())
     assert summary["segment_model"]["path"] == MODEL_DIR

@@ -21,14 +21,6 @@ DATA = Path(__file__).resolve().parent / "data"
 FAST = ["--engine", "fake", "--embedder", "hash"]
 
 
-@pytest.fixture
-def run_dir(comments_csv, tmp_path, capsys):
-    out = tmp_path / "run"
-    assert main(["segment", str(comments_csv), "--out", str(out), "--no-report", *FAST]) == 0
-    capsys.readouterr()
-    return out
-
-
 def test_a_run_writes_a_typed_summary_that_reads_back_equal(run_dir):
     data = json.loads((run_dir / "run.json").read_text())
     assert data["format_version"] == FORMAT_VERSION and "stability" not in data

@@ -19,7 +19,7 @@ from tagger.config import RunConfig
 from tagger.lifecycle.edits import Split, replay, run_edits
 from tagger.lifecycle.lineage import continuing_ids, group_centroids, relabel_profiles, relabel_segments, semantic_rows
 from tagger.lifecycle.rebuild import rebuild
-from tagger.lifecycle.recut_data import RecutData, save_recut_data
+from tagger.lifecycle.recut_data import save_recut_data
 from tagger.lifecycle.segment_model import MODEL_DIR, SegmentModel, build_model, save_model
 from tagger.llm.structured import CallStats
 from tagger.pipeline import (name_profiles, parent_columns, parent_nodes, public_profile, segments_table, tree_items,
