@@ -15,10 +15,12 @@ from tagger.cache import ResultCache
 from tagger.config import make_config
 from tagger.llm.fake import FakeEngine
 from tagger.schemas import Tag, TaggedUser, UserDocument
-from tagger.stages.naming import NameOption, NamingSettings, SegmentProfile, name_tree, profile_segments, rank_options
+from tagger.stages.naming import (NameOption, NamingCorpus, NamingSettings, SegmentProfile, name_tree, profile_segments,
+                                  rank_options)
 from tagger.stages.naming.candidates import built_options
 from tagger.stages.naming.describe import built_description, is_list, is_sentence, llm_description, whole_quote
-from tagger.stages.naming.topical import PhraseUse, judge
+from tagger.stages.naming.topical import PhraseUse, judge, used_as_adjectives
+from tagger.stages.naming.wording import longer_forms, name_form, plurals, spellings, written
 from tagger.stages.recommend import top_items_by_lift
 from tagger.stages.taxonomy import Topic
 
@@ -103,6 +105,66 @@ def test_profiles_judge_their_phrases_against_the_other_segments():
     assert "jim" not in p0.topical() and p0.verdicts["jim"].startswith("not topical: 'jim' is a first name")
     assert "file" not in p0.topical()
     assert "baseball" in p0.topical() and "pitcher" in p0.topical()
+
+
+def test_a_word_the_data_uses_as_an_adjective_heads_no_name():
+    # "light"/"heavy" are adjectives and nouns in the dictionary: the data says which they are here
+    texts = ["This hose is very heavy.", "A heavy duty cart, too heavy to lift.", "It is heavy.",
+             "The lights are bright.", "I hung the light over the door.", "Nice led lights.", "A light weight broom."]
+    assert used_as_adjectives({"heavy", "light", "hose"}, texts) == {"heavy"}
+    docs = [UserDocument(user_id=str(i), comments=[t], n_comments=1) for i, t in enumerate(texts)]
+    corpus = NamingCorpus.from_documents(docs)
+    assert "heavy" in corpus.adjectives and "light" not in corpus.not_nouns
+    assert judge("heavy", 0, use([0.9, 0.0, 0.0]), verbs=corpus.not_nouns).rule == \
+        "not topical: 'heavy' is not a noun here (a verb or adjective)"
+    assert judge("light", 0, use([0.9, 0.0, 0.0]), verbs=corpus.not_nouns).topical
+
+
+def test_phrases_are_worded_as_the_members_write_them():
+    texts = ["Then the FBI came.", "We saw the FBI agents.", "I play Nintendo games.", "Two screen protectors broke.",
+             "The screen protectors crack.", "My protector is fine."]
+    assert spellings(texts, {"fbi", "nintendo", "agent"}) == {"fbi": "FBI", "nintendo": "Nintendo"}
+    assert plurals(texts, {"protector", "agent"}) == {"protector": "protectors", "agent": "agents"}
+    # most of those who write "protector" write "screen protector"; few of those who write "case" "phone case"
+    writers = {"protector": 4, "screen protector": 3, "case": 5, "phone case": 2}
+    assert longer_forms(["protector", "case"], writers, lambda p: True) == {"protector": "screen protector"}
+    assert written("screen protector", {}, {"protector": "protectors"}) == "screen protectors"
+    assert name_form("screen protectors", "protector") == "screen protector"
+    # names keep the data's spelling and the longer form; a sensitive topic too
+    assert built_options(["nintendo switch", "protector"], [], wordings={
+        "nintendo switch": "Nintendo Switch", "protector": "screen protectors"})[0].label == "Nintendo Switch fans"
+    assert built_options(["protector"], [], wordings={"protector": "screen protectors"})[0].label == \
+        "screen protector fans"
+    assert built_options(["fbi"], [], sensitive=True, wordings={"fbi": "FBI"})[0].label == "FBI discussion"
+
+
+def test_a_taxonomy_name_speaks_for_the_members_who_write_any_phrase_grounding_it():
+    # 20 members: 8 write "pitcher", 8 "inning" (2 of them both), 6 neither; none the node's own word
+    p = dataclasses.replace(profile(0, 20, ["pitcher", "inning"], verdicts={"pitcher": "topical: …", "inning": "topical: …"}),
+                            shares={"pitcher": 0.4, "inning": 0.4}, co_use=((0, 6), (0b01, 6), (0b10, 6), (0b11, 2)))
+    assert p.share_of_any(["pitcher", "inning"]) == 0.7 and p.share_of_any(["inning"]) == 0.4
+    topics = [Topic("baseball fans", "Baseball (Sports)", "Baseball", "545", "Sports > Baseball", 2)]
+    centroids = np.array([[1, 0, 0, 0], [0, 1, 0, 0]], np.float32)
+    other = profile(1, 8, ["guitar"])
+
+    def score(profile):
+        ranked = rank_options([profile, other], centroids, BaseballEncoder(), settings(), topics)
+        return next(o.score for o in ranked[0].options if o.label == "baseball fans")
+
+    # judged by the largest single share (0.4), it would score 0.2 x (0.7 - 0.4) lower
+    assert score(p) - score(dataclasses.replace(p, co_use=())) == pytest.approx(0.2 * (0.7 - 0.4), abs=1e-5)
+
+
+class BaseballEncoder:
+    """"baseball", "pitcher" and "inning" on one axis, "guitar" on another, the rest on a third."""
+
+    def encode(self, texts):
+        axes = {"baseball": 0, "pitcher": 0, "inning": 0, "guitar": 1}
+        out = np.zeros((len(texts), 4), np.float32)
+        for i, text in enumerate(texts):
+            for word in re.findall(r"[a-z]+", text.lower()):
+                out[i, axes.get(word, 2)] += 1
+        return out / np.linalg.norm(out, axis=1, keepdims=True)
 
 
 # --- options and profiles are immutable ------------------------------------------------
@@ -198,14 +260,15 @@ def test_names_are_unique_within_a_level():
 
 def test_a_built_description_is_a_sentence_of_the_segments_phrases_not_a_list():
     words = settings().words()
-    text = built_description("baseball", ["pitcher", "home run", "glove"], words)
-    assert text == "People whose comments are mostly about baseball, such as pitcher and home run."
+    text = built_description(["baseball", "pitchers", "home runs", "gloves"], words)
+    assert text == "People whose comments are mostly about baseball, pitchers and home runs."  # no "such as"
     assert is_sentence(text) and not is_list(text)
-    assert is_sentence(built_description("baseball", [], words))  # 7 words with one subject
+    assert is_sentence(built_description(["baseball"], words))  # 7 words with one subject
     assert not is_sentence("People who write mostly about heavy, small, hose and light.")
     assert not is_sentence("Dog owners.")
-    assert is_sentence(built_description("sales and promotions", ["offer", "condition"], words))
+    assert is_sentence(built_description(["sales and promotions", "offers", "conditions"], words))
     assert is_list("People who buy heavy, small, hose and light.")
+    assert built_description(["笔记本", "键盘", "系统"], words, "zh") == "这些用户主要谈论笔记本、键盘和系统。"
 
 
 def test_every_fallback_description_is_a_sentence():

@@ -61,7 +61,8 @@ def save_recut_data(folder: Path, segmenter: Segmenter, vectors: np.ndarray, cor
         folder / "corpus.parquet", index=False)
     meta = {"format": RECUT_FORMAT, "users": int(len(stored)), "dims": int(stored.shape[1]) if stored.ndim == 2 else 0,
             "min_segment_size": int(segmenter.min_segment_size_), "verbs": sorted(corpus.verbs),
-            "capitalised": dict(sorted(corpus.capitalised.items()))}
+            "capitalised": dict(sorted(corpus.capitalised.items())), "adjectives": sorted(corpus.adjectives),
+            "spellings": dict(sorted(corpus.spellings.items())), "plurals": dict(sorted(corpus.plurals.items()))}
     (folder / "meta.json").write_text(json.dumps(meta, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
@@ -93,6 +94,7 @@ def load_recut_data(run_dir: Path, users: int) -> RecutData:
     # Recut data saved before lengths and capitalisation judge topicality without them.
     lengths = [int(x) for x in frame["lengths"]] if "lengths" in frame else []
     corpus = NamingCorpus(lists["terms"], lists["items"], lists["item_terms"], frozenset(meta.get("verbs", [])),
-                          lengths, dict(meta.get("capitalised", {})))
+                          lengths, dict(meta.get("capitalised", {})), frozenset(meta.get("adjectives", [])),
+                          dict(meta.get("spellings", {})), dict(meta.get("plurals", {})))
     return RecutData(vectors.astype(np.float32), found.astype(np.int64), assigned_by, corpus,
                      int(meta["min_segment_size"]), np.asarray(fitted, bool))

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from tagger.prompts import data_file
 from tagger.stages.naming.settings import DEFAULT_AUDIENCE
+from tagger.stages.naming.wording import name_form
 
 MAX_OPTIONS = 8
 MAX_LABEL_CHARS = 40
@@ -74,35 +75,38 @@ def product_phrases(phrases: Sequence[str], language: str = "en", prompts: str |
 
 def built_options(tags: Sequence[str], terms: Sequence[str], language: str = "en",
                   prompts: str | Path | None = None, audience: str = DEFAULT_AUDIENCE,
-                  sensitive: bool = False) -> list[NameOption]:
+                  sensitive: bool = False, wordings: Mapping[str, str] | None = None) -> list[NameOption]:
     """Names built from a segment's topical phrases (tags first: the model chose them as
     interests; its terms only fill in when it has fewer than two tags), each with a role noun,
-    or as a topic of discussion when the segment is `sensitive`."""
+    or as a topic of discussion when the segment is `sensitive`; each phrase as the members write
+    it (`wordings`: "Nintendo Switch fans", "screen protector fans", "FBI discussion")."""
+    wordings = wordings or {}
     phrases = list(dict.fromkeys([*tags[:3], *terms[:3]]))
     phrases = phrases[:3] if len(tags) >= 2 else phrases[:2]
     products = product_phrases([*tags, *terms], language, prompts)
     roles, default = role_table(language, prompts, audience)
     options: dict[str, str] = {}
     for phrase in [*products, *(p for p in phrases if p not in products)]:
+        shown = name_form(wordings.get(phrase, phrase), phrase)
         if sensitive:
-            options.setdefault(topic_label(phrase, language, prompts), phrase)
+            options.setdefault(topic_label(shown, language, prompts), phrase)
             continue
-        head = phrase.split()[-1]
-        for role in own_roles(phrase, roles, language) or default:
+        head = shown.split()[-1].lower()
+        for role in own_roles(shown.lower(), roles, language) or default:
             if language == "zh":
-                option = f"{phrase}{role}"
+                option = f"{shown}{role}"
             elif role.startswith(head[:4]):  # "garden" + "gardeners": "gardeners", not "garden gardeners"
-                option = " ".join([*phrase.split()[:-1], role])
+                option = " ".join([*shown.split()[:-1], role])
             else:
-                option = f"{phrase} {role}"
+                option = f"{shown} {role}"
             options.setdefault(option, phrase)
     return [NameOption(label, source=PHRASE, head=phrase) for label, phrase in options.items()
             if len(label) <= MAX_LABEL_CHARS][:MAX_OPTIONS]
 
 
 def topic_label(topic: str, language: str = "en", prompts: str | Path | None = None) -> str:
-    """A sensitive topic as a subject of discussion ("christianity discussion", "枪支话题"), by
-    prompts/data/sensitive.toml's `name` rule."""
+    """A sensitive topic as a subject of discussion ("christianity discussion", "FBI discussion",
+    "枪支话题"), by prompts/data/sensitive.toml's `name` rule; the topic as given."""
     rules = data_file("sensitive.toml", prompts).get("names", {})
     rule = rules.get("zh" if language == "zh" else "en", "{topic}话题" if language == "zh" else "{topic} discussion")
-    return rule.format(topic=topic.lower() if language != "zh" else topic)
+    return rule.format(topic=topic)

@@ -1,8 +1,9 @@
 """One sentence on what a segment's members write about, and quotes that read as quotes.
 
-A description is built from the segment's own topical noun phrases in the audience's words
-(prompts/data/audience.toml: "People whose comments are mostly about baseball, such as pitching
-and home runs."): a sentence, never a list. The LLM may write its own; it is kept only when it
+A description is built from the segment's own topical noun phrases as its members write them
+(wording.py: "screen protectors", "FBI"), in the audience's words (prompts/data/audience.toml:
+"People whose comments are mostly about baseball, pitchers and home runs."): a sentence, never a
+list. The LLM may write its own; it is kept only when it
 is a complete sentence of at least `MIN_WORDS` words, not a list, about the name's subject, in
 the segment's words, and states no belief or stance the members did not ("People who follow
 atheism, who believe in god." says both). A sensitive segment always takes the built sentence.
@@ -22,6 +23,9 @@ from tagger.stages.canon import never_a_noun, singular
 from tagger.text import HAN_CHAR
 
 MIN_WORDS = 6
+# A built description names the subject and at most two more of the segment's phrases: a fourth
+# makes it a list ("heavy, small, hose and light").
+MAX_TOPICS = 3
 MAX_QUOTE_WORDS = 30
 MAX_QUOTE_CHARS = 60  # Chinese
 # At most this many of a description's own nouns may be new ("... provide food and treats to
@@ -47,19 +51,18 @@ these those often mostly many most some all various different kinds types other 
 write writes comments comment reviews review discuss discusses such""".split())
 
 
-def built_description(subject: str, examples: Sequence[str], words: dict[str, str], language: str = "en") -> str:
-    """The segment's subject and up to two of its other topical noun phrases, as one sentence in
-    the audience's words."""
-    examples = [e for e in examples if e and e != subject][:2]
-    if language == "zh":
-        if not subject:
-            return words["zh_none"]
-        topics = words["zh_examples"].format(topic=subject, examples="和".join(examples)) if examples else subject
-        return words["zh_about"].format(topics=topics)
-    if not subject:
-        return words["en_none"]
-    topics = words["en_examples"].format(topic=subject, examples=" and ".join(examples)) if examples else subject
-    return words["en_about"].format(topics=topics)
+def built_description(topics: Sequence[str], words: dict[str, str], language: str = "en") -> str:
+    """One sentence in the audience's words on what the segment's members write about: `topics`,
+    its subject first, then its other most-written noun phrases as the members write them (up to
+    MAX_TOPICS in all): "People whose comments are mostly about baseball, pitchers and home runs."
+    No "such as": the other phrases are what members write beside the subject, not kinds of it."""
+    topics = [t for t in dict.fromkeys(topics) if t][:MAX_TOPICS]
+    lang = "zh" if language == "zh" else "en"
+    if not topics:
+        return words[f"{lang}_none"]
+    last = "和" if lang == "zh" else " and "
+    joined = ("、" if lang == "zh" else ", ").join(topics[:-1]) + last + topics[-1] if len(topics) > 1 else topics[0]
+    return words[f"{lang}_about"].format(topics=joined)
 
 
 def is_sentence(text: str, language: str = "en") -> bool:

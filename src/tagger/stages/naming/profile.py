@@ -23,7 +23,9 @@ from tagger.schemas import TaggedUser, UserDocument
 from tagger.stages.canon import STOPWORDS, canonical, surface_phrases, used_as_verbs, vocabulary
 from tagger.stages.naming.candidates import NameOption
 from tagger.stages.naming.describe import whole_quote
-from tagger.stages.naming.topical import PhraseUse, capitalised_shares, expected_share, is_noun_phrase, judge
+from tagger.stages.naming.topical import (PhraseUse, capitalised_shares, expected_share, is_noun_phrase, judge,
+                                          used_as_adjectives)
+from tagger.stages.naming.wording import longer_forms, plurals, spellings, written
 
 VERB_SAMPLE = 20_000
 # A word the data capitalises in at least this share of its mid-sentence uses is kept as a
@@ -47,7 +49,8 @@ def _length(text: str) -> int:
 class NamingCorpus:
     """What naming reads of the users' text, one entry per user: their distinct phrases in
     canonical form, their distinct items and the phrases of those, their text's length in words;
-    and, for the data, the words it uses as verbs and those it mostly capitalises (proper nouns).
+    and, for the data, the words it uses as verbs, those it uses as adjectives, those it mostly
+    capitalises (proper nouns), and how it writes words (`wording.py`: "FBI", "protectors").
     Computed once per run and saved with it, so `tagger recut` names new segments without the
     comments."""
 
@@ -57,6 +60,9 @@ class NamingCorpus:
     verbs: frozenset[str]
     lengths: list[int] = field(default_factory=list)
     capitalised: Mapping[str, float] = field(default_factory=dict)
+    adjectives: frozenset[str] = frozenset()
+    spellings: Mapping[str, str] = field(default_factory=dict)
+    plurals: Mapping[str, str] = field(default_factory=dict)
 
     @classmethod
     def from_documents(cls, documents: Sequence[UserDocument], tagged_users: Sequence[TaggedUser] = (),
@@ -76,8 +82,15 @@ class NamingCorpus:
         sample = [d.text for d in documents[::max(1, len(documents) // VERB_SAMPLE)]]
         # Kept for the words the data mostly capitalises: proper nouns ("Kindle", "Jim"), the rest say nothing.
         proper = {w: s for w, s in capitalised_shares(sample, heads).items() if s >= PROPER}
+        words = {w for phrases in [*terms, *item_terms] for p in phrases for w in p.split()} | heads
         return cls(terms, items, item_terms, frozenset(used_as_verbs(heads, sample)),
-                   [_length(d.text) for d in documents], proper)
+                   [_length(d.text) for d in documents], proper, frozenset(used_as_adjectives(heads, sample)),
+                   spellings(sample, words), plurals(sample, heads))
+
+    @property
+    def not_nouns(self) -> frozenset[str]:
+        """Words the data uses as verbs or as adjectives: never the head of a name."""
+        return self.verbs | self.adjectives
 
     def phrases(self, items: bool = True) -> list[list[str]]:
         """Per user, the phrases they wrote and (`items`) those of their items: the lexical space's input."""
@@ -90,7 +103,8 @@ class NamingCorpus:
 class SegmentProfile:
     """One segment as naming sees it. `verdicts`: its phrases' topical verdicts (phrase → the
     rule's text, "topical: …" or "not topical: …"); `options`: the names it may take, best first
-    (empty until ranked); `sensitive`: the sensitive category it is about, or ""."""
+    (empty until ranked); `sensitive`: the sensitive category it is about, or ""; `verbs`: its
+    phrases' last words the data uses as verbs or adjectives, not nouns."""
 
     segment_id: int
     size: int
@@ -106,6 +120,12 @@ class SegmentProfile:
     sensitive: str = ""
     # Share of its members who write each of its phrases (or hold it as a tag or an item's word).
     shares: Mapping[str, float] = field(default_factory=dict)
+    # Which of its phrases (bit k: `phrases()[k]`) each member writes, as (bits, members) pairs:
+    # how many write any of several phrases (`share_of_any`).
+    co_use: tuple[tuple[int, int], ...] = ()
+    # Its phrases as its members write them, where that differs (wording.py): "FBI",
+    # "screen protectors" for "protector".
+    wordings: Mapping[str, str] = field(default_factory=dict)
 
     def topical(self, phrases: Sequence[str] | None = None, language: str = "en") -> list[str]:
         """Of `phrases` (default: its tags, then its terms), those that are topics of the segment.
@@ -121,6 +141,18 @@ class SegmentProfile:
     def verdict(self, phrase: str) -> str:
         return self.verdicts.get(phrase, "")
 
+    def share_of_any(self, phrases: Collection[str]) -> float:
+        """Share of its members who write at least one of `phrases` (a profile saved without
+        `co_use`: the largest of their shares)."""
+        if not self.co_use:
+            return max((self.shares.get(p, 0.0) for p in phrases), default=0.0)
+        bits = sum(1 << k for k, p in enumerate(self.phrases()) if p in phrases)
+        return sum(count for used, count in self.co_use if used & bits) / max(self.size, 1)
+
+    def wording(self, phrase: str) -> str:
+        """`phrase` as its members write it, in a sentence ("screen protectors", "FBI")."""
+        return self.wordings.get(phrase, phrase)
+
     def with_options(self, options: Sequence[NameOption]) -> SegmentProfile:
         return replace(self, options=tuple(options))
 
@@ -130,7 +162,8 @@ class SegmentProfile:
                 "top_terms": list(self.top_terms), "quotes": list(self.quotes), "neighbours": list(self.neighbours),
                 "verbs": list(self.verbs), "level": self.level, "parent_id": self.parent_id,
                 "verdicts": dict(self.verdicts), "options": [o.to_dict() for o in self.options],
-                "sensitive": self.sensitive, "shares": dict(self.shares)}
+                "sensitive": self.sensitive, "shares": dict(self.shares), "co_use": [list(c) for c in self.co_use],
+                "wordings": dict(self.wordings)}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> SegmentProfile:
@@ -149,6 +182,7 @@ class SegmentProfile:
                                      "taxonomy" if node else "phrase", heads.get(o, ""),
                                      node.get("iab_id", ""), node.get("iab_path", "")))
         tuples = {k: tuple(data.get(k, ())) for k in ("top_tags", "top_terms", "quotes", "neighbours", "verbs")}
+        tuples["co_use"] = tuple((int(bits), int(count)) for bits, count in data.get("co_use", ()))
         return cls(**{**data, **tuples, "options": tuple(ranked)})
 
     def withheld(self) -> SegmentProfile:
@@ -189,6 +223,8 @@ def profile_segments(
     members = {seg: np.flatnonzero(labels == seg) for seg in ids}
     members = {seg: m for seg, m in members.items() if len(m)}
     tops: dict[int, tuple[list[str], list[str]]] = {}
+    longer: dict[int, dict[str, str]] = {}
+    not_nouns = corpus.not_nouns
     for seg, own in members.items():
         tags_in = Counter(t for i in own for t in {x.tag for x in tagged_users[i].tags})
         terms_in = Counter(t for i in own for t in corpus.terms[i])
@@ -199,14 +235,16 @@ def profile_segments(
                      or characteristic(terms_in, len(own), terms_all, n, top, min_count=1)
                      or characteristic(Counter(i for m in own for i in corpus.items[m]), len(own), items_all, n, top,
                                        min_count=1))
-        verbs = frozenset(corpus.verbs)
-        if not any(is_noun_phrase(p, language, verbs) for p in [*top_tags, *top_terms]):
+        if not any(is_noun_phrase(p, language, not_nouns) for p in [*top_tags, *top_terms]):
             # Nothing its members write can name people ("can't wait" is what a whole small segment
             # may share): the words of their items can ("print magazine").
             top_terms = list(dict.fromkeys([*top_terms, *characteristic(
                 Counter(t for i in own for t in corpus.item_terms[i]), len(own), items_words, n, top)]))
         tops[seg] = (top_tags, top_terms)
-    verdicts, shares = _verdicts(tops, members, tagged_users, corpus, language)
+        if language != "zh":
+            longer[seg] = longer_forms([*top_tags, *top_terms], terms_in,
+                                       lambda p: is_noun_phrase(p, language, not_nouns))
+    verdicts, shares, co_use = _verdicts(tops, members, tagged_users, corpus, language)
     by_user = {d.user_id: d.comments for d in documents}
     profiles = []
     for seg, own in members.items():
@@ -214,25 +252,33 @@ def profile_segments(
         order = tuple(int(j) for j in np.argsort(-similarity[seg]) if j != seg)[:2]
         heads = {p.split()[-1] for p in [*top_tags, *top_terms]}
         picked = _quotes(own, strengths, tagged_users, top_tags, quotes, by_user)
+        wordings = {p: written(longer.get(seg, {}).get(p, p), corpus.spellings, corpus.plurals)
+                    for p in dict.fromkeys([*top_tags, *top_terms])}
         profiles.append(SegmentProfile(seg, len(own), tuple(top_tags), tuple(top_terms), tuple(picked), order,
-                                       tuple(sorted(heads & corpus.verbs)), verdicts=verdicts[seg], shares=shares[seg]))
+                                       tuple(sorted(heads & not_nouns)), verdicts=verdicts[seg], shares=shares[seg],
+                                       co_use=co_use[seg], wordings={p: w for p, w in wordings.items() if w != p}))
     return profiles
 
 
 def _verdicts(tops: Mapping[int, tuple[list[str], list[str]]], members: Mapping[int, np.ndarray],
               tagged_users: Sequence[TaggedUser], corpus: NamingCorpus, language: str
-              ) -> tuple[dict[int, dict[str, str]], dict[int, dict[str, float]]]:
+              ) -> tuple[dict[int, dict[str, str]], dict[int, dict[str, float]], dict[int, tuple[tuple[int, int], ...]]]:
     """Each segment's phrases judged against general language and the level's other segments,
-    and the share of its members who write each."""
+    the share of its members who write each, and which of them each member writes (co-use)."""
     wanted = {p for tags, terms in tops.values() for p in [*tags, *terms]}
     segments = list(members)
     column = {seg: k for k, seg in enumerate(segments)}
     counts = {p: np.zeros(len(segments)) for p in wanted}
+    co_use: dict[int, tuple[tuple[int, int], ...]] = {}
     for seg, own in members.items():
+        bit = {p: 1 << k for k, p in enumerate(dict.fromkeys([*tops[seg][0], *tops[seg][1]]))}
+        patterns: Counter = Counter()
         for i in own:
             used = (set(corpus.terms[i]) | set(corpus.item_terms[i]) | {t.tag for t in tagged_users[i].tags}) & wanted
             for p in used:
                 counts[p][column[seg]] += 1
+            patterns[sum(bit.get(p, 0) for p in used)] += 1
+        co_use[seg] = tuple(sorted(patterns.items()))
     sizes = np.array([len(members[s]) for s in segments], np.float64)
     lengths = np.asarray(corpus.lengths, np.int64) if len(corpus.lengths) == len(tagged_users) else None
     out: dict[int, dict[str, str]] = {}
@@ -245,9 +291,9 @@ def _verdicts(tops: Mapping[int, tuple[list[str], list[str]]], members: Mapping[
             word = p.split()[0] if len(p.split()) == 1 else None
             use = PhraseUse(counts[p] / sizes, sizes, expected_share(p, own_lengths, language) if lengths is not None
                             else 0.0, corpus.capitalised.get(word) if word else _capitalised(p, corpus))
-            judged[p] = judge(p, column[seg], use, language=language, verbs=corpus.verbs).rule
+            judged[p] = judge(p, column[seg], use, language=language, verbs=corpus.not_nouns).rule
         out[seg] = judged
-    return out, shares
+    return out, shares, co_use
 
 
 def _capitalised(phrase: str, corpus: NamingCorpus) -> float | None:

@@ -34,10 +34,10 @@ GROUNDING_PHRASES = 6
 SPECIFIC = 0.1
 # A name speaks for the members who write what it is about (a parent's name must speak for half
 # its members, tree.py): each option's score moves by this weight times (that share − ½). The share
-# is its phrase's for a built name, and for a taxonomy name the largest share among the topical
-# phrases that ground it (within GROUNDING). newsgroups-dev's Mac leaf took "computer
-# peripherals followers" (grounded by "vga", 20 % of members) over "mac fans" (86 %); any weight
-# from 0.2 to 1.0 gave the same names on the dev sets (eval/README.md).
+# is its phrase's for a built name, and for a taxonomy name that of the members who write any of
+# the topical phrases that ground it (within GROUNDING): members write "pitcher" and "inning", not
+# always "baseball". newsgroups-dev's Mac leaf took "computer peripherals followers" (grounded by
+# "vga", 20 % of members) over "mac fans" (86 %) without it (eval/README.md).
 COVERAGE_WEIGHT = 0.2
 # Added to the score of a Chinese name built from the segment's phrases, twice for one built on a
 # product with its own role noun: in Chinese those rank first ("洗发水买家" over "护发用户").
@@ -62,11 +62,11 @@ def rank_options(profiles: Sequence[SegmentProfile], centroids: np.ndarray, enco
     """The profiles again, each with its `options`: the names it may take, best first, scored."""
     language, prompts = settings.language, settings.prompts
     built = [built_options(*_name_phrases(p, language, topical=True), language, prompts, settings.audience,
-                           bool(p.sensitive)) for p in profiles]
+                           bool(p.sensitive), p.wordings) for p in profiles]
     # A segment none of whose words is a topic is named from its nouns, only when no taxonomy
     # name fits it either: a name of its own rather than "segment N".
     spare = [built_options(*_name_phrases(p, language, topical=False), language, prompts, settings.audience,
-                           bool(p.sensitive)) if not b else [] for p, b in zip(profiles, built, strict=True)]
+                           bool(p.sensitive), p.wordings) if not b else [] for p, b in zip(profiles, built, strict=True)]
     phrases = [grounding_phrases(p, language) for p in profiles]
     grounds = [t.grounds or t.meaning for t in topics]
     texts = list(dict.fromkeys([*(t.name for t in topics), *(t.meaning for t in topics), *grounds,
@@ -86,13 +86,14 @@ def rank_options(profiles: Sequence[SegmentProfile], centroids: np.ndarray, enco
             node = [row[g] for g in grounds]
             close = (vectors[node] @ vectors[[row[t] for t in ph]].T) >= GROUNDING  # nodes x phrases
             grounded = close.any(axis=1) | (to_segments[node, k] >= GROUNDING_TEXT)
-            shares = np.array([p.shares.get(t, 0.0) for t in ph])
-            # a profile saved without shares moves no score
-            covered = np.where(close, shares[None, :], 0.0).max(axis=1) if p.shares else np.full(len(topics), 0.5)
             for j, topic in enumerate(topics):
                 name, meaning = row[topic.name], row[topic.meaning]
                 if margin[name] > 0 and margin[meaning] > 0 and grounded[j]:
-                    score = float(fit[name]) + COVERAGE_WEIGHT * (float(covered[j]) - 0.5)
+                    # it speaks for the members who write any phrase that grounds it ("pitcher",
+                    # "inning" for Baseball); a profile saved without shares moves no score
+                    covered = p.share_of_any([t for t, near in zip(ph, close[j], strict=True) if near]) \
+                        if p.shares else 0.5
+                    score = float(fit[name]) + COVERAGE_WEIGHT * (covered - 0.5)
                     option = _taxonomy_option(topic, score, p, language, prompts)
                     if option.score > scored.get(option.label, NameOption("", -np.inf)).score:
                         scored[option.label] = option
@@ -128,7 +129,7 @@ def _name_phrases(profile: SegmentProfile, language: str, topical: bool) -> tupl
 
 def _taxonomy_option(topic: Topic, score: float, profile: SegmentProfile, language: str, prompts) -> NameOption:
     tier = topic.iab_path.split(" > ")[-1] if topic.iab_path else topic.grounds or topic.name
-    label = topic_label(tier, language, prompts) if profile.sensitive else topic.name
+    label = topic_label(tier.lower(), language, prompts) if profile.sensitive else topic.name
     return NameOption(label, round(score, 6), TAXONOMY, tier.lower(), topic.iab_id, topic.iab_path)
 
 

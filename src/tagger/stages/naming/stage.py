@@ -172,9 +172,20 @@ def describe(profile: SegmentProfile, option: NameOption, written: str, settings
                                language=settings.language)
         if kept:
             return kept
-    others = [t for t in profile.topical(language=settings.language) if not _same_subject(t, subject, settings.language)]
-    others.sort(key=lambda t: -profile.shares.get(t, 0.0))  # what most members write about first
-    return built_description(subject, others, settings.words(), settings.language)
+    return built_description(described_topics(profile, subject, settings.language), settings.words(),
+                             settings.language)
+
+
+def described_topics(profile: SegmentProfile, subject: str, language: str) -> list[str]:
+    """What a built description names: the subject, then the segment's other topical phrases that
+    most members write, each as they write it ("screen protectors", "FBI") and none the same
+    subject as one named before it."""
+    topics = [profile.wording(subject)] if subject else []
+    for phrase in sorted(profile.topical(language=language), key=lambda t: -profile.shares.get(t, 0.0)):
+        wording = profile.wording(phrase)
+        if not any(_same_subject(wording.lower(), t.lower(), language) for t in topics):
+            topics.append(wording)
+    return topics
 
 
 def subject_of(option: NameOption, profile: SegmentProfile, language: str) -> str:

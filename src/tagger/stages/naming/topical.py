@@ -14,7 +14,9 @@ person can read:
 
 First names come from a maintained table (Faker's English person names, MIT) and count only
 where the data writes the word capitalised (`FIRST_NAME_CAPITALISED`): "Jim" is a poster's name,
-"rose" a flower. Only phrases whose last word can be a noun may head a name.
+"rose" a flower. Only phrases whose last word can be a noun here may head a name: not a word the
+data uses as a verb ("wait"), nor one the dictionary knows as an adjective and a noun that the data
+uses as an adjective (`used_as_adjectives`: "very light", "heavy duty"; but "the lights").
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from __future__ import annotations
 import logging
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 
@@ -225,3 +227,57 @@ def capitalised_shares(texts: Sequence[str], words: set[str]) -> dict[str, float
                     total[low] = total.get(low, 0) + 1
                     upper[low] = upper.get(low, 0) + word[0].isupper()
     return {w: round(upper[w] / total[w], 4) for w in total}
+
+
+# Around a word that is both an adjective and a noun, what tells which the data uses: degree words,
+# adverbs and linking verbs come before adjectives ("very light", "particularly heavy", "is small"),
+# and an adjective qualifies the word after it ("light weight", "heavy duty"); a noun ends its
+# phrase, before a function word or the clause's end ("the light is", "led lights."), or takes a
+# plural ("lights"). General English, not from any data set.
+_ADJECTIVE_BEFORE = frozenset("""very too so quite pretty really extremely super fairly rather most least how as not
+bit is are was were be been being feel feels felt look looks looked seem seems seemed stay stays
+stayed become becomes became remain remains""".split())
+_FUNCTION_AFTER = frozenset("""of for to in on at by with from into about over under above below through across
+along around behind between inside outside near off out up down after before during since until like per
+without within against and or but nor is are was were be been has have had will would can could should
+that which who when where than as if so it i you he she we they""".split())
+_TOKEN = re.compile(r"[a-z][a-z'-]*[a-z]|[a-z]")
+_CLAUSE = re.compile(r"[.!?;,:()\"\n]")
+
+
+def used_as_adjectives(words: Collection[str], texts: Iterable[str]) -> set[str]:
+    """The English `words` the dictionary knows as both adjective and noun that the texts use
+    more often as adjectives, before a content word ("light weight") or after a degree word, an
+    adverb or a linking verb ("very light", "is light"), than as the end of a noun phrase ("the
+    light.", "led lights"). A word that is only an adjective is never a noun anyway
+    (`canon.never_a_noun`)."""
+    judged = {w for w in words if " " not in w and not has_han(w) and _adjective_and_noun(w)}
+    if not judged:
+        return set()
+    plural_of = {plural: w for w in judged for plural in (w + "s", w + "es")}
+    adjective = dict.fromkeys(judged, 0)
+    noun = dict(adjective)
+    for text in texts:
+        for clause in _CLAUSE.split(text.lower()):
+            tokens = _TOKEN.findall(clause)
+            for k, token in enumerate(tokens):
+                if token in plural_of:
+                    noun[plural_of[token]] += 1
+                    continue
+                if token not in adjective:
+                    continue
+                before = tokens[k - 1] if k else ""
+                after = tokens[k + 1] if k + 1 < len(tokens) else ""
+                if before in _ADJECTIVE_BEFORE or before.endswith("ly") or (after and after not in _FUNCTION_AFTER):
+                    adjective[token] += 1
+                else:  # it ends its phrase: "the light.", "led light for"
+                    noun[token] += 1
+    return {w for w in judged if adjective[w] > noun[w]}
+
+
+@cache
+def _adjective_and_noun(word: str) -> bool:
+    from lemminflect import getAllLemmas
+
+    readings = getAllLemmas(word)
+    return "ADJ" in readings and "NOUN" in readings

@@ -48,7 +48,7 @@ def shared_node_options(parent: SegmentProfile, children: Sequence[tuple[Segment
     for path in shared:
         topic = by_path[path]
         tier = path.split(" > ")[-1]
-        label = topic_label(tier, settings.language, settings.prompts) if parent.sensitive else topic.name
+        label = topic_label(tier.lower(), settings.language, settings.prompts) if parent.sensitive else topic.name
         if label.lower() not in taken:
             options.append(NameOption(label, round(weight[path] / max(total, 1), 6), TAXONOMY, tier.lower(),
                                       topic.iab_id, path))
