@@ -42,7 +42,9 @@ def command(run_dir, tree, segment_ref, user_id, sample, as_json) -> None:
 def _overview_text(rows, summary) -> str:
     counts = summary.counts
     parents = {r["parent_id"] for r in rows if r["parent_id"] >= 0}
-    under = f" in {len(parents)} groups (--tree shows them)" if parents else ""
+    alone = sum(1 for r in rows if r["parent_id"] < 0)
+    under = (f" in {len(parents)} group{'s' if len(parents) != 1 else ''}" + (f", {alone} on their own" if alone else "")
+             + " (--tree shows them)") if parents else ""
     lines = [f"{len(rows)} segments of {counts.users or sum(r['size'] for r in rows)} users{under}"]
     if summary.edits is not None:
         stale = summary.edits.not_applying
@@ -62,12 +64,12 @@ def _overview_text(rows, summary) -> str:
 
 def _tree_text(nodes, run) -> str:
     """Top-level segments at the margin, the segments beneath each drawn with box lines."""
-    from tagger.run.load import leaf_segments
+    from tagger.run.load import groups_phrase, leaf_segments
 
     leaves = len(leaf_segments(run.segments))
     users = run.summary.counts.users or len(run.users)
     if any(n["children"] for n in nodes):
-        lines = [f"{leaves} segments of {users} users in {len(nodes)} groups"]
+        lines = [f"{leaves} segments of {users} users{groups_phrase(nodes)}"]
     else:
         lines = [f"{leaves} segments of {users} users (no parent segments)"]
     for node in nodes:

@@ -217,6 +217,16 @@ def list_cell(value: Any) -> list[str]:
     return [] if value is None or isinstance(value, float) else [str(v) for v in value]
 
 
+def groups_phrase(tree: list[dict[str, Any]]) -> str:
+    """' in 1 group, 12 on their own': the top-level segments with children (groups) and the
+    leaves that stand at the top beside them; '' for a flat run."""
+    groups = sum(1 for node in tree if node["children"])
+    if not groups:
+        return ""
+    alone = len(tree) - groups
+    return f" in {groups} group{'s' if groups != 1 else ''}" + (f", {alone} on their own" if alone else "")
+
+
 def text_cell(value: Any) -> str:
     """A text cell as str, "" when empty: parent rows may leave description or taxonomy cells as None or NaN."""
     return "" if value is None or (isinstance(value, float) and value != value) else str(value)

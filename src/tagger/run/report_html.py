@@ -15,7 +15,7 @@ from html import escape
 from pathlib import Path
 
 from tagger.errors import OutputError
-from tagger.run.load import (Run, ancestors, list_cell, load_run, parent_of, segment_tree, sensitive_badge,
+from tagger.run.load import (Run, ancestors, groups_phrase, list_cell, load_run, parent_of, segment_tree, sensitive_badge,
                              text_cell, tree_columns, walk_tree)
 from tagger.run.report_text import budget_lines
 
@@ -116,7 +116,7 @@ def render_report(run: Run) -> str:
     grouped = any(node["children"] for node in tree)
     names, parents = _names(segments), parent_of(segments)
     title = (f"tagger: {len(leaves)} segments of {counts.users or len(run.users)} users"
-             f"{f' in {len(tree)} groups' if grouped else ''}")
+             f"{groups_phrase(tree)}")
     meta = (f"model {run.summary.model} · embedder {run.summary.embedder} · "
             f"tagged {counts.tagged}/{counts.users} ({counts.failed} failed) · "
             f"{counts.noise_assigned_to_nearest} joined their nearest segment · "

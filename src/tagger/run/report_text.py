@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.console import Console
 from rich.table import Table
 
-from tagger.run.load import parent_of, segment_tree, tree_columns, walk_tree
+from tagger.run.load import groups_phrase, parent_of, segment_tree, tree_columns, walk_tree
 from tagger.summary import RunSummary
 
 
@@ -13,7 +13,7 @@ def print_segments(result, console: Console | None = None) -> None:
     console = console or Console()
     counts = result.summary.counts.model_dump()
     rows, groups = _leaf_rows(result.segments)
-    title = f"{len(rows)} segments of {counts['users']} users" + (f" in {groups} groups" if groups else "")
+    title = f"{len(rows)} segments of {counts['users']} users{groups_phrase(segment_tree(tree_columns(result.segments)))}"
     table = Table(title=title)
     for column, justify in (("id", "right"), ("segment", "left"), *([("group", "left")] if groups else []),
                             ("users", "right"), ("share", "right"), ("IAB", "left"), ("top tags", "left")):
