@@ -65,8 +65,9 @@ def test_budget_settings():
     budget = Budget.resolve(2000, 100_000)
     assert budget.first + budget.reserve == 2000 and 0 < budget.reserve < budget.first
     assert budget.line() == "LLM: 2,000 of 100,000 users"
-    with pytest.raises(ConfigError, match="llm_users"):
-        make_config(llm_users=0)
+    for bad in (0, "-5", "abc", "1.5"):
+        with pytest.raises(ConfigError, match="must be a number of users"):
+            make_config(llm_users=bad)
     assert make_config(llm_users="300").llm_users == 300
 
 

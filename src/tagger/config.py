@@ -114,11 +114,15 @@ class RunConfig(BaseModel):
     @field_validator("llm_users", mode="before")
     @classmethod
     def _llm_users(cls, value: object) -> object:
-        if isinstance(value, str) and value.strip().isdigit():
-            value = int(value)
-        if isinstance(value, int) and not isinstance(value, bool) and value < 1:
-            raise ValueError(f"must be at least 1, or all / auto, not {value}")
-        return value
+        if isinstance(value, str) and value.strip().lower() in ("all", "auto"):
+            return value.strip().lower()
+        try:
+            number = int(str(value).strip()) if not isinstance(value, bool) else None
+        except ValueError:
+            number = None
+        if number is None or number < 1:
+            raise ValueError(f"must be a number of users (at least 1), all or auto, not {value!r}")
+        return number
 
     # Before the Literal check, so an unknown name gets this message rather than pydantic's.
     @field_validator("engine", mode="before")
