@@ -261,6 +261,36 @@ BAD = {
 }
 
 
+def test_edits_hold_where_leaves_stand_at_the_top_beside_a_parent(base_run, source, tmp_path, capsys):
+    """Naming leaves out a parent no name speaks for in both its children, and they stand at the
+    top beside the parents it made (a mixed tree, as the demo's): edits, assign and recut work on it."""
+    run = tmp_path / "run"
+    shutil.copytree(base_run, run)
+    segments, users = pd.read_parquet(run / "segments.parquet"), pd.read_parquet(run / "users.parquet")
+    gone = int(segments.loc[segments["level"] == 1, "segment_id"].max())
+    segments = segments[segments["segment_id"] != gone].copy()
+    segments.loc[segments["parent_id"] == gone, "parent_id"] = -1
+    users.loc[users["parent_id"] == gone, ["parent_id", "parent_name"]] = [-1, ""]
+    for name, table in (("segments", segments), ("users", users)):
+        table.to_parquet(run / f"{name}.parquet", index=False)
+        table.to_csv(run / f"{name}.csv", index=False)
+    alone = sorted(int(s) for s in segments.loc[(segments["level"] == 0) & (segments["parent_id"] < 0), "segment_id"])
+    code, _, err = cli(capsys, "edit", run, "--rename", f"{alone[0]}=the first", "--merge", ",".join(map(str, alone)))
+    assert code == 0, err
+    after = pd.read_parquet(run / "segments.parquet")
+    merged = after[after["segment_id"] == alone[0]].iloc[0]
+    assert merged["level"] == 0 and merged["parent_id"] == -1 and alone[1] not in set(after["segment_id"])
+    assert gone not in set(after["segment_id"]) and (after["level"] == 1).sum() == 1  # no parent made up
+    code, out, err = cli(capsys, "show", run, "--tree")
+    assert code == 0 and "in 1 group, 1 on their own" in out, err
+    code, _, err = cli(capsys, "assign", run, source, "--out", tmp_path / "new", "--no-cache")
+    assert code == 0, err
+    placed = pd.read_parquet(tmp_path / "new" / "users.parquet")
+    assert (placed.loc[placed["segment_id"] == alone[0], "parent_id"] == -1).all()
+    code, _, err = cli(capsys, "recut", run, "--segments", "3", "--out", tmp_path / "recut")
+    assert code == 0, err
+
+
 @pytest.mark.parametrize("case", BAD)
 def test_bad_edits_stop_with_one_line_and_leave_the_run_as_it_was(base_run, tmp_path, capsys, case):
     run = tmp_path / "run"

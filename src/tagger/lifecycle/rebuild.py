@@ -93,13 +93,24 @@ class Relaid:
 
 def layout_segmentation(segmenter: Segmenter, layout: Layout, vectors: np.ndarray) -> tuple[Segmenter, dict[int, int]]:
     """`segmenter` (fitted or saved) relabelled to the layout's leaves and tree, and the map from
-    its own numbering (leaves 0..k-1, then each level above) to segment ids."""
+    its own numbering (leaves 0..k-1, then each level above) to segment ids. A segment that stands
+    at the top below the deepest level (naming made no parent for it) gets a hidden parent of its
+    own above it, as the segmentation's tree needs one: an id above every segment's, in no
+    layout node, that naming leaves unmade (`_names`)."""
     levels = _levels(layout)
+    parent_of = {sid: node.parent_id for sid, node in layout.nodes.items()}
+    hidden = max(layout.nodes, default=-1) + 1
+    for level in range(len(levels) - 1):
+        for sid in list(levels[level]):
+            if parent_of.get(sid, -1) < 0:
+                parent_of[sid], parent_of[hidden] = hidden, -1
+                levels[level + 1].append(hidden)
+                hidden += 1
     rows = [{sid: k for k, sid in enumerate(ids)} for ids in levels]
     usable = layout.assigned_by != "unsegmented"
     labels = np.array([rows[0].get(int(s), -1) if ok else -1 for s, ok in zip(layout.leaves, usable, strict=True)],
                       np.int64)
-    tree = [np.array([rows[level + 1][layout.nodes[sid].parent_id] for sid in levels[level]], np.int64)
+    tree = [np.array([rows[level + 1][parent_of[sid]] for sid in levels[level]], np.int64)
             for level in range(len(levels) - 1)]
     internal, base = {}, 0
     for ids in levels:
@@ -137,6 +148,7 @@ def rebuild(saved: SavedRun, layout: Layout, *, encoder, settings: NamingSetting
                         parents=parents, parent_centroids=centroids, lexical=saved.model.lexical, ids=relaid.ids,
                         person={s.segment_id: s.set_by_person for s in segments},
                         fingerprint=saved.model.embedder_fingerprint,
+                        leaf_parents={s.segment_id: s.parent_id for s in segments},
                         placer=distilled.placer if distilled is not None else None,
                         training=distilled.training if distilled is not None else None)
     users = _users(saved.users, segmentation, relaid.ids, names, {s.segment_id: s.parent_id for s in segments})
@@ -149,25 +161,29 @@ def placement_model(segmenter: Segmenter, layout: Layout, vectors: np.ndarray, m
     a run's segments as they were before its edits."""
     segmentation, internal = layout_segmentation(segmenter, layout, vectors)
     names = {sid: n.fields["name"] for sid, n in layout.nodes.items()}
+    levels = range(1, len(segmentation.tree_parents_) + 1)
+    # the layout's parents (a hidden one, layout_segmentation's, is no segment)
+    made = [(level, k) for level in levels
+            for k in sorted(i for i in internal if internal[i] in layout.nodes and layout.nodes[internal[i]].level == level)]
     parents = [{"segment_id": internal[k], "name": names[internal[k]], "size": 0, "level": level,
-                "parent_id": layout.nodes[internal[k]].parent_id}
-               for level in range(1, len(segmentation.tree_parents_) + 1)
-               for k in sorted(i for i in internal if layout.nodes[internal[i]].level == level)]
-    centroids = [segmentation.level_centroids(vectors, level)[1] for level in range(1, len(segmentation.tree_parents_) + 1)]
+                "parent_id": layout.nodes[internal[k]].parent_id} for level, k in made]
+    centroids = np.vstack([segmentation.level_centroids(vectors, level)[1] for level in levels]) if made else None
+    leaves = len(segmentation.centroids_)
     return build_model(segmentation, names=names, extractor=None, manifest=model.manifest, parents=parents,
-                       parent_centroids=np.vstack(centroids) if centroids else None, lexical=model.lexical,
-                       ids=internal, fingerprint=model.embedder_fingerprint)
+                       parent_centroids=centroids[[k - leaves for _, k in made]] if made else None,
+                       lexical=model.lexical, ids=internal, fingerprint=model.embedder_fingerprint,
+                       leaf_parents={sid: node.parent_id for sid, node in layout.nodes.items()})
 
 
 def _levels(layout: Layout) -> list[list[int]]:
     """Each level's segment ids, ascending (their rows in the rebuilt segmentation); leaves without
-    members dropped. Every node below the top must have a parent on the next level."""
+    members dropped. A node's parent, where it has one, is on the next level."""
     present = set(layout.leaves[layout.leaves >= 0].tolist())
     deepest = max((n.level for n in layout.nodes.values()), default=0)
     levels = [sorted(sid for sid, n in layout.nodes.items() if n.level == level and (level > 0 or sid in present))
               for level in range(deepest + 1)]
     for level, ids in enumerate(levels[:-1]):
-        orphans = [sid for sid in ids if layout.nodes[sid].parent_id not in layout.nodes]
+        orphans = [sid for sid in ids if layout.nodes[sid].parent_id >= 0 and layout.nodes[sid].parent_id not in layout.nodes]
         if orphans:
             raise InputError(f"segment {orphans[0]} has no parent on level {level + 1}; the run's segments table "
                              "was edited by hand: rerun `tagger segment`")
@@ -180,7 +196,10 @@ def _names(profiles, layout: Layout, settings: NamingSettings) -> NamedTree:
     taken = {n.fields["name"].lower() for n in layout.nodes.values() if not n.fresh}
     out = []
     for p in profiles:
-        node = layout.nodes[p.segment_id]
+        node = layout.nodes.get(p.segment_id)
+        if node is None:  # a hidden parent (layout_segmentation): not made
+            out.append(None)
+            continue
         fields = node.fields
         if node.fresh and "name" not in node.person:
             fresh = best_name(p, settings)
@@ -191,7 +210,8 @@ def _names(profiles, layout: Layout, settings: NamingSettings) -> NamedTree:
             continue
         out.append(SegmentName(fields["name"], fields["description"], fields["named_by"] or "fallback",
                                fields["iab_id"], fields["iab_path"], fields.get("sensitive") or p.sensitive))
-    return NamedTree(tuple(out), {p.segment_id: layout.nodes[p.segment_id].parent_id for p in profiles})
+    return NamedTree(tuple(out), {p.segment_id: layout.nodes[p.segment_id].parent_id for p in profiles
+                                  if p.segment_id in layout.nodes})
 
 
 def _users(users: pd.DataFrame, segmentation: Segmenter, ids: dict[int, int], names: dict[int, str],
