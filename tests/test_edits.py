@@ -291,6 +291,19 @@ def test_edits_hold_where_leaves_stand_at_the_top_beside_a_parent(base_run, sour
     assert code == 0, err
 
 
+def test_no_parent_is_made_over_one_segment(home, source, tmp_path, capsys):
+    """Three parents asked of four leaves: the cut gives two of them one leaf each, and a parent
+    of one segment only repeats it, so naming does not make it (run.json counts it)."""
+    code, _, err = cli(capsys, "segment", source, "--out", tmp_path / "r", "--segments", "4", "--parents", "3",
+                       "--no-report", *FAST)
+    assert code == 0, err
+    segments = pd.read_parquet(tmp_path / "r" / "segments.parquet")
+    children = segments.loc[(segments["level"] == 0) & (segments["parent_id"] >= 0), "parent_id"].value_counts()
+    assert (children >= 2).all() and len(children) == (segments["level"] == 1).sum()
+    summary = json.loads((tmp_path / "r" / "run.json").read_text())
+    assert summary["tree"]["parents_not_named"] == 3 - len(children) >= 2
+
+
 @pytest.mark.parametrize("case", BAD)
 def test_bad_edits_stop_with_one_line_and_leave_the_run_as_it_was(base_run, tmp_path, capsys, case):
     run = tmp_path / "run"

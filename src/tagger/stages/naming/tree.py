@@ -59,13 +59,14 @@ def covering_options(parent: SegmentProfile, children: Sequence[tuple[SegmentPro
                      settings: NamingSettings) -> list[NameOption]:
     """The parent's own ranked options that speak for at least COVERED of its members, and for
     two children at least (else the parent is named after its largest child: "hair users" over
-    a skin care leaf and a pet food leaf)."""
+    a skin care leaf and a pet food leaf); none for a parent of one segment."""
+    if len(children) < 2:  # a parent of one segment only repeats it ("guitar amplifier fans" over "guitar strings fans")
+        return []
     total = sum(child.size for child, _ in children)
-    least = min(2, len(children))
     kept = []
     for o in parent.options:
         spoken = [c for c, n in children if speaks_for(o, c, n, settings.language)]
-        if len(spoken) >= least and sum(c.size for c in spoken) >= COVERED * max(total, 1):
+        if len(spoken) >= 2 and sum(c.size for c in spoken) >= COVERED * max(total, 1):
             kept.append(o)
     return kept
 
