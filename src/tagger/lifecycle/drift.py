@@ -159,10 +159,14 @@ def drift(old_run: Path, new_run: Path, *, seed: int = 0, replicates: int = REPL
 
 
 def _own(model: SegmentModel, users: RunUsers) -> Placement:
-    """A run's users in its own segments: as its users table shows them (the clustering's
-    placement, and users a person moved where they were moved)."""
-    leaves = np.where(users.usable, users.leaves, -1)
-    return Placement(leaves, np.zeros(len(leaves)), np.where(leaves >= 0, "cluster", "noise").astype(object))
+    """A run's users in its own segments, placed by its model's rule as the other run's users are
+    (a user in both runs with the same vector then counts alike on both sides, and only users who
+    differ carry noise); a user a person moved stays where they were put."""
+    placed = placed_by(model, users.semantic, users.corpus)
+    if users.moved is None or not users.moved.any():
+        return placed
+    labels = np.where(users.moved, users.leaves, placed.labels)
+    return Placement(labels, placed.strengths, np.where(users.moved, "person", placed.assigned_by).astype(object))
 
 
 def _level(level: int, old: SegmentModel, new: SegmentModel, old_users: RunUsers, new_users: RunUsers,

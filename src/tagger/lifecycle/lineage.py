@@ -97,6 +97,7 @@ class RunUsers:
     vectors: np.ndarray  # as the run's own model placed them (encoder and phrase space joined)
     semantic: np.ndarray
     corpus: NamingCorpus
+    moved: np.ndarray | None = None  # users a person moved (`tagger edit --move`): they stay where they were put
 
     @property
     def usable(self) -> np.ndarray:
@@ -107,9 +108,9 @@ def run_users(run_dir: Path, model: SegmentModel) -> RunUsers:
     users = pd.read_parquet(Path(run_dir) / "users.parquet")
     data = load_recut_data(run_dir, len(users))
     strengths = users["strength"].to_numpy(float) if "strength" in users else np.ones(len(users))
+    moved = users["assigned_by"].astype(str).to_numpy() == "person" if "assigned_by" in users else None
     return RunUsers(users["user_id"].astype(str).to_numpy(), users["segment_id"].to_numpy(np.int64), strengths,
-                    data.vectors,
-                    semantic_rows(data.vectors, model.semantic_dims), data.corpus)
+                    data.vectors, semantic_rows(data.vectors, model.semantic_dims), data.corpus, moved)
 
 
 def placed_by(model: SegmentModel, semantic: np.ndarray, corpus: NamingCorpus):
