@@ -214,18 +214,25 @@ _SENTENCES = re.compile(r"[.!?\n]+")
 _WORDS = re.compile(r"[A-Za-z][a-z]+")
 
 
-def capitalised_shares(texts: Sequence[str], words: set[str]) -> dict[str, float]:
-    """For each of `words` (lower case) the data writes mid-sentence, the share of those uses
-    written with a capital (a sentence's first word says nothing and is not counted)."""
-    upper: dict[str, int] = {}
-    total: dict[str, int] = {}
+def mid_sentence_words(texts: Iterable[str], words: Collection[str], pattern: re.Pattern = _WORDS) -> Iterable[str]:
+    """Every use of one of `words` (lower case) the texts write after a sentence's first word, in
+    the case written (a sentence's first word is capitalised whatever it is, so says nothing)."""
     for text in texts:
         for sentence in _SENTENCES.split(text):
-            for word in _WORDS.findall(sentence)[1:]:
-                low = word.lower()
-                if low in words:
-                    total[low] = total.get(low, 0) + 1
-                    upper[low] = upper.get(low, 0) + word[0].isupper()
+            for word in pattern.findall(sentence)[1:]:
+                if word.lower() in words:
+                    yield word
+
+
+def capitalised_shares(texts: Sequence[str], words: set[str]) -> dict[str, float]:
+    """For each of `words` (lower case) the data writes mid-sentence, the share of those uses
+    written with a capital."""
+    upper: dict[str, int] = {}
+    total: dict[str, int] = {}
+    for word in mid_sentence_words(texts, words):
+        low = word.lower()
+        total[low] = total.get(low, 0) + 1
+        upper[low] = upper.get(low, 0) + word[0].isupper()
     return {w: round(upper[w] / total[w], 4) for w in total}
 
 

@@ -19,6 +19,7 @@ from collections import Counter
 from collections.abc import Callable, Collection, Iterable, Mapping
 
 from tagger.stages.canon import singular
+from tagger.stages.naming.topical import mid_sentence_words
 from tagger.text import has_han
 
 # The data writes a word in one form in at least this share of its mid-sentence uses.
@@ -26,7 +27,6 @@ MOSTLY = 0.5
 # A two-word phrase stands for one of its words when at least this share of the segment's
 # members who write the word write the phrase (and two members at least).
 LONGER = 0.5
-_SENTENCES = re.compile(r"[.!?\n]+")
 _WORDS = re.compile(r"[A-Za-z][A-Za-z'-]*[A-Za-z]")
 
 
@@ -34,12 +34,8 @@ def spellings(texts: Iterable[str], words: Collection[str]) -> dict[str, str]:
     """For each of `words` (lower case) the data mostly writes in another case mid-sentence, that
     form ("fbi" → "FBI", "kindle" → "Kindle"); a sentence's first word says nothing."""
     forms: dict[str, Counter] = {}
-    for text in texts:
-        for sentence in _SENTENCES.split(text):
-            for word in _WORDS.findall(sentence)[1:]:
-                low = word.lower()
-                if low in words:
-                    forms.setdefault(low, Counter())[word] += 1
+    for word in mid_sentence_words(texts, words, _WORDS):
+        forms.setdefault(word.lower(), Counter())[word] += 1
     out = {}
     for low, seen in forms.items():
         form, count = seen.most_common(1)[0]
